@@ -1,0 +1,42 @@
+//! The application state every handler receives.
+
+use std::sync::Arc;
+
+use crate::client_auth::jwks::KeyCache;
+use crate::client_auth::remote::RemoteJwksCache;
+use crate::client_auth::secret::VerifiedSecrets;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::keys::Keys;
+use crate::store::Store;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub clock: SharedClock,
+    pub verified_secrets: VerifiedSecrets,
+    pub client_keys: KeyCache,
+    pub remote_jwks: RemoteJwksCache,
+}
+
+impl AppState {
+    /// Open the store and keys described by `settings`.
+    pub fn open(settings: Settings, clock: SharedClock) -> Result<AppState, String> {
+        crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)
+            .map_err(|e| e.to_string())?;
+        let store = Store::open(&settings.database, 2)
+            .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))?;
+        let keys = Keys::open(&settings.keys_dir, clock.now())
+            .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
+        Ok(AppState {
+            settings: Arc::new(settings),
+            store,
+            keys: Arc::new(keys),
+            clock,
+            verified_secrets: VerifiedSecrets::default(),
+            client_keys: KeyCache::default(),
+            remote_jwks: RemoteJwksCache::default(),
+        })
+    }
+}

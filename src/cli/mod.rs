@@ -1,0 +1,116 @@
+//! The `deputy` command line: `serve`, `migrate` and the management commands.
+//! Every command prints JSON on success, or one `deputy: error: ...` line and
+//! exits non-zero; nothing is half-written (each change is one transaction).
+
+mod client;
+mod keys;
+mod resource;
+mod serve;
+mod user;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deputy",
+    version,
+    about = "OAuth 2.0 / OpenID Connect authorization server for people, services and agents"
+)]
+pub struct Cli {
+    /// Settings file (TOML); also DEPUTY_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SQLite database file (setting `database`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub database: Option<String>,
+    /// Signing key directory (setting `keys_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub keys_dir: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(serve::ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage clients (apps, services, agents).
+    #[command(subcommand)]
+    Client(client::ClientCmd),
+    /// Manage resources (the APIs tokens are addressed to).
+    #[command(subcommand)]
+    Resource(resource::ResourceCmd),
+    /// Manage people.
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+}
+
+/// A command's failure: one line for the user.
+pub type CliResult = Result<(), String>;
+
+/// Defaults, then the file, then DEPUTY_* variables, then flags.
+pub fn load_settings(cli: &Cli, flags: &[(&str, Option<&str>)]) -> Result<Settings, String> {
+    let mut s = Settings::default();
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("DEPUTY_CONFIG").map(PathBuf::from));
+    if let Some(f) = file {
+        s.apply_file(&f).map_err(|e| e.to_string())?;
+    }
+    s.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
+    let global = [
+        ("database", cli.database.as_deref()),
+        ("keys_dir", cli.keys_dir.as_deref()),
+    ];
+    for (k, v) in global.iter().chain(flags.iter()) {
+        if let Some(v) = v {
+            s.apply(k, v).map_err(|e| e.to_string())?;
+        }
+    }
+    s.validate().map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+fn open_db(settings: &Settings) -> Result<rusqlite::Connection, String> {
+    crate::store::open_and_migrate(&settings.database)
+        .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn now() -> i64 {
+    crate::clock::Clock::now(&crate::clock::SystemClock)
+}
+
+/// Run the parsed command.
+pub fn run(cli: Cli) -> CliResult {
+    match &cli.command {
+        Command::Serve(args) => serve::run(&cli, args),
+        Command::Migrate => {
+            let settings = load_settings(&cli, &[])?;
+            let mut conn = crate::store::open_connection(&settings.database, false)
+                .map_err(|e| format!("setting `database`: {e}"))?;
+            let applied = crate::store::migrate::migrate(&mut conn).map_err(|e| e.to_string())?;
+            let version =
+                crate::store::migrate::current_version(&conn).map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({"applied": applied, "version": version}));
+            Ok(())
+        }
+        Command::Client(cmd) => client::run(&cli, cmd),
+        Command::Resource(cmd) => resource::run(&cli, cmd),
+        Command::User(cmd) => user::run(&cli, cmd),
+        Command::Keys(cmd) => keys::run(&cli, cmd),
+    }
+}

@@ -1,0 +1,137 @@
+//! `private_key_jwt`: a client authenticates with a JWT it signed
+//! (RFC 7523 §2.2 and §3, OpenID Connect Core §9).
+
+use serde_json::Value;
+
+use super::{AuthenticatedClient, PendingAssertion};
+use crate::app::AppState;
+use crate::error::OAuthError;
+use crate::model::AuthMethod;
+use crate::token::jws::{decode_unverified, numeric_date};
+
+/// Why an assertion was refused; logged, never sent (the answer is always
+/// `invalid_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionRefusal {
+    Malformed,
+    IssuerSubjectMismatch,
+    ClientIdMismatch,
+    UnknownClient,
+    NotPrivateKeyJwt,
+    WrongAlgorithm,
+    CriticalHeader,
+    NoKey,
+    BadSignature,
+    BadAudience,
+    MissingExp,
+    Expired,
+    ExpTooFar,
+    IssuedInFuture,
+    NotYetValid,
+    MissingJti,
+}
+
+fn refuse(reason: AssertionRefusal) -> OAuthError {
+    tracing::info!(reason = ?reason, "client assertion refused");
+    OAuthError::invalid_client()
+}
+
+/// Check an assertion and return the client it authenticates. The `jti` is
+/// returned unconsumed: the caller records it in the transaction that acts on
+/// the request, so that "accepted" and "recorded" are one step.
+pub async fn check(
+    state: &AppState,
+    assertion: &str,
+    form_client_id: Option<&str>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    use AssertionRefusal::*;
+    let jws = decode_unverified(assertion).map_err(|_| refuse(Malformed))?;
+    let claims = &jws.payload;
+    // RFC 7523 §3 items 1 and 2: iss and sub are both the client id.
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| refuse(Malformed))?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| refuse(Malformed))?;
+    if iss != sub {
+        return Err(refuse(IssuerSubjectMismatch));
+    }
+    if form_client_id.is_some_and(|id| id != iss) {
+        return Err(refuse(ClientIdMismatch));
+    }
+    let client = super::load_client(state, iss)
+        .await?
+        .ok_or_else(|| refuse(UnknownClient))?;
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(refuse(NotPrivateKeyJwt));
+    }
+    // RFC 8725 §3.1: only the algorithm the client registered. This refuses
+    // `none` and every HMAC algorithm, since neither can be registered.
+    if jws.alg() != Some(client.assertion_alg.as_str()) {
+        return Err(refuse(WrongAlgorithm));
+    }
+    // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
+    if jws.header.contains_key("crit") {
+        return Err(refuse(CriticalHeader));
+    }
+    // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from registration.
+    let keys = super::jwks::client_keys(state, &client, jws.kid()).await?;
+    let verified = keys
+        .candidates(jws.kid())
+        .any(|v| jws.verify_with(v).is_ok());
+    if !verified {
+        return Err(refuse(if keys.candidates(jws.kid()).next().is_none() {
+            NoKey
+        } else {
+            BadSignature
+        }));
+    }
+
+    // RFC 7523 §3 item 3: aud identifies the authorization server. deputy takes
+    // exactly one string: the issuer or the token endpoint URL.
+    let settings = &state.settings;
+    let token_endpoint = settings.endpoint("/token");
+    match claims.get("aud") {
+        Some(Value::String(a)) if *a == settings.issuer || *a == token_endpoint => {}
+        _ => return Err(refuse(BadAudience)),
+    }
+    let now = state.clock.now();
+    let skew = settings.clock_skew;
+    // RFC 7523 §3 item 4: exp is required and not in the past.
+    let exp = numeric_date(claims.get("exp")).ok_or_else(|| refuse(MissingExp))?;
+    if now > exp + skew {
+        return Err(refuse(Expired));
+    }
+    if exp - now > settings.assertion_max_age + skew {
+        return Err(refuse(ExpTooFar));
+    }
+    // RFC 7523 §3 items 5 and 6.
+    if let Some(v) = claims.get("nbf") {
+        match numeric_date(Some(v)) {
+            Some(nbf) if nbf <= now + skew => {}
+            _ => return Err(refuse(NotYetValid)),
+        }
+    }
+    if let Some(v) = claims.get("iat") {
+        match numeric_date(Some(v)) {
+            Some(iat) if iat <= now + skew => {}
+            _ => return Err(refuse(IssuedInFuture)),
+        }
+    }
+    // RFC 7523 §3 item 7: jti required; single use is enforced by the caller's write.
+    let jti = match claims.get("jti") {
+        Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => j.clone(),
+        _ => return Err(refuse(MissingJti)),
+    };
+    Ok(AuthenticatedClient {
+        client,
+        method: AuthMethod::PrivateKeyJwt,
+        assertion: Some(PendingAssertion {
+            jti,
+            expires_at: exp + skew,
+        }),
+    })
+}

@@ -1,0 +1,179 @@
+//! A client's registered public keys, turned into verifiers for the one
+//! algorithm it registered. Parsed sets are cached by the JWKS text, so a key
+//! change takes effect at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use josekit::jwk::{Jwk, JwkSet};
+use josekit::jws::{EdDSA, JwsVerifier, ES256, PS256, RS256};
+
+/// Algorithms a client may register for its assertions. `none` and every HMAC
+/// algorithm are absent on purpose (RFC 8725 §3.1, §3.2).
+pub const SUPPORTED_ALGS: &[&str] = &["ES256", "RS256", "PS256", "EdDSA"];
+
+/// Private members that must never appear in a registered public key set.
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+#[derive(Debug)]
+pub struct ClientKeys {
+    pub keys: Vec<(Option<String>, Box<dyn JwsVerifier>)>,
+}
+
+impl ClientKeys {
+    /// Candidate keys: those with the header's `kid`, or all when there is none.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a dyn JwsVerifier> + 'a {
+        self.keys
+            .iter()
+            .filter(move |(k, _)| kid.is_none() || k.as_deref() == kid)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+fn verifier_for(alg: &str, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
+    let v: Box<dyn JwsVerifier> = match alg {
+        "ES256" => Box::new(ES256.verifier_from_jwk(jwk).ok()?),
+        "RS256" => Box::new(RS256.verifier_from_jwk(jwk).ok()?),
+        "PS256" => Box::new(PS256.verifier_from_jwk(jwk).ok()?),
+        "EdDSA" => Box::new(EdDSA.verifier_from_jwk(jwk).ok()?),
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// Parse a JWK Set and keep the keys usable with `alg`. Refuses private keys
+/// and sets with no usable key.
+pub fn parse_for_alg(jwks_text: &str, alg: &str) -> Result<ClientKeys, String> {
+    if !SUPPORTED_ALGS.contains(&alg) {
+        return Err(format!(
+            "algorithm {alg} is not supported (use one of {})",
+            SUPPORTED_ALGS.join(", ")
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(jwks_text).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let keys = value
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("JWKS must be an object with a `keys` array")?;
+    for k in keys {
+        let obj = k.as_object().ok_or("every JWKS entry must be an object")?;
+        if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+            return Err("JWKS contains private or symmetric key material".to_string());
+        }
+    }
+    let set = JwkSet::from_bytes(jwks_text.as_bytes()).map_err(|e| format!("invalid JWKS: {e}"))?;
+    let mut out = Vec::new();
+    for jwk in set.keys() {
+        if jwk.algorithm().is_some_and(|a| a != alg) {
+            continue;
+        }
+        if jwk.key_use().is_some_and(|u| u != "sig") {
+            continue;
+        }
+        if let Some(v) = verifier_for(alg, jwk) {
+            out.push((jwk.key_id().map(str::to_string), v));
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("JWKS has no public key usable with {alg}"));
+    }
+    Ok(ClientKeys { keys: out })
+}
+
+/// Cache of parsed key sets, keyed by (client id, algorithm, JWKS text hash).
+#[derive(Default)]
+pub struct KeyCache {
+    map: Mutex<HashMap<(String, String, [u8; 32]), Arc<ClientKeys>>>,
+}
+
+impl KeyCache {
+    pub fn get_or_parse(
+        &self,
+        client_id: &str,
+        alg: &str,
+        jwks_text: &str,
+    ) -> Result<Arc<ClientKeys>, String> {
+        let key = (
+            client_id.to_string(),
+            alg.to_string(),
+            crate::secret::sha256(jwks_text.as_bytes()),
+        );
+        if let Ok(map) = self.map.lock() {
+            if let Some(k) = map.get(&key) {
+                return Ok(k.clone());
+            }
+        }
+        let parsed = Arc::new(parse_for_alg(jwks_text, alg)?);
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(key, parsed.clone());
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn es256_jwks() -> String {
+        let kp = ES256.generate_key_pair().unwrap();
+        let mut jwk = kp.to_jwk_public_key();
+        jwk.set_key_id("k1");
+        format!("{{\"keys\":[{}]}}", jwk)
+    }
+
+    #[test]
+    fn parses_public_set_for_registered_alg() {
+        let set = parse_for_alg(&es256_jwks(), "ES256").unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.candidates(Some("k1")).count(), 1);
+        assert_eq!(set.candidates(Some("other")).count(), 0);
+        assert_eq!(set.candidates(None).count(), 1);
+    }
+
+    #[test]
+    fn refuses_private_hmac_and_mismatched_sets() {
+        let kp = ES256.generate_key_pair().unwrap();
+        let private = format!("{{\"keys\":[{}]}}", kp.to_jwk_private_key());
+        assert!(parse_for_alg(&private, "ES256")
+            .unwrap_err()
+            .contains("private"));
+        assert!(parse_for_alg(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#, "HS256").is_err());
+        assert!(
+            parse_for_alg(&es256_jwks(), "RS256").is_err(),
+            "EC key is unusable with RS256"
+        );
+        assert!(parse_for_alg("[]", "ES256").is_err());
+        assert!(parse_for_alg(&es256_jwks(), "none").is_err());
+    }
+}
+
+/// The verifiers for a client's assertion: from its registered JWKS, or from
+/// its `jwks_uri` (fetched and cached; refetched once on an unknown `kid`).
+pub async fn client_keys(
+    state: &crate::app::AppState,
+    client: &crate::store::clients::Client,
+    kid: Option<&str>,
+) -> Result<Arc<ClientKeys>, crate::error::OAuthError> {
+    use crate::error::OAuthError;
+    if let Some(text) = &client.jwks {
+        return state
+            .client_keys
+            .get_or_parse(&client.id, &client.assertion_alg, text)
+            .map_err(|e| {
+                tracing::warn!(client_id = %client.id, error = %e, "registered JWKS unusable");
+                OAuthError::invalid_client()
+            });
+    }
+    if let Some(uri) = &client.jwks_uri {
+        return super::remote::keys_from_uri(state, client, uri, kid).await;
+    }
+    Err(OAuthError::invalid_client())
+}

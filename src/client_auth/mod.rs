@@ -1,0 +1,238 @@
+//! Client authentication, one module for the token, introspection and
+//! revocation endpoints (RFC 6749 §2.3, RFC 7523 §2.2 and §3, OIDC Core §9).
+//!
+//! Any failure is the same 401 `invalid_client` for an unknown client and a bad
+//! credential; `WWW-Authenticate: Basic` is added when HTTP Basic was tried
+//! (RFC 6749 §5.2). Two methods at once is `invalid_request`.
+
+pub mod assertion;
+pub mod jwks;
+pub mod remote;
+pub mod secret;
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::app::AppState;
+use crate::error::OAuthError;
+use crate::http::form::FormParams;
+use crate::model::AuthMethod;
+use crate::store::clients::Client;
+
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An assertion whose `jti` must be recorded as used in the same transaction
+/// that acts on the request (RFC 7523 §3 item 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAssertion {
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+/// A client that proved who it is.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    pub client: Client,
+    pub method: AuthMethod,
+    pub assertion: Option<PendingAssertion>,
+}
+
+/// The credentials a request carries, before any is checked.
+enum Presented<'a> {
+    Basic {
+        id: String,
+        secret: String,
+    },
+    Assertion {
+        assertion: &'a str,
+        assertion_type: Option<&'a str>,
+    },
+    Post {
+        id: &'a str,
+        secret: &'a str,
+    },
+    Public {
+        id: &'a str,
+    },
+}
+
+fn basic_failure() -> OAuthError {
+    OAuthError::invalid_client().with_www_authenticate("Basic realm=\"deputy\"")
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
+    let b64 = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(basic_failure)?;
+    let raw = STANDARD.decode(b64.trim()).map_err(|_| basic_failure())?;
+    let text = String::from_utf8(raw).map_err(|_| basic_failure())?;
+    let (id, secret) = text.split_once(':').ok_or_else(basic_failure)?;
+    let decode = |s: &str| -> Result<String, OAuthError> {
+        let plus_fixed = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus_fixed)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| basic_failure())
+    };
+    let (id, secret) = (decode(id)?, decode(secret)?);
+    if id.is_empty() || secret.is_empty() {
+        return Err(basic_failure());
+    }
+    Ok((id, secret))
+}
+
+fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a>, OAuthError> {
+    let basic = match req.headers().get(header::AUTHORIZATION) {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| basic_failure())?;
+            if v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")) {
+                Some(parse_basic(&format!("Basic {}", v.get(6..).unwrap_or("")))?)
+            } else {
+                None // a Bearer header is not client authentication
+            }
+        }
+        None => None,
+    };
+    let assertion = form.get("client_assertion");
+    let assertion_type = form.get("client_assertion_type");
+    let post_secret = form.get("client_secret");
+    let used = [
+        basic.is_some(),
+        assertion.is_some() || assertion_type.is_some(),
+        post_secret.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if used > 1 {
+        // RFC 6749 §2.3: a client MUST NOT use more than one method per request.
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if let Some(form_id) = form.get("client_id") {
+            if form_id != id {
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the Authorization header",
+                ));
+            }
+        }
+        return Ok(Presented::Basic { id, secret });
+    }
+    if let Some(a) = assertion {
+        return Ok(Presented::Assertion {
+            assertion: a,
+            assertion_type,
+        });
+    }
+    if assertion_type.is_some() {
+        return Err(OAuthError::invalid_client());
+    }
+    match (form.get("client_id"), post_secret) {
+        (Some(id), Some(secret)) => Ok(Presented::Post { id, secret }),
+        (None, Some(_)) => Err(OAuthError::invalid_client()),
+        (Some(id), None) => Ok(Presented::Public { id }),
+        (None, None) => Err(OAuthError::invalid_client()),
+    }
+}
+
+async fn load_client(state: &AppState, id: &str) -> Result<Option<Client>, OAuthError> {
+    if id.len() > 256 {
+        return Ok(None);
+    }
+    let id = id.to_string();
+    Ok(state
+        .store
+        .read(move |c| crate::store::clients::get(c, &id))
+        .await?)
+}
+
+/// Authenticate the client of a token, introspection or revocation request.
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &FormParams,
+) -> Result<AuthenticatedClient, OAuthError> {
+    match presented(req, form)? {
+        Presented::Basic { id, secret } => {
+            let client = load_client(state, &id).await?;
+            secret::check(state, client, &secret, AuthMethod::ClientSecretBasic)
+                .await
+                .map_err(|_| basic_failure())
+        }
+        Presented::Post { id, secret } => {
+            let client = load_client(state, id).await?;
+            secret::check(state, client, secret, AuthMethod::ClientSecretPost).await
+        }
+        Presented::Assertion {
+            assertion,
+            assertion_type,
+        } => {
+            if assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
+                return Err(OAuthError::invalid_client());
+            }
+            assertion::check(state, assertion, form.get("client_id")).await
+        }
+        Presented::Public { id } => {
+            let client = load_client(state, id)
+                .await?
+                .ok_or_else(OAuthError::invalid_client)?;
+            if client.auth_method != AuthMethod::None {
+                return Err(OAuthError::invalid_client());
+            }
+            Ok(AuthenticatedClient {
+                client,
+                method: AuthMethod::None,
+                assertion: None,
+            })
+        }
+    }
+}
+
+/// Record a checked assertion's `jti` as used outside any grant transaction
+/// (used when the request fails before its own write, or for endpoints that
+/// write nothing). A replay turns into `invalid_client`.
+pub async fn burn_assertion(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+) -> Result<(), OAuthError> {
+    let Some(a) = auth.assertion.clone() else {
+        return Ok(());
+    };
+    let client_id = auth.client.id.clone();
+    let fresh = state
+        .store
+        .write(move |c| {
+            crate::store::tokens::consume_assertion_jti(c, &client_id, &a.jti, a.expires_at)
+        })
+        .await?;
+    if fresh {
+        Ok(())
+    } else {
+        tracing::info!(client_id = %auth.client.id, "client assertion replayed");
+        Err(OAuthError::invalid_client())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let v = format!("Basic {}", STANDARD.encode("my%20client:s%3Acret+x"));
+        assert_eq!(
+            parse_basic(&v).unwrap(),
+            ("my client".to_string(), "s:cret x".to_string())
+        );
+        assert!(parse_basic("Basic !!!").is_err());
+        assert!(parse_basic(&format!("Basic {}", STANDARD.encode("nocolon"))).is_err());
+        assert!(parse_basic(&format!("Basic {}", STANDARD.encode(":secret"))).is_err());
+    }
+}

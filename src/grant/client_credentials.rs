@@ -1,0 +1,110 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4): a service gets a token for
+//! itself. `sub` = `client_id` = the service; no refresh token (RFC 6749 §4.4.3).
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Mode};
+use crate::client_auth::AuthenticatedClient;
+use crate::error::OAuthError;
+use crate::http::form::FormParams;
+use crate::model::{GrantType, SubjectKind};
+use crate::policy::{is_subset, parse_scope, requested_audience};
+use crate::store::clients::Client;
+use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
+
+/// A checked client-credentials request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsRequest {
+    pub scope: Vec<String>,
+    pub audience: String,
+}
+
+/// RFC 6749 §4.4.2 and §3.3; RFC 8707 §2 for the target.
+pub fn validate(
+    client: &Client,
+    form: &FormParams,
+) -> Result<ClientCredentialsRequest, OAuthError> {
+    let scope = match form.get("scope") {
+        Some(s) => {
+            let requested = parse_scope(s)?;
+            if !is_subset(&requested, &client.scopes) {
+                return Err(OAuthError::invalid_scope(
+                    "requested scope exceeds what the client may request",
+                ));
+            }
+            requested
+        }
+        // RFC 6749 §3.3: omitted scope means the client's pre-defined default.
+        None => client.scopes.clone(),
+    };
+    let audience = match requested_audience(form.get("resource"), form.get("audience"))? {
+        Some(a) if client.audiences.contains(&a) => a,
+        Some(_) => {
+            return Err(OAuthError::invalid_target(
+                "the client may not obtain tokens for this target",
+            ))
+        }
+        // Documented default: the first audience registered for the client.
+        None => client.audiences.first().cloned().ok_or_else(|| {
+            OAuthError::invalid_target("no target requested and the client has no default")
+        })?,
+    };
+    Ok(ClientCredentialsRequest { scope, audience })
+}
+
+pub async fn issue(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    req: ClientCredentialsRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let client = &auth.client;
+    let ttl = state.settings.access_token_ttl;
+    let minted = mint_access_token(
+        &state.keys.ring(),
+        &state.settings.issuer,
+        now,
+        client,
+        AccessTokenSpec {
+            subject: client.id.clone(),
+            subject_kind: SubjectKind::Service,
+            audience: req.audience,
+            scope: req.scope,
+            expires_at: now + ttl,
+            auth_time: None,
+            act: None,
+            task: None,
+            parent_jti: None,
+            grant_id: None,
+            grant_type: GrantType::ClientCredentials,
+            rule_id: None,
+        },
+    )?;
+    let mut audit = AuditEvent::new(now, "token_issued", Mode::Service)
+        .client(&client.id, client.kind.as_str());
+    audit.jti = Some(minted.record.jti.clone());
+    audit.audience = Some(minted.record.audience.clone());
+    audit.scope = Some(minted.record.scope.clone());
+    audit.detail =
+        Some(serde_json::json!({"grant_type": "client_credentials", "kind": "access"}).to_string());
+
+    let record = minted.record.clone();
+    let assertion = auth.assertion.clone();
+    state
+        .store
+        .write_outcome(move |c| {
+            if let Err(e) = super::consume_assertion(c, &record.client_id, assertion.as_ref())? {
+                return Ok(Err(e));
+            }
+            crate::store::tokens::insert(c, &record)?;
+            crate::store::audit::insert(c, &audit)?;
+            Ok(Ok(()))
+        })
+        .await??;
+    tracing::info!(client_id = %client.id, jti = %minted.record.jti, "access token issued");
+    Ok(TokenResponse {
+        access_token: minted.jwt,
+        expires_in: ttl,
+        scope: minted.record.scope,
+        ..Default::default()
+    })
+}

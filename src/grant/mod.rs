@@ -1,0 +1,35 @@
+//! One module per grant. Each validates first (pure checks producing a typed
+//! request) and then issues in one store transaction that consumes what is
+//! single-use, records every token, and writes the audit events.
+
+pub mod client_credentials;
+
+use rusqlite::Connection;
+
+use crate::client_auth::PendingAssertion;
+use crate::error::OAuthError;
+use crate::model::GrantType;
+use crate::store::StoreResult;
+
+/// Grant types this build serves at the token endpoint. Discovery advertises
+/// exactly these, and any other `grant_type` is `unsupported_grant_type`.
+pub const IMPLEMENTED: &[GrantType] = &[GrantType::ClientCredentials];
+
+pub fn is_implemented(g: GrantType) -> bool {
+    IMPLEMENTED.contains(&g)
+}
+
+/// Inside a grant's transaction: record the client assertion's `jti` as used.
+/// `Err(invalid_client)` on replay (RFC 7523 §3 item 7).
+pub fn consume_assertion(
+    conn: &Connection,
+    client_id: &str,
+    assertion: Option<&PendingAssertion>,
+) -> StoreResult<Result<(), OAuthError>> {
+    if let Some(a) = assertion {
+        if !crate::store::tokens::consume_assertion_jti(conn, client_id, &a.jti, a.expires_at)? {
+            return Ok(Err(OAuthError::invalid_client()));
+        }
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,72 @@
+//! Authorization server metadata (RFC 8414 §2) and OpenID Provider metadata
+//! (OpenID Connect Discovery 1.0 §3). Built from what this build implements
+//! (`grant::IMPLEMENTED`), so nothing is advertised that does not work.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::client_auth::jwks::SUPPORTED_ALGS;
+use crate::config::Settings;
+use crate::grant;
+use crate::model::GrantType;
+
+pub fn metadata(settings: &Settings) -> Map<String, Value> {
+    let grants: Vec<&str> = grant::IMPLEMENTED.iter().map(|g| g.as_str()).collect();
+    let code_flow = grant::is_implemented(GrantType::AuthorizationCode);
+    let mut auth_methods = vec![
+        "private_key_jwt",
+        "client_secret_basic",
+        "client_secret_post",
+    ];
+    if code_flow {
+        auth_methods.push("none");
+    }
+    let mut m = Map::new();
+    m.insert("issuer".into(), json!(settings.issuer));
+    m.insert("token_endpoint".into(), json!(settings.endpoint("/token")));
+    m.insert("jwks_uri".into(), json!(settings.endpoint("/jwks")));
+    m.insert("grant_types_supported".into(), json!(grants));
+    m.insert(
+        "token_endpoint_auth_methods_supported".into(),
+        json!(auth_methods),
+    );
+    m.insert(
+        "token_endpoint_auth_signing_alg_values_supported".into(),
+        json!(SUPPORTED_ALGS),
+    );
+    // RFC 8414 §2 lists response types for the authorization endpoint; until the
+    // code flow is served there are none.
+    let response_types: Vec<&str> = if code_flow { vec!["code"] } else { vec![] };
+    m.insert("response_types_supported".into(), json!(response_types));
+    if code_flow {
+        m.insert(
+            "authorization_endpoint".into(),
+            json!(settings.endpoint("/authorize")),
+        );
+        m.insert("code_challenge_methods_supported".into(), json!(["S256"]));
+    }
+    m
+}
+
+fn answer(m: Map<String, Value>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(Value::Object(m))
+}
+
+pub async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
+    answer(metadata(&state.settings))
+}
+
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let mut m = metadata(&state.settings);
+    if grant::is_implemented(GrantType::AuthorizationCode) {
+        m.insert("subject_types_supported".into(), json!(["public"]));
+        m.insert(
+            "id_token_signing_alg_values_supported".into(),
+            json!(["ES256"]),
+        );
+    }
+    answer(m)
+}

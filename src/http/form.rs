@@ -1,0 +1,189 @@
+//! Strict `application/x-www-form-urlencoded` bodies for every form endpoint.
+//!
+//! RFC 6749 §3.1 and §3.2: parameters without a value are treated as omitted,
+//! and a parameter may not be repeated. Bodies over `MAX_BODY` are refused with
+//! 413 before anything is parsed; invalid UTF-8 is a 400.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+
+use crate::error::OAuthError;
+
+pub const MAX_BODY: usize = 64 * 1024;
+/// More distinct parameters than any OAuth request needs.
+pub const MAX_PARAMS: usize = 64;
+
+/// Parsed, de-duplicated form parameters.
+#[derive(Debug, Default, Clone)]
+pub struct FormParams {
+    map: HashMap<String, String>,
+}
+
+impl FormParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter: {name}")))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
+    let plus_fixed: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_fixed).collect();
+    String::from_utf8(bytes).map_err(|_| OAuthError::invalid_request("parameters must be UTF-8"))
+}
+
+/// Parse a urlencoded string (a body or a query string).
+pub fn parse_form(body: &[u8]) -> Result<FormParams, OAuthError> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for pair in body.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = decode_component(k)?;
+        let value = decode_component(v)?;
+        // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+        if key.is_empty() || value.is_empty() {
+            continue;
+        }
+        if map.contains_key(&key) {
+            // RFC 6749 §3.1: parameters MUST NOT be included more than once.
+            return Err(OAuthError::invalid_request("repeated parameter"));
+        }
+        if map.len() >= MAX_PARAMS {
+            return Err(OAuthError::invalid_request("too many parameters"));
+        }
+        map.insert(key, value);
+    }
+    Ok(FormParams { map })
+}
+
+/// True when the Content-Type is urlencoded (with an optional UTF-8 charset).
+fn is_form_content_type(req: &HttpRequest) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = ct.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim();
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            Some(_) => true,
+            None => p.is_empty(),
+        }
+    })
+}
+
+/// Extractor for a strict form body.
+pub struct Form(pub FormParams);
+
+impl FromRequest for Form {
+    type Error = OAuthError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let content_type_ok = is_form_content_type(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared_len.is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(OAuthError::payload_too_large());
+            }
+            if !content_type_ok {
+                return Err(OAuthError::invalid_request(
+                    "content type must be application/x-www-form-urlencoded",
+                ));
+            }
+            let mut body =
+                Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(OAuthError::payload_too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_form(&body).map(Form)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_plus_and_percent() {
+        let f = parse_form(b"a=b+c&d=%2Fe%3D&f=").unwrap();
+        assert_eq!(f.get("a"), Some("b c"));
+        assert_eq!(f.get("d"), Some("/e="));
+        assert_eq!(f.get("f"), None, "empty value counts as absent");
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn repeated_parameter_is_refused() {
+        let e = parse_form(b"scope=a&scope=b").unwrap_err();
+        assert_eq!(e.code.as_str(), "invalid_request");
+        // An empty repeat is an omitted parameter, not a repeat.
+        assert_eq!(
+            parse_form(b"scope=a&scope=").unwrap().get("scope"),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        assert!(parse_form(b"a=%FF%FE").is_err());
+        assert!(parse_form(b"%C3%28=x").is_err());
+    }
+
+    #[test]
+    fn too_many_parameters() {
+        let body: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=x")).collect();
+        assert!(parse_form(body.join("&").as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! HTTP: one module per endpoint; handlers parse and authenticate, call the
+//! domain, and map the result. Routing and cross-cutting middleware live here.
+
+pub mod discovery;
+pub mod form;
+pub mod health;
+pub mod jwks;
+pub mod token;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, Error, HttpResponse};
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::error::{ErrorCode, OAuthError};
+
+async fn method_not_allowed() -> Result<HttpResponse, OAuthError> {
+    Err(OAuthError::method_not_allowed())
+}
+
+async fn not_found() -> Result<HttpResponse, OAuthError> {
+    Err(OAuthError::new(ErrorCode::NotFound, "no such endpoint"))
+}
+
+/// The whole application, for the server and for in-process tests.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap_fn(|req, srv| {
+            // A request id ties log lines together; the path is logged without
+            // its query string, which may carry codes or tokens.
+            let request_id = crate::secret::random_token(9);
+            let span = tracing::info_span!(
+                "request",
+                request_id = %request_id,
+                method = %req.method(),
+                path = %req.path(),
+            );
+            let fut = srv.call(req);
+            async move {
+                let mut res = fut.await?;
+                tracing::info!(status = res.status().as_u16(), "answered");
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), v);
+                }
+                Ok(res)
+            }
+            .instrument(span)
+        })
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .route(web::get().to(discovery::openid_configuration))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/.well-known/oauth-authorization-server")
+                .route(web::get().to(discovery::oauth_authorization_server))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/jwks")
+                .route(web::get().to(jwks::jwks))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/token")
+                .route(web::post().to(token::token))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(health::healthz))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(health::readyz))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found))
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` for responses that carry
+/// tokens (RFC 6749 §5.1).
+pub fn no_store_json(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"))
+        .json(body)
+}

@@ -1,0 +1,19 @@
+//! deputy: an OAuth 2.0 / OpenID Connect authorization server that keeps the
+//! person who signs in, the service that calls an API, and the agent that acts
+//! for a person apart.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod client_auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod grant;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod secret;
+pub mod store;
+pub mod token;

@@ -1,0 +1,121 @@
+//! Randomness, hashing and comparison of secrets.
+//!
+//! Generated secrets (client secrets, codes, refresh tokens) carry at least 256
+//! bits of randomness. Codes and refresh tokens are stored as SHA-256; client
+//! secrets and passwords as argon2id PHC strings, with parameters chosen for
+//! what is hashed (see `Argon2Profile`).
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// `n` random bytes from the OS CSPRNG (OpenSSL's), base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    // OpenSSL's CSPRNG only fails when the OS has no entropy source at all; then
+    // there is nothing safe to hand out and stopping is right.
+    #[allow(clippy::expect_used)]
+    openssl::rand::rand_bytes(&mut buf).expect("OS random number generator unavailable");
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A 256-bit secret as handed to clients (43 base64url characters).
+pub fn new_secret() -> String {
+    random_token(32)
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    openssl::sha::sha256(data)
+}
+
+/// base64url(SHA-256(data)): how codes and refresh tokens are stored.
+pub fn sha256_b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(data))
+}
+
+/// Constant-time equality for secrets of possibly different lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
+/// Which argon2id parameters to use.
+#[derive(Debug, Clone, Copy)]
+pub enum Argon2Profile {
+    /// People's passwords: low entropy, so the hash must be slow (argon2 defaults,
+    /// 19 MiB, 2 passes, about 20 ms here).
+    Password,
+    /// Generated 256-bit client secrets: brute force is already impossible, and the
+    /// secret is checked on every token request, so a light hash (1 MiB, 1 pass).
+    GeneratedSecret,
+}
+
+fn argon2_for(profile: Argon2Profile) -> Argon2<'static> {
+    let params = match profile {
+        Argon2Profile::Password => Params::default(),
+        Argon2Profile::GeneratedSecret => {
+            Params::new(1024, 1, 1, None).unwrap_or_else(|_| Params::default())
+        }
+    };
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_secret(secret: &str, profile: Argon2Profile) -> Result<String, String> {
+    let salt_bytes = {
+        let mut b = [0u8; 16];
+        openssl::rand::rand_bytes(&mut b).map_err(|e| e.to_string())?;
+        b
+    };
+    argon2_for(profile)
+        .hash_password_with_salt(secret.as_bytes(), &salt_bytes)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Verify against a stored PHC string; the parameters come from the string.
+pub fn verify_secret(secret: &str, phc: &str) -> bool {
+    // The parameters (and so the cost) are read from the PHC string.
+    Argon2::default()
+        .verify_password(secret.as_bytes(), phc)
+        .is_ok()
+}
+
+/// A fixed argon2id hash of nothing, verified against when a username is unknown
+/// so that both answers take the same time.
+pub fn dummy_password_hash() -> &'static str {
+    use std::sync::OnceLock;
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_secret("deputy-dummy-password", Argon2Profile::Password).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_256_bits_and_distinct() {
+        let a = new_secret();
+        let b = new_secret();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hash_and_verify_round_trip_for_both_profiles() {
+        for p in [Argon2Profile::GeneratedSecret, Argon2Profile::Password] {
+            let h = hash_secret("s3cret", p).unwrap();
+            assert!(h.starts_with("$argon2id$"));
+            assert!(verify_secret("s3cret", &h));
+            assert!(!verify_secret("s3cret!", &h));
+        }
+        assert!(!verify_secret("x", "not a phc string"));
+    }
+
+    #[test]
+    fn constant_time_eq_handles_lengths() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

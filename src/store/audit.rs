@@ -1,0 +1,99 @@
+//! SQL for the audit trail (append-only; triggers refuse UPDATE and DELETE).
+
+use rusqlite::{params, Connection, Row};
+
+use super::StoreResult;
+use crate::audit::AuditEvent;
+
+pub fn insert(conn: &Connection, e: &AuditEvent) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (at, event, mode, outcome, person, client_id, client_kind, \
+         actor_chain, audience, scope, task, jti, parent_jti, rule_id, reason, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        e.at,
+        e.event,
+        e.mode,
+        e.outcome,
+        e.person,
+        e.client_id,
+        e.client_kind,
+        e.actor_chain,
+        e.audience,
+        e.scope,
+        e.task,
+        e.jti,
+        e.parent_jti,
+        e.rule_id,
+        e.reason,
+        e.detail
+    ])?;
+    Ok(())
+}
+
+/// Filters for reading the trail; every field optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub person: Option<String>,
+    pub client_id: Option<String>,
+    /// Matches any actor named anywhere in the chain.
+    pub actor: Option<String>,
+    pub task: Option<String>,
+    pub event: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        event: r.get(2)?,
+        mode: r.get(3)?,
+        outcome: r.get(4)?,
+        person: r.get(5)?,
+        client_id: r.get(6)?,
+        client_kind: r.get(7)?,
+        actor_chain: r.get(8)?,
+        audience: r.get(9)?,
+        scope: r.get(10)?,
+        task: r.get(11)?,
+        jti: r.get(12)?,
+        parent_jti: r.get(13)?,
+        rule_id: r.get(14)?,
+        reason: r.get(15)?,
+        detail: r.get(16)?,
+    })
+}
+
+pub fn query(conn: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+    let actor_pattern = q.actor.as_ref().map(|a| {
+        // `act` chains are stored as JSON; match the quoted subject exactly.
+        format!("%\"sub\":{}%", serde_json::Value::String(a.clone()))
+    });
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, event, mode, outcome, person, client_id, client_kind, actor_chain, \
+         audience, scope, task, jti, parent_jti, rule_id, reason, detail FROM audit_events \
+         WHERE (?1 IS NULL OR person = ?1) AND (?2 IS NULL OR client_id = ?2) \
+         AND (?3 IS NULL OR actor_chain LIKE ?3 OR client_id = ?8) AND (?4 IS NULL OR task = ?4) \
+         AND (?5 IS NULL OR event = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7) \
+         ORDER BY id LIMIT ?9",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.person,
+            q.client_id,
+            actor_pattern,
+            q.task,
+            q.event,
+            q.since,
+            q.until,
+            q.actor,
+            q.limit.unwrap_or(1000)
+        ],
+        from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,154 @@
+//! Registered clients.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{from_json_list, to_json_list, StoreError, StoreResult};
+use crate::model::{AuthMethod, ClientKind, GrantType};
+
+#[derive(Clone)]
+pub struct Client {
+    pub id: String,
+    pub kind: ClientKind,
+    pub name: String,
+    pub auth_method: AuthMethod,
+    /// argon2id PHC string of the client secret (secret clients only).
+    pub secret_hash: Option<String>,
+    /// Registered JWK Set (JSON text), for `private_key_jwt`.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    /// The one JWS algorithm this client signs assertions with.
+    pub assertion_alg: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for Client {
+    // The secret hash stays out of logs and debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("auth_method", &self.auth_method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    pub fn is_confidential(&self) -> bool {
+        self.auth_method != AuthMethod::None
+    }
+
+    /// Public view for the CLI and admin API (never the secret hash).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind.as_str(),
+            "name": self.name,
+            "auth_method": self.auth_method.as_str(),
+            "assertion_alg": if self.auth_method == AuthMethod::PrivateKeyJwt { Some(&self.assertion_alg) } else { None },
+            "jwks_uri": self.jwks_uri,
+            "jwks": self.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
+            "redirect_uris": self.redirect_uris,
+            "post_logout_redirect_uris": self.post_logout_redirect_uris,
+            "grant_types": self.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "scopes": self.scopes,
+            "audiences": self.audiences,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, name, auth_method, secret_hash, jwks, jwks_uri, assertion_alg, \
+     redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Client, StoreError>> {
+    let kind: String = r.get(1)?;
+    let auth: String = r.get(3)?;
+    let grants: String = r.get(10)?;
+    let build = || -> Result<Client, StoreError> {
+        let grant_types = from_json_list(&grants)?
+            .iter()
+            .map(|g| {
+                GrantType::parse(g).ok_or_else(|| StoreError::Corrupt(format!("grant type {g}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            id: r.get(0)?,
+            kind: ClientKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("client kind {kind}")))?,
+            name: r.get(2)?,
+            auth_method: AuthMethod::parse(&auth)
+                .ok_or_else(|| StoreError::Corrupt(format!("auth method {auth}")))?,
+            secret_hash: r.get(4)?,
+            jwks: r.get(5)?,
+            jwks_uri: r.get(6)?,
+            assertion_alg: r.get(7)?,
+            redirect_uris: from_json_list(&r.get::<_, String>(8)?)?,
+            post_logout_redirect_uris: from_json_list(&r.get::<_, String>(9)?)?,
+            grant_types,
+            scopes: from_json_list(&r.get::<_, String>(11)?)?,
+            audiences: from_json_list(&r.get::<_, String>(12)?)?,
+            created_at: r.get(13)?,
+        })
+    };
+    Ok(build())
+}
+
+pub fn insert(conn: &Connection, c: &Client) -> StoreResult<()> {
+    let grants: Vec<String> = c
+        .grant_types
+        .iter()
+        .map(|g| g.as_str().to_string())
+        .collect();
+    conn.execute(
+        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        params![
+            c.id,
+            c.kind.as_str(),
+            c.name,
+            c.auth_method.as_str(),
+            c.secret_hash,
+            c.jwks,
+            c.jwks_uri,
+            c.assertion_alg,
+            to_json_list(&c.redirect_uris),
+            to_json_list(&c.post_logout_redirect_uris),
+            to_json_list(&grants),
+            to_json_list(&c.scopes),
+            to_json_list(&c.audiences),
+            c.created_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<Client>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM clients WHERE id = ?1"))?;
+    match stmt.query_row([id], from_row).optional()? {
+        Some(c) => Ok(Some(c?)),
+        None => Ok(None),
+    }
+}
+
+pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY id"))?;
+    let rows = stmt.query_map([], from_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+/// Remove a client. Returns false when there was none.
+pub fn remove(conn: &Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM clients WHERE id = ?1", [id])? > 0)
+}

@@ -1,0 +1,244 @@
+//! Every token deputy issues, the grants they hang from, and used assertion ids.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{is_unique_violation, StoreError, StoreResult};
+use crate::model::{SubjectKind, TokenKind};
+
+/// The record of one issued token: enough for introspection, revocation,
+/// cascade and audit to answer without the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub kind: TokenKind,
+    pub subject: String,
+    pub subject_kind: SubjectKind,
+    pub client_id: String,
+    pub client_kind: String,
+    /// The `act` claim (JSON), for delegation tokens.
+    pub actor_chain: Option<String>,
+    pub audience: String,
+    pub scope: String,
+    pub task: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub parent_jti: Option<String>,
+    pub grant_id: Option<String>,
+    pub grant_type: String,
+    pub rule_id: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+impl TokenRecord {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+const COLUMNS: &str = "jti, kind, subject, subject_kind, client_id, client_kind, actor_chain, \
+    audience, scope, task, issued_at, expires_at, parent_jti, grant_id, grant_type, rule_id, \
+    revoked_at, revoked_reason";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
+    let kind: String = r.get(1)?;
+    let subject_kind: String = r.get(3)?;
+    let Some(kind) = TokenKind::parse(&kind) else {
+        return Ok(Err(StoreError::Corrupt(format!("token kind {kind}"))));
+    };
+    let Some(subject_kind) = SubjectKind::parse(&subject_kind) else {
+        return Ok(Err(StoreError::Corrupt(format!(
+            "subject kind {subject_kind}"
+        ))));
+    };
+    Ok(Ok(TokenRecord {
+        jti: r.get(0)?,
+        kind,
+        subject: r.get(2)?,
+        subject_kind,
+        client_id: r.get(4)?,
+        client_kind: r.get(5)?,
+        actor_chain: r.get(6)?,
+        audience: r.get(7)?,
+        scope: r.get(8)?,
+        task: r.get(9)?,
+        issued_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        parent_jti: r.get(12)?,
+        grant_id: r.get(13)?,
+        grant_type: r.get(14)?,
+        rule_id: r.get(15)?,
+        revoked_at: r.get(16)?,
+        revoked_reason: r.get(17)?,
+    }))
+}
+
+pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO tokens ({COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ))?
+    .execute(params![
+        t.jti,
+        t.kind.as_str(),
+        t.subject,
+        t.subject_kind.as_str(),
+        t.client_id,
+        t.client_kind,
+        t.actor_chain,
+        t.audience,
+        t.scope,
+        t.task,
+        t.issued_at,
+        t.expires_at,
+        t.parent_jti,
+        t.grant_id,
+        t.grant_type,
+        t.rule_id,
+        t.revoked_at,
+        t.revoked_reason,
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, jti: &str) -> StoreResult<Option<TokenRecord>> {
+    match conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE jti = ?1"))?
+        .query_row([jti], from_row)
+        .optional()?
+    {
+        Some(t) => Ok(Some(t?)),
+        None => Ok(None),
+    }
+}
+
+/// Revoke a token and every token derived from it, at any depth, in one
+/// statement. Returns how many tokens changed state.
+pub fn revoke_tree(conn: &Connection, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "WITH RECURSIVE tree(jti) AS (
+                 SELECT jti FROM tokens WHERE jti = ?1
+                 UNION
+                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+             )
+             UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
+             WHERE jti IN tree AND revoked_at IS NULL",
+        )?
+        .execute(params![jti, now, reason])?)
+}
+
+/// Revoke every token that hangs from the tokens selected by `where_sql`
+/// (a condition on `tokens`), descendants included.
+fn revoke_where(
+    conn: &Connection,
+    where_sql: &str,
+    arg: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    Ok(conn.execute(
+        &format!(
+            "WITH RECURSIVE tree(jti) AS (
+                 SELECT jti FROM tokens WHERE {where_sql}
+                 UNION
+                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+             )
+             UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
+             WHERE jti IN tree AND revoked_at IS NULL"
+        ),
+        params![arg, now, reason],
+    )?)
+}
+
+/// Everything issued to or for a client, and everything derived from it.
+pub fn revoke_client(
+    conn: &Connection,
+    client_id: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    revoke_where(conn, "client_id = ?1", client_id, now, reason)
+}
+
+/// Everything whose subject is this person or service, and everything derived from it.
+pub fn revoke_subject(
+    conn: &Connection,
+    subject: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    revoke_where(conn, "subject = ?1", subject, now, reason)
+}
+
+/// Everything issued under a grant, and everything derived from it.
+pub fn revoke_grant(
+    conn: &Connection,
+    grant_id: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    conn.execute(
+        "UPDATE grants SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+        params![grant_id, now],
+    )?;
+    revoke_where(conn, "grant_id = ?1", grant_id, now, reason)
+}
+
+/// A grant: the authorization tokens hang from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub grant_type: String,
+    pub subject: String,
+    pub client_id: String,
+    pub scope: String,
+    pub auth_time: Option<i64>,
+    pub created_at: i64,
+}
+
+pub fn insert_grant(conn: &Connection, g: &GrantRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO grants (id, grant_type, subject, client_id, scope, auth_time, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        g.id,
+        g.grant_type,
+        g.subject,
+        g.client_id,
+        g.scope,
+        g.auth_time,
+        g.created_at
+    ])?;
+    Ok(())
+}
+
+/// RFC 7523 §3 item 7: record an assertion's `jti` as used. One INSERT under a
+/// primary key, so of N concurrent attempts exactly one succeeds, across restarts.
+/// Returns false when the `jti` was already used (a replay).
+pub fn consume_assertion_jti(
+    conn: &Connection,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+) -> StoreResult<bool> {
+    match conn
+        .prepare_cached(
+            "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![client_id, jti, expires_at])
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Forget assertion ids whose assertions can no longer be accepted anyway.
+pub fn purge_used_assertions(conn: &Connection, older_than: i64) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM used_assertions WHERE expires_at < ?1",
+        [older_than],
+    )?)
+}

@@ -1,0 +1,149 @@
+//! Token minting, claims and signing, in one place. Every access token is an
+//! RFC 9068 JWT (`typ: at+jwt`) signed ES256 with the active key, and every
+//! token is recorded (`TokenRecord`) in the same transaction that answers the
+//! request.
+
+pub mod jws;
+pub mod verify;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::OAuthError;
+use crate::keys::KeyRing;
+use crate::model::{GrantType, SubjectKind, TokenKind};
+use crate::store::clients::Client;
+use crate::store::tokens::TokenRecord;
+
+/// RFC 9068 §2.1 media type, in its short form for `typ`.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// What an access token says, before it is signed.
+#[derive(Debug, Clone)]
+pub struct AccessTokenSpec {
+    pub subject: String,
+    pub subject_kind: SubjectKind,
+    pub audience: String,
+    pub scope: Vec<String>,
+    pub expires_at: i64,
+    pub auth_time: Option<i64>,
+    /// RFC 8693 §4.1 `act` claim, for delegation tokens.
+    pub act: Option<Value>,
+    pub task: Option<String>,
+    pub parent_jti: Option<String>,
+    pub grant_id: Option<String>,
+    pub grant_type: GrantType,
+    pub rule_id: Option<String>,
+}
+
+/// A signed token and the record to store for it.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    pub jwt: String,
+    pub record: TokenRecord,
+    pub claims: Value,
+}
+
+pub fn new_jti() -> String {
+    crate::secret::random_token(16)
+}
+
+/// Sign a JWT with the active key, with the given `typ`.
+pub fn sign(ring: &KeyRing, now: i64, typ: &str, claims: &Value) -> Result<String, OAuthError> {
+    let key = ring
+        .signing_key(now)
+        .ok_or_else(|| OAuthError::server_error("no active signing key"))?;
+    let header = json!({ "alg": "ES256", "typ": typ, "kid": key.meta.kid });
+    jws::encode(&header, claims, &key.signer).map_err(OAuthError::server_error)
+}
+
+/// Build, sign and describe an access token (RFC 9068 §2.2).
+pub fn mint_access_token(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    client: &Client,
+    spec: AccessTokenSpec,
+) -> Result<MintedToken, OAuthError> {
+    let jti = new_jti();
+    let scope = spec.scope.join(" ");
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(issuer));
+    claims.insert("sub".into(), json!(spec.subject));
+    claims.insert("aud".into(), json!(spec.audience));
+    claims.insert("exp".into(), json!(spec.expires_at));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("jti".into(), json!(jti));
+    claims.insert("client_id".into(), json!(client.id));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), json!(scope));
+    }
+    if let Some(t) = spec.auth_time {
+        claims.insert("auth_time".into(), json!(t));
+    }
+    if let Some(act) = &spec.act {
+        claims.insert("act".into(), act.clone());
+    }
+    if let Some(task) = &spec.task {
+        claims.insert("task".into(), json!(task));
+    }
+    let claims = Value::Object(claims);
+    let jwt = sign(ring, now, ACCESS_TOKEN_TYP, &claims)?;
+    let record = TokenRecord {
+        jti,
+        kind: TokenKind::Access,
+        subject: spec.subject,
+        subject_kind: spec.subject_kind,
+        client_id: client.id.clone(),
+        client_kind: client.kind.as_str().to_string(),
+        actor_chain: spec.act.map(|a| a.to_string()),
+        audience: spec.audience,
+        scope,
+        task: spec.task,
+        issued_at: now,
+        expires_at: spec.expires_at,
+        parent_jti: spec.parent_jti,
+        grant_id: spec.grant_id,
+        grant_type: spec.grant_type.as_str().to_string(),
+        rule_id: spec.rule_id,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    Ok(MintedToken {
+        jwt,
+        record,
+        claims,
+    })
+}
+
+/// The JSON body of a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+#[derive(Debug, Clone, Default)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    pub issued_token_type: Option<&'static str>,
+}
+
+impl TokenResponse {
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("access_token".into(), json!(self.access_token));
+        m.insert("token_type".into(), json!("Bearer"));
+        m.insert("expires_in".into(), json!(self.expires_in));
+        if !self.scope.is_empty() {
+            m.insert("scope".into(), json!(self.scope));
+        }
+        if let Some(r) = &self.refresh_token {
+            m.insert("refresh_token".into(), json!(r));
+        }
+        if let Some(i) = &self.id_token {
+            m.insert("id_token".into(), json!(i));
+        }
+        if let Some(t) = self.issued_token_type {
+            m.insert("issued_token_type".into(), json!(t));
+        }
+        Value::Object(m)
+    }
+}

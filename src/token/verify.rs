@@ -1,0 +1,76 @@
+//! Verification of tokens deputy itself signed (subject tokens, admin tokens,
+//! userinfo). Only ES256 with one of our published keys is accepted; the
+//! header's `jku`, `x5u`, `jwk` and `x5c` are never consulted (RFC 8725 §3.1).
+
+use serde_json::{Map, Value};
+
+use super::jws::{decode_unverified, numeric_date};
+use crate::keys::KeyRing;
+
+/// Why one of our own tokens is not acceptable. Callers map this to the error
+/// their endpoint speaks (`invalid_token`, `invalid_request`, `active: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnTokenError {
+    Malformed,
+    WrongType,
+    UnknownKey,
+    BadSignature,
+    WrongIssuer,
+    Expired,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifiedJwt {
+    pub typ: Option<String>,
+    pub claims: Map<String, Value>,
+}
+
+impl VerifiedJwt {
+    pub fn str_claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+    pub fn jti(&self) -> Option<&str> {
+        self.str_claim("jti")
+    }
+    pub fn exp(&self) -> Option<i64> {
+        numeric_date(self.claims.get("exp"))
+    }
+}
+
+/// Verify a JWT deputy signed. `expected_typ` is checked exactly when given.
+pub fn verify_own_jwt(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    max_jwt_lifetime: i64,
+    token: &str,
+    expected_typ: Option<&str>,
+) -> Result<VerifiedJwt, OwnTokenError> {
+    let jws = decode_unverified(token).map_err(|_| OwnTokenError::Malformed)?;
+    // RFC 8725 §3.1: the algorithm is ours to choose, never the token's.
+    if jws.alg() != Some("ES256") || jws.header.contains_key("crit") {
+        return Err(OwnTokenError::Malformed);
+    }
+    if let Some(t) = expected_typ {
+        if jws.typ() != Some(t) {
+            return Err(OwnTokenError::WrongType);
+        }
+    }
+    let kid = jws.kid().ok_or(OwnTokenError::UnknownKey)?;
+    let key = ring
+        .verifying_key(kid, now, max_jwt_lifetime)
+        .ok_or(OwnTokenError::UnknownKey)?;
+    jws.verify_with(&key.verifier)
+        .map_err(|_| OwnTokenError::BadSignature)?;
+    if jws.payload.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(OwnTokenError::WrongIssuer);
+    }
+    match numeric_date(jws.payload.get("exp")) {
+        Some(exp) if now < exp => {}
+        _ => return Err(OwnTokenError::Expired),
+    }
+    Ok(VerifiedJwt {
+        typ: jws.typ().map(str::to_string),
+        claims: jws.payload,
+    })
+}
