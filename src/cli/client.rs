@@ -14,7 +14,7 @@ use crate::store::clients::{self, Client};
 #[derive(Subcommand, Debug)]
 pub enum ClientCmd {
     /// Register a client; prints it as JSON (and a generated secret, once).
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List clients.
     List,
     /// Show one client.

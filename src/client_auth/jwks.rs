@@ -84,10 +84,13 @@ pub fn parse_for_alg(jwks_text: &str, alg: &str) -> Result<ClientKeys, String> {
     Ok(ClientKeys { keys: out })
 }
 
-/// Cache of parsed key sets, keyed by (client id, algorithm, JWKS text hash).
+/// (client id, algorithm, SHA-256 of the JWKS text)
+type KeyCacheKey = (String, String, [u8; 32]);
+
+/// Cache of parsed key sets.
 #[derive(Default)]
 pub struct KeyCache {
-    map: Mutex<HashMap<(String, String, [u8; 32]), Arc<ClientKeys>>>,
+    map: Mutex<HashMap<KeyCacheKey, Arc<ClientKeys>>>,
 }
 
 impl KeyCache {
@@ -116,6 +119,29 @@ impl KeyCache {
         }
         Ok(parsed)
     }
+}
+
+/// The verifiers for a client's assertion: from its registered JWKS, or from
+/// its `jwks_uri` (fetched and cached; refetched once on an unknown `kid`).
+pub async fn client_keys(
+    state: &crate::app::AppState,
+    client: &crate::store::clients::Client,
+    kid: Option<&str>,
+) -> Result<Arc<ClientKeys>, crate::error::OAuthError> {
+    use crate::error::OAuthError;
+    if let Some(text) = &client.jwks {
+        return state
+            .client_keys
+            .get_or_parse(&client.id, &client.assertion_alg, text)
+            .map_err(|e| {
+                tracing::warn!(client_id = %client.id, error = %e, "registered JWKS unusable");
+                OAuthError::invalid_client()
+            });
+    }
+    if let Some(uri) = &client.jwks_uri {
+        return super::remote::keys_from_uri(state, client, uri, kid).await;
+    }
+    Err(OAuthError::invalid_client())
 }
 
 #[cfg(test)]
@@ -153,27 +179,4 @@ mod tests {
         assert!(parse_for_alg("[]", "ES256").is_err());
         assert!(parse_for_alg(&es256_jwks(), "none").is_err());
     }
-}
-
-/// The verifiers for a client's assertion: from its registered JWKS, or from
-/// its `jwks_uri` (fetched and cached; refetched once on an unknown `kid`).
-pub async fn client_keys(
-    state: &crate::app::AppState,
-    client: &crate::store::clients::Client,
-    kid: Option<&str>,
-) -> Result<Arc<ClientKeys>, crate::error::OAuthError> {
-    use crate::error::OAuthError;
-    if let Some(text) = &client.jwks {
-        return state
-            .client_keys
-            .get_or_parse(&client.id, &client.assertion_alg, text)
-            .map_err(|e| {
-                tracing::warn!(client_id = %client.id, error = %e, "registered JWKS unusable");
-                OAuthError::invalid_client()
-            });
-    }
-    if let Some(uri) = &client.jwks_uri {
-        return super::remote::keys_from_uri(state, client, uri, kid).await;
-    }
-    Err(OAuthError::invalid_client())
 }

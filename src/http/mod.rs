@@ -7,7 +7,7 @@ pub mod health;
 pub mod jwks;
 pub mod token;
 
-use actix_web::body::MessageBody;
+use actix_web::body::BoxBody;
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, Error, HttpResponse};
@@ -31,7 +31,7 @@ pub fn app(
     impl ServiceFactory<
         ServiceRequest,
         Config = (),
-        Response = ServiceResponse<impl MessageBody>,
+        Response = ServiceResponse<BoxBody>,
         Error = Error,
         InitError = (),
     >,
@@ -50,7 +50,7 @@ pub fn app(
             );
             let fut = srv.call(req);
             async move {
-                let mut res = fut.await?;
+                let mut res = fut.await?.map_into_boxed_body();
                 tracing::info!(status = res.status().as_u16(), "answered");
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     res.headers_mut()

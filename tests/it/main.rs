@@ -1,0 +1,9 @@
+//! In-process integration tests: one test binary (each file in `tests/` would
+//! link separately, which is slow on small machines).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod client_credentials;
+mod foundation;
+mod private_key_jwt;

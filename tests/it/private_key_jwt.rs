@@ -1,0 +1,269 @@
+//! `private_key_jwt` client authentication (RFC 7523 §2.2, §3; RFC 8725).
+
+use actix_web::test;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use josekit::jws::{ES256, HS256};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const TYPE: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+
+fn body(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type={TYPE}&client_assertion={assertion}"
+    )
+}
+
+async fn post(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    body: &str,
+) -> (u16, Value) {
+    json_of(test::call_service(app, form_post("/token", body).to_request()).await).await
+}
+
+#[actix_web::test]
+async fn valid_assertion_yields_a_token_and_its_jti_is_recorded_in_the_same_step() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let a = assertion(&kp, std_claims("svc", T0, "j1"), json!({}));
+    let (status, b) = post(&app, &body(&a)).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(peek(b["access_token"].as_str().unwrap()).1["sub"], "svc");
+    assert_eq!(
+        env.count("SELECT count(*) FROM used_assertions WHERE jti = 'j1'")
+            .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 1);
+    // The issuer identifier is an accepted audience too.
+    let mut c = std_claims("svc", T0, "j2");
+    c["aud"] = json!(ISSUER);
+    assert_eq!(
+        post(&app, &body(&assertion(&kp, c, json!({})))).await.0,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn replay_is_refused_even_after_a_restart() {
+    let dir = temp_dir();
+    let a;
+    {
+        let env = Env::in_dir(dir.clone(), T0);
+        let kp = env.jwt_service("svc").await;
+        let app = env.app().await;
+        a = assertion(&kp, std_claims("svc", T0, "once"), json!({}));
+        assert_eq!(post(&app, &body(&a)).await.0, 200);
+        let (status, b) = post(&app, &body(&a)).await;
+        assert_eq!((status, b["error"].as_str()), (401, Some("invalid_client")));
+    }
+    let env = Env::in_dir(dir, T0 + 1);
+    let app = env.app().await;
+    let (status, b) = post(&app, &body(&a)).await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "replay after restart"
+    );
+}
+
+#[actix_web::test]
+async fn twenty_parallel_uses_of_one_assertion_give_one_token() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let a = assertion(&kp, std_claims("svc", T0, "race"), json!({}));
+    let b = body(&a);
+    let futures: Vec<_> = (0..20).map(|_| post(&app, &b)).collect();
+    let results = futures_util::future::join_all(futures).await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let refused = results
+        .iter()
+        .filter(|(s, b)| *s == 401 && b["error"] == "invalid_client")
+        .count();
+    assert_eq!((ok, refused), (1, 19), "{results:?}");
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 1);
+}
+
+#[actix_web::test]
+async fn claim_rules_are_enforced() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let skew = env.state.settings.clock_skew;
+    let max = env.state.settings.assertion_max_age;
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "aud array (RFC 7523 §3 item 3)",
+            Box::new(|c| c["aud"] = json!([format!("{ISSUER}/token")])),
+        ),
+        (
+            "aud elsewhere",
+            Box::new(|c| c["aud"] = json!("https://other.example/token")),
+        ),
+        (
+            "iss != sub (§3 items 1-2)",
+            Box::new(|c| c["sub"] = json!("someone-else")),
+        ),
+        (
+            "no exp (§3 item 4)",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        (
+            "expired beyond skew",
+            Box::new(move |c| c["exp"] = json!(T0 - skew - 1)),
+        ),
+        (
+            "exp too far ahead",
+            Box::new(move |c| c["exp"] = json!(T0 + max + skew + 1)),
+        ),
+        (
+            "iat in the future (§3 item 6)",
+            Box::new(move |c| c["iat"] = json!(T0 + skew + 5)),
+        ),
+        (
+            "nbf in the future (§3 item 5)",
+            Box::new(move |c| c["nbf"] = json!(T0 + skew + 5)),
+        ),
+        (
+            "no jti (§3 item 7)",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        ("exp not a number", Box::new(|c| c["exp"] = json!("soon"))),
+    ];
+    for (i, (name, mutate)) in cases.iter().enumerate() {
+        let mut c = std_claims("svc", T0, &format!("j{i}"));
+        mutate(&mut c);
+        let (status, b) = post(&app, &body(&assertion(&kp, c, json!({})))).await;
+        assert_eq!(
+            (status, b["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{name}"
+        );
+    }
+    // Within the skew, an expired-by-a-little assertion still passes.
+    let mut c = std_claims("svc", T0, "in-skew");
+    c["exp"] = json!(T0 - skew + 1);
+    assert_eq!(
+        post(&app, &body(&assertion(&kp, c, json!({})))).await.0,
+        200
+    );
+    // client_id form parameter must match.
+    let a = assertion(&kp, std_claims("svc", T0, "cid"), json!({}));
+    let (status, _) = post(&app, &format!("{}&client_id=other", body(&a))).await;
+    assert_eq!(status, 401);
+    // Wrong assertion type.
+    let a = assertion(&kp, std_claims("svc", T0, "typ"), json!({}));
+    let b = format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aexample&client_assertion={a}"
+    );
+    assert_eq!(post(&app, &b).await.0, 401);
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 1);
+}
+
+#[actix_web::test]
+async fn moving_time_expires_an_assertion() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let a = assertion(&kp, std_claims("svc", T0, "late"), json!({}));
+    env.clock.advance(60 + env.state.settings.clock_skew + 1);
+    assert_eq!(post(&app, &body(&a)).await.0, 401);
+}
+
+fn unsigned(header: Value, claims: &Value) -> String {
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+#[actix_web::test]
+async fn jws_attacks_are_refused() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    // alg none (RFC 8725 §3.1).
+    let a = unsigned(json!({"alg": "none"}), &std_claims("svc", T0, "none"));
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "alg none");
+    // HMAC with the public key as the secret (algorithm confusion, RFC 8725 §2.1).
+    let public_jwk = kp.to_jwk_public_key().to_string();
+    let signer = HS256.signer_from_bytes(public_jwk.as_bytes()).unwrap();
+    let a = deputy::token::jws::encode(
+        &json!({"alg": "HS256", "kid": "k1"}),
+        &std_claims("svc", T0, "hs"),
+        &signer,
+    )
+    .unwrap();
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "HS256 with public key");
+    // An attacker key embedded in a `jwk` header is never trusted.
+    let attacker = ES256.generate_key_pair().unwrap();
+    let embedded: Value = serde_json::to_value(attacker.to_jwk_public_key().as_ref()).unwrap();
+    let a = assertion(
+        &attacker,
+        std_claims("svc", T0, "jwk"),
+        json!({"jwk": embedded}),
+    );
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "jwk header");
+    // jku / x5u are never fetched: the attacker-signed assertion fails.
+    let a = assertion(
+        &attacker,
+        std_claims("svc", T0, "jku"),
+        json!({"jku": "http://127.0.0.1:9/jwks", "x5u": "http://127.0.0.1:9/x"}),
+    );
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "jku header");
+    // Unknown kid.
+    let a = assertion(
+        &kp,
+        std_claims("svc", T0, "kid"),
+        json!({"kid": "../../etc/passwd' OR 1=1"}),
+    );
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "unknown kid");
+    // crit (RFC 7515 §4.1.11).
+    let a = assertion(
+        &kp,
+        std_claims("svc", T0, "crit"),
+        json!({"crit": ["exp"], "exp": 1}),
+    );
+    assert_eq!(post(&app, &body(&a)).await.0, 401, "crit");
+    // Tampered payload.
+    let good = assertion(&kp, std_claims("svc", T0, "tamper"), json!({}));
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut c = std_claims("svc", T0, "tamper");
+    c["sub"] = json!("svc");
+    c["exp"] = json!(T0 + 100);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(c.to_string()),
+        parts[2]
+    );
+    assert_eq!(post(&app, &body(&forged)).await.0, 401, "tampered");
+    // The valid one still works: none of the refusals spent it.
+    assert_eq!(post(&app, &body(&good)).await.0, 200);
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 1);
+}
+
+#[actix_web::test]
+async fn a_secret_client_cannot_authenticate_with_an_assertion() {
+    let env = Env::new();
+    env.secret_service("sec", deputy::model::AuthMethod::ClientSecretBasic)
+        .await;
+    let app = env.app().await;
+    let kp = ES256.generate_key_pair().unwrap();
+    let a = assertion(&kp, std_claims("sec", T0, "x"), json!({}));
+    assert_eq!(post(&app, &body(&a)).await.0, 401);
+}

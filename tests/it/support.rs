@@ -1,0 +1,170 @@
+//! Shared fixtures: a fresh database, keys dir and manual clock per test.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{test, web};
+use deputy::app::AppState;
+use deputy::clock::ManualClock;
+use deputy::config::Settings;
+use deputy::model::{AuthMethod, ClientKind, GrantType};
+use deputy::secret::{hash_secret, Argon2Profile};
+use deputy::store::clients::Client;
+use josekit::jwk::alg::ec::EcKeyPair;
+use josekit::jws::ES256;
+use serde_json::{json, Value};
+
+pub const ISSUER: &str = "http://deputy.test";
+pub const T0: i64 = 1_900_000_000;
+
+#[allow(dead_code)]
+pub struct Env {
+    pub dir: PathBuf,
+    pub clock: Arc<ManualClock>,
+    pub state: web::Data<AppState>,
+}
+
+pub fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("deputy-it-{}", deputy::secret::random_token(9)));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn settings_in(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.apply("issuer", ISSUER).unwrap();
+    s.database = dir.join("deputy.db");
+    s.keys_dir = dir.join("keys");
+    s
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Self::in_dir(temp_dir(), T0)
+    }
+
+    /// Open (or re-open, after a "restart") the app on a directory.
+    pub fn in_dir(dir: PathBuf, now: i64) -> Env {
+        Self::with_settings(dir.clone(), settings_in(&dir), now)
+    }
+
+    pub fn with_settings(dir: PathBuf, settings: Settings, now: i64) -> Env {
+        let clock = Arc::new(ManualClock::new(now));
+        let state = web::Data::new(AppState::open(settings, clock.clone()).unwrap());
+        Env { dir, clock, state }
+    }
+
+    pub async fn app(
+        &self,
+    ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>
+    {
+        test::init_service(deputy::http::app(self.state.clone())).await
+    }
+
+    pub async fn add_client(&self, client: Client) {
+        self.state
+            .store
+            .write(move |c| deputy::store::clients::insert(c, &client))
+            .await
+            .unwrap();
+    }
+
+    /// A service with a client secret; returns the secret.
+    pub async fn secret_service(&self, id: &str, method: AuthMethod) -> String {
+        let secret = deputy::secret::new_secret();
+        let mut c = client(id, ClientKind::Service, method);
+        c.secret_hash = Some(hash_secret(&secret, Argon2Profile::GeneratedSecret).unwrap());
+        self.add_client(c).await;
+        secret
+    }
+
+    /// A private_key_jwt service; returns its key pair.
+    pub async fn jwt_service(&self, id: &str) -> EcKeyPair {
+        let kp = ES256.generate_key_pair().unwrap();
+        let mut jwk = kp.to_jwk_public_key();
+        jwk.set_key_id("k1");
+        let mut c = client(id, ClientKind::Service, AuthMethod::PrivateKeyJwt);
+        c.jwks = Some(json!({"keys": [serde_json::to_value(jwk.as_ref()).unwrap()]}).to_string());
+        self.add_client(c).await;
+        kp
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        self.state
+            .store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+}
+
+pub fn client(id: &str, kind: ClientKind, auth: AuthMethod) -> Client {
+    Client {
+        id: id.to_string(),
+        kind,
+        name: id.to_string(),
+        auth_method: auth,
+        secret_hash: None,
+        jwks: None,
+        jwks_uri: None,
+        assertion_alg: "ES256".to_string(),
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::ClientCredentials],
+        scopes: vec!["read".into(), "write".into()],
+        audiences: vec!["https://api.example".into(), "https://other.example".into()],
+        created_at: T0,
+    }
+}
+
+/// Sign a client assertion with the given claims (and header extras).
+pub fn assertion(kp: &EcKeyPair, claims: Value, header_extra: Value) -> String {
+    let mut header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+    if let (Some(h), Some(extra)) = (header.as_object_mut(), header_extra.as_object()) {
+        for (k, v) in extra {
+            h.insert(k.clone(), v.clone());
+        }
+    }
+    let signer = ES256.signer_from_der(kp.to_der_private_key()).unwrap();
+    deputy::token::jws::encode(&header, &claims, &signer).unwrap()
+}
+
+pub fn std_claims(client_id: &str, now: i64, jti: &str) -> Value {
+    json!({
+        "iss": client_id, "sub": client_id, "aud": format!("{ISSUER}/token"),
+        "exp": now + 60, "iat": now, "jti": jti,
+    })
+}
+
+pub fn form_post(path: &str, body: &str) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri(path)
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .set_payload(body.to_string())
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+pub async fn json_of(resp: ServiceResponse) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body = test::read_body(resp).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Decode a JWT's header and payload without verifying (tests only).
+pub fn peek(jwt: &str) -> (Value, Value) {
+    use base64::Engine;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let d = |p: &str| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (d(parts[0]), d(parts[1]))
+}
