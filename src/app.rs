@@ -18,6 +18,7 @@ pub struct AppState {
     pub verified_secrets: VerifiedSecrets,
     pub client_keys: KeyCache,
     pub remote_jwks: RemoteJwksCache,
+    pub throttle: crate::login::throttle::Throttle,
 }
 
 impl AppState {
@@ -37,6 +38,7 @@ impl AppState {
             verified_secrets: VerifiedSecrets::default(),
             client_keys: KeyCache::default(),
             remote_jwks: RemoteJwksCache::default(),
+            throttle: Default::default(),
         })
     }
 }

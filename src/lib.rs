@@ -12,6 +12,7 @@ pub mod error;
 pub mod grant;
 pub mod http;
 pub mod keys;
+pub mod login;
 pub mod model;
 pub mod policy;
 pub mod secret;

@@ -132,6 +132,7 @@ pub async fn check(
         assertion: Some(PendingAssertion {
             jti,
             expires_at: exp + skew,
+            spent: Default::default(),
         }),
     })
 }

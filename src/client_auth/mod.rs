@@ -25,11 +25,13 @@ pub const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An assertion whose `jti` must be recorded as used in the same transaction
-/// that acts on the request (RFC 7523 §3 item 7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// that acts on the request (RFC 7523 §3 item 7). `spent` turns true once a
+/// transaction has recorded it, so the endpoint does not record it twice.
+#[derive(Debug, Clone)]
 pub struct PendingAssertion {
     pub jti: String,
     pub expires_at: i64,
+    pub spent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A client that proved who it is.
@@ -205,6 +207,9 @@ pub async fn burn_assertion(
     let Some(a) = auth.assertion.clone() else {
         return Ok(());
     };
+    if a.spent.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
     let client_id = auth.client.id.clone();
     let fresh = state
         .store

@@ -2,7 +2,10 @@
 //! request) and then issues in one store transaction that consumes what is
 //! single-use, records every token, and writes the audit events.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod person;
+pub mod refresh_token;
 
 use rusqlite::Connection;
 
@@ -13,7 +16,11 @@ use crate::store::StoreResult;
 
 /// Grant types this build serves at the token endpoint. Discovery advertises
 /// exactly these, and any other `grant_type` is `unsupported_grant_type`.
-pub const IMPLEMENTED: &[GrantType] = &[GrantType::ClientCredentials];
+pub const IMPLEMENTED: &[GrantType] = &[
+    GrantType::AuthorizationCode,
+    GrantType::ClientCredentials,
+    GrantType::RefreshToken,
+];
 
 pub fn is_implemented(g: GrantType) -> bool {
     IMPLEMENTED.contains(&g)
@@ -30,6 +37,7 @@ pub fn consume_assertion(
         if !crate::store::tokens::consume_assertion_jti(conn, client_id, &a.jti, a.expires_at)? {
             return Ok(Err(OAuthError::invalid_client()));
         }
+        a.spent.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     Ok(Ok(()))
 }

@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::client_auth::jwks::SUPPORTED_ALGS;
 use crate::config::Settings;
 use crate::grant;
+use crate::grant::authorization_code::request::OIDC_SCOPES;
 use crate::model::GrantType;
 
 pub fn metadata(settings: &Settings) -> Map<String, Value> {
@@ -45,6 +46,13 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
             json!(settings.endpoint("/authorize")),
         );
         m.insert("code_challenge_methods_supported".into(), json!(["S256"]));
+        m.insert("response_modes_supported".into(), json!(["query"]));
+        m.insert("scopes_supported".into(), json!(OIDC_SCOPES));
+        // RFC 9207 §3: `iss` is sent in every authorization response.
+        m.insert(
+            "authorization_response_iss_parameter_supported".into(),
+            json!(true),
+        );
     }
     m
 }

@@ -1,11 +1,16 @@
 //! HTTP: one module per endpoint; handlers parse and authenticate, call the
 //! domain, and map the result. Routing and cross-cutting middleware live here.
 
+pub mod authorize;
 pub mod discovery;
 pub mod form;
 pub mod health;
 pub mod jwks;
+pub mod login;
+pub mod logout;
+pub mod pages;
 pub mod token;
+pub mod userinfo;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -78,6 +83,34 @@ pub fn app(
         .service(
             web::resource("/token")
                 .route(web::post().to(token::token))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/authorize")
+                .route(web::get().to(authorize::authorize_get))
+                .route(web::post().to(authorize::authorize_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/login")
+                .route(web::post().to(login::login))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/consent")
+                .route(web::post().to(login::consent))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/logout")
+                .route(web::get().to(logout::logout_get))
+                .route(web::post().to(logout::logout_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/userinfo")
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -68,6 +68,14 @@ async fn run_grant(
             let req = grant::client_credentials::validate(&auth.client, form)?;
             grant::client_credentials::issue(state, auth, req).await
         }
+        GrantType::AuthorizationCode => {
+            let req = grant::authorization_code::parse(form)?;
+            grant::authorization_code::redeem(state, auth, req).await
+        }
+        GrantType::RefreshToken => {
+            let req = grant::refresh_token::parse(form)?;
+            grant::refresh_token::refresh(state, auth, req).await
+        }
         _ => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "unsupported grant_type",

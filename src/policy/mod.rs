@@ -1,4 +1,7 @@
-//! Policy: scopes and audiences. Pure functions, unit-tested here.
+//! Policy: scopes, audiences, redirect URIs and PKCE. Pure functions, unit-tested here.
+
+pub mod pkce;
+pub mod redirect;
 
 use crate::error::OAuthError;
 

@@ -5,11 +5,18 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::{StoreError, StoreResult};
 
 /// (version, name, SQL). Append only; never edit a migration that has shipped.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_people",
+        include_str!("../../migrations/0002_people.sql"),
+    ),
+];
 
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
@@ -78,7 +85,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))

@@ -12,8 +12,11 @@
 
 pub mod audit;
 pub mod clients;
+pub mod codes;
 pub mod migrate;
+pub mod refresh;
 pub mod resources;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -46,6 +46,47 @@ pub fn verify_own_jwt(
     token: &str,
     expected_typ: Option<&str>,
 ) -> Result<VerifiedJwt, OwnTokenError> {
+    verify_inner(
+        ring,
+        issuer,
+        now,
+        max_jwt_lifetime,
+        token,
+        expected_typ,
+        true,
+    )
+}
+
+/// Like `verify_own_jwt` but accepts an expired token (for `id_token_hint`
+/// at logout and for revoking tokens that already expired).
+pub fn verify_own_jwt_any_age(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    max_jwt_lifetime: i64,
+    token: &str,
+    expected_typ: Option<&str>,
+) -> Result<VerifiedJwt, OwnTokenError> {
+    verify_inner(
+        ring,
+        issuer,
+        now,
+        max_jwt_lifetime,
+        token,
+        expected_typ,
+        false,
+    )
+}
+
+fn verify_inner(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    max_jwt_lifetime: i64,
+    token: &str,
+    expected_typ: Option<&str>,
+    check_exp: bool,
+) -> Result<VerifiedJwt, OwnTokenError> {
     let jws = decode_unverified(token).map_err(|_| OwnTokenError::Malformed)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, never the token's.
     if jws.alg() != Some("ES256") || jws.header.contains_key("crit") {
@@ -66,7 +107,7 @@ pub fn verify_own_jwt(
         return Err(OwnTokenError::WrongIssuer);
     }
     match numeric_date(jws.payload.get("exp")) {
-        Some(exp) if now < exp => {}
+        Some(exp) if now < exp || !check_exp => {}
         _ => return Err(OwnTokenError::Expired),
     }
     Ok(VerifiedJwt {

@@ -6,4 +6,7 @@ mod support;
 
 mod client_credentials;
 mod foundation;
+mod oidc;
+mod people;
 mod private_key_jwt;
+mod refresh;

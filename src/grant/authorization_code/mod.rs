@@ -1,0 +1,239 @@
+//! The authorization code grant (RFC 6749 §4.1) with PKCE (RFC 7636):
+//! issuing a code at the end of the authorization interaction, and redeeming
+//! it at the token endpoint.
+
+pub mod request;
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Mode};
+use crate::client_auth::AuthenticatedClient;
+use crate::error::OAuthError;
+use crate::http::form::FormParams;
+use crate::model::GrantType;
+use crate::policy::pkce;
+use crate::secret::{random_token, sha256_b64};
+use crate::store::codes::CodeRecord;
+use crate::store::tokens::GrantRecord;
+use crate::token::TokenResponse;
+
+use super::person::{mint, refresh_record, store, PersonTokenSpec};
+use request::AuthorizationRequest;
+
+/// Who is signed in when the code is issued.
+pub struct SignedIn<'a> {
+    pub user_id: &'a str,
+    pub auth_time: i64,
+    pub amr: &'a str,
+}
+
+/// Issue a code for a consented request. One transaction records the grant
+/// (what the tokens will hang from), the hashed code and the audit event.
+pub async fn issue_code(
+    state: &AppState,
+    req: &AuthorizationRequest,
+    who: SignedIn<'_>,
+) -> Result<String, OAuthError> {
+    let now = state.clock.now();
+    let code = random_token(32);
+    let grant = GrantRecord {
+        id: random_token(16),
+        grant_type: GrantType::AuthorizationCode.as_str().to_string(),
+        subject: who.user_id.to_string(),
+        client_id: req.client_id.clone(),
+        scope: req.scope.join(" "),
+        auth_time: Some(who.auth_time),
+        created_at: now,
+    };
+    let record = CodeRecord {
+        code_hash: sha256_b64(code.as_bytes()),
+        client_id: req.client_id.clone(),
+        user_id: who.user_id.to_string(),
+        grant_id: grant.id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        redirect_uri_sent: req.redirect_uri_sent,
+        code_challenge: req.code_challenge.clone(),
+        scope: req.scope.join(" "),
+        nonce: req.nonce.clone(),
+        resource: req.resource.clone(),
+        auth_time: who.auth_time,
+        amr: who.amr.to_string(),
+        issued_at: now,
+        expires_at: now + state.settings.code_ttl,
+        consumed_at: None,
+    };
+    let mut event = AuditEvent::new(now, "code_issued", Mode::Person).person(Some(who.user_id));
+    event.client_id = Some(req.client_id.clone());
+    event.scope = Some(record.scope.clone());
+    event.audience = Some(record.resource.clone());
+    event.detail = Some(serde_json::json!({"grant_id": grant.id}).to_string());
+    state
+        .store
+        .write(move |c| {
+            crate::store::tokens::insert_grant(c, &grant)?;
+            crate::store::codes::insert(c, &record)?;
+            crate::store::audit::insert(c, &event)
+        })
+        .await?;
+    Ok(code)
+}
+
+/// A parsed token request for this grant.
+pub struct CodeRedemption {
+    pub code: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
+pub fn parse(form: &FormParams) -> Result<CodeRedemption, OAuthError> {
+    Ok(CodeRedemption {
+        code: form.require("code")?.to_string(),
+        redirect_uri: form.get("redirect_uri").map(str::to_string),
+        code_verifier: form.get("code_verifier").map(str::to_string),
+    })
+}
+
+fn bad_code() -> OAuthError {
+    OAuthError::invalid_grant("the authorization code is invalid, expired or already used")
+}
+
+/// RFC 6749 §4.1.2: a code used twice is an attack signal; every token issued
+/// from it is revoked. Committed even though the request fails.
+fn revoke_replayed(
+    conn: &rusqlite::Connection,
+    rec: &CodeRecord,
+    now: i64,
+) -> crate::store::StoreResult<()> {
+    let n = crate::store::tokens::revoke_grant(
+        conn,
+        &rec.grant_id,
+        now,
+        "authorization code replayed",
+    )?;
+    crate::store::refresh::revoke_family(conn, &rec.grant_id, now)?;
+    let mut e = AuditEvent::new(now, "code_replayed", Mode::System)
+        .person(Some(&rec.user_id))
+        .refused("authorization code presented twice");
+    e.client_id = Some(rec.client_id.clone());
+    e.detail = Some(serde_json::json!({"grant_id": rec.grant_id, "tokens_revoked": n}).to_string());
+    crate::store::audit::insert(conn, &e)
+}
+
+/// RFC 6749 §4.1.3: redeem a code for tokens.
+pub async fn redeem(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    req: CodeRedemption,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let code_hash = sha256_b64(req.code.as_bytes());
+    let rec = {
+        let h = code_hash.clone();
+        state
+            .store
+            .read(move |c| crate::store::codes::get(c, &h))
+            .await?
+    }
+    .ok_or_else(bad_code)?;
+    // RFC 6749 §4.1.3: the code was issued to this client.
+    if rec.client_id != auth.client.id {
+        return Err(bad_code());
+    }
+    if rec.consumed_at.is_some() {
+        let r = rec.clone();
+        state
+            .store
+            .write(move |c| revoke_replayed(c, &r, now))
+            .await?;
+        return Err(bad_code());
+    }
+    if now >= rec.expires_at {
+        return Err(bad_code());
+    }
+    // RFC 6749 §4.1.3: redirect_uri must be identical when it was sent with the
+    // authorization request; when sent here anyway, it must still match.
+    match &req.redirect_uri {
+        Some(r) if *r != rec.redirect_uri => {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match"))
+        }
+        None if rec.redirect_uri_sent => {
+            return Err(OAuthError::invalid_request(
+                "missing parameter: redirect_uri",
+            ))
+        }
+        _ => {}
+    }
+    // RFC 7636 §4.6: the verifier must match the challenge bound to the code.
+    if !pkce::verify(req.code_verifier.as_deref(), &rec.code_challenge) {
+        return Err(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    let user = {
+        let id = rec.user_id.clone();
+        state
+            .store
+            .read(move |c| crate::store::users::by_id(c, &id))
+            .await?
+    };
+    if !user.is_some_and(|u| u.disabled_at.is_none()) {
+        return Err(bad_code());
+    }
+    let client = &auth.client;
+    let scope: Vec<String> = rec
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let refresh = client.may_use(GrantType::RefreshToken).then(|| {
+        let plaintext = random_token(32);
+        let r = refresh_record(
+            &plaintext,
+            &rec.grant_id,
+            &client.id,
+            &rec.user_id,
+            &rec.scope,
+            &rec.resource,
+            rec.auth_time,
+            &rec.amr,
+            now,
+            state.settings.refresh_idle_ttl,
+            now + state.settings.refresh_absolute_ttl,
+        );
+        (plaintext, r)
+    });
+    let set = mint(
+        &state.keys.ring(),
+        &state.settings,
+        now,
+        PersonTokenSpec {
+            client,
+            user_id: &rec.user_id,
+            scope,
+            resource: &rec.resource,
+            auth_time: rec.auth_time,
+            amr: &rec.amr,
+            nonce: rec.nonce.as_deref(),
+            grant_id: &rec.grant_id,
+            grant_type: GrantType::AuthorizationCode,
+            refresh,
+        },
+    )?;
+    let response = set.response.clone();
+    let assertion = auth.assertion.clone();
+    let client_id = client.id.clone();
+    state
+        .store
+        .write(move |c| {
+            if let Err(e) = super::consume_assertion(c, &client_id, assertion.as_ref())? {
+                return Ok(Err(e));
+            }
+            // One UPDATE decides the race: the loser is a replay.
+            if !crate::store::codes::consume(c, &code_hash, now)? {
+                revoke_replayed(c, &rec, now)?;
+                return Ok(Err(bad_code()));
+            }
+            store(c, &set)?;
+            Ok(Ok(()))
+        })
+        .await??;
+    Ok(response)
+}

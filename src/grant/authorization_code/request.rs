@@ -1,0 +1,285 @@
+//! Validation of an authorization request (RFC 6749 §4.1.1, OIDC Core
+//! §3.1.2.1, RFC 7636 §4.3, RFC 8707 §2). Pure: the caller supplies the client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::http::form::FormParams;
+use crate::model::GrantType;
+use crate::policy::{parse_scope, pkce, redirect, requested_audience};
+use crate::store::clients::Client;
+
+/// Scopes every client may ask a person for (OIDC Core §5.4).
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+}
+
+/// A checked authorization request, kept while the person logs in and consents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// RFC 6749 §4.1.3: if sent here, the token request must repeat it.
+    pub redirect_uri_sent: bool,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    /// The audience the access token will carry.
+    pub resource: String,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+}
+
+impl AuthorizationRequest {
+    pub fn wants_openid(&self) -> bool {
+        self.scope.iter().any(|s| s == "openid")
+    }
+}
+
+/// Why a request fails, and where the answer goes.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// The client or redirect URI cannot be trusted: never redirect
+    /// (RFC 6749 §4.1.2.1); show an error page.
+    Page(&'static str),
+    /// Everything else goes back to the client (RFC 6749 §4.1.2.1, RFC 9207).
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
+}
+
+fn parse_prompt(v: Option<&str>) -> Result<Prompt, OAuthError> {
+    let mut p = Prompt::default();
+    let Some(v) = v else {
+        return Ok(p);
+    };
+    for t in v.split(' ').filter(|t| !t.is_empty()) {
+        match t {
+            "none" => p.none = true,
+            "login" => p.login = true,
+            "consent" => p.consent = true,
+            _ => return Err(OAuthError::invalid_request("unsupported prompt value")),
+        }
+    }
+    // OIDC Core §3.1.2.1: `none` with any other value is an error.
+    if p.none && (p.login || p.consent) {
+        return Err(OAuthError::invalid_request(
+            "prompt=none cannot be combined",
+        ));
+    }
+    Ok(p)
+}
+
+/// Validate an authorization request for `client` (None when unknown).
+pub fn validate(
+    client: Option<&Client>,
+    params: &FormParams,
+    default_resource: &str,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    if params.get("client_id").is_none() {
+        return Err(AuthorizeError::Page("The request has no client_id."));
+    }
+    let client = client.ok_or(AuthorizeError::Page("The application is not known."))?;
+    let redirect_uri = redirect::select(&client.redirect_uris, params.get("redirect_uri")).ok_or(
+        AuthorizeError::Page(
+            "The redirect URI does not match one registered for this application.",
+        ),
+    )?;
+    let state = params.get("state").map(str::to_string);
+    let to_client = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+    };
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(to_client(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            )))
+        }
+        None => {
+            return Err(to_client(OAuthError::invalid_request(
+                "missing parameter: response_type",
+            )))
+        }
+    }
+    if !client.may_use(GrantType::AuthorizationCode) {
+        return Err(to_client(OAuthError::unauthorized_client(
+            "the client is not registered for the authorization code grant",
+        )));
+    }
+    if params.contains("request") || params.contains("request_uri") {
+        return Err(to_client(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "request objects are not supported",
+        )));
+    }
+    // RFC 7636 §4.4.1 and RFC 9700 §2.1.1: PKCE with S256 for every client.
+    let code_challenge = pkce::check_challenge(
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+    )
+    .map_err(to_client)?;
+    let scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
+    if scope.is_empty() {
+        return Err(to_client(OAuthError::invalid_scope("scope is required")));
+    }
+    for s in &scope {
+        if !OIDC_SCOPES.contains(&s.as_str()) && !client.scopes.contains(s) {
+            return Err(to_client(OAuthError::invalid_scope(
+                "requested scope is not allowed for this client",
+            )));
+        }
+    }
+    let resource = match requested_audience(params.get("resource"), None).map_err(to_client)? {
+        Some(r) if client.audiences.contains(&r) => r,
+        Some(_) => {
+            return Err(to_client(OAuthError::invalid_target(
+                "the client may not obtain tokens for this resource",
+            )))
+        }
+        None => default_resource.to_string(),
+    };
+    let prompt = parse_prompt(params.get("prompt")).map_err(to_client)?;
+    let max_age = match params.get("max_age") {
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            to_client(OAuthError::invalid_request(
+                "max_age must be a non-negative integer",
+            ))
+        })?),
+        None => None,
+    };
+    let nonce = params.get("nonce").map(str::to_string);
+    if nonce.as_ref().is_some_and(|n| n.len() > 512)
+        || state.as_ref().is_some_and(|s| s.len() > 1024)
+    {
+        return Err(to_client(OAuthError::invalid_request(
+            "state or nonce too long",
+        )));
+    }
+    Ok(AuthorizationRequest {
+        client_id: client.id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        redirect_uri_sent: params.contains("redirect_uri"),
+        scope,
+        state: state.clone(),
+        nonce,
+        code_challenge,
+        resource,
+        prompt,
+        max_age,
+        login_hint: params
+            .get("login_hint")
+            .map(|h| h.chars().take(128).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::form::parse_form;
+    use crate::model::{AuthMethod, ClientKind};
+
+    fn client() -> Client {
+        Client {
+            id: "app".into(),
+            kind: ClientKind::App,
+            name: "App".into(),
+            auth_method: AuthMethod::None,
+            secret_hash: None,
+            jwks: None,
+            jwks_uri: None,
+            assertion_alg: "ES256".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: vec!["notes:read".into()],
+            audiences: vec!["https://api.example".into()],
+            created_at: 0,
+        }
+    }
+
+    const GOOD: &str = "client_id=app&response_type=code&scope=openid+notes%3Aread&state=s1\
+        &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+
+    fn run(q: &str) -> Result<AuthorizationRequest, AuthorizeError> {
+        validate(
+            Some(&client()),
+            &parse_form(q.as_bytes()).unwrap(),
+            "https://issuer.example",
+        )
+    }
+
+    fn redirect_error(q: &str) -> &'static str {
+        match run(q) {
+            Err(AuthorizeError::Redirect { error, .. }) => error.code.as_str(),
+            other => panic!("expected a redirect error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_request_defaults() {
+        let r = run(GOOD).unwrap();
+        assert_eq!(r.redirect_uri, "https://app.example/cb");
+        assert!(!r.redirect_uri_sent);
+        assert_eq!(r.resource, "https://issuer.example");
+        assert!(r.wants_openid());
+    }
+
+    #[test]
+    fn untrusted_client_or_redirect_never_redirects() {
+        assert!(matches!(
+            validate(None, &parse_form(GOOD.as_bytes()).unwrap(), "x"),
+            Err(AuthorizeError::Page(_))
+        ));
+        assert!(matches!(
+            run(&format!(
+                "{GOOD}&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+            )),
+            Err(AuthorizeError::Page(_))
+        ));
+    }
+
+    #[test]
+    fn errors_redirect_with_codes() {
+        assert_eq!(
+            redirect_error(&GOOD.replace("response_type=code", "response_type=token")),
+            "unsupported_response_type"
+        );
+        assert_eq!(
+            redirect_error(&GOOD.replace("S256", "plain")),
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_error(&GOOD.replace("&code_challenge_method=S256", "")),
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_error(&GOOD.replace("scope=openid+notes%3Aread", "scope=openid+admin")),
+            "invalid_scope"
+        );
+        assert_eq!(
+            redirect_error(&format!("{GOOD}&resource=https%3A%2F%2Fevil.example")),
+            "invalid_target"
+        );
+        assert_eq!(
+            redirect_error(&format!("{GOOD}&prompt=none+login")),
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_error(&format!("{GOOD}&max_age=-1")),
+            "invalid_request"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The refresh token grant (RFC 6749 §6) with rotation and reuse detection
+//! (RFC 9700 §4.14.2).
+//!
+//! Every successful refresh consumes the presented token and issues its
+//! successor in the same family, in one transaction. Presenting a consumed
+//! token is reuse: the whole family and everything issued from it is revoked.
+//!
+//! Grace window (setting `refresh_grace`, default 5 s, 0 = strict): a retry by
+//! the same client with the token it just rotated, within the window, while the
+//! successor has not been used yet, receives the same successor again (it is
+//! derived from the presented token with a server key, so it is never stored in
+//! clear) and a fresh access token. Anything else is reuse.
+
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::sign::Signer;
+use rusqlite::OptionalExtension;
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Mode};
+use crate::client_auth::AuthenticatedClient;
+use crate::error::OAuthError;
+use crate::http::form::FormParams;
+use crate::model::GrantType;
+use crate::policy::{is_subset, parse_scope};
+use crate::secret::sha256_b64;
+use crate::store::refresh::RefreshRecord;
+use crate::store::StoreResult;
+use crate::token::TokenResponse;
+
+use super::person::{mint, refresh_record, store, PersonTokenSpec};
+
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    pub scope: Option<Vec<String>>,
+}
+
+pub fn parse(form: &FormParams) -> Result<RefreshRequest, OAuthError> {
+    let token = form.require("refresh_token")?;
+    if token.len() > 512 {
+        return Err(bad_token());
+    }
+    Ok(RefreshRequest {
+        refresh_token: token.to_string(),
+        scope: form.get("scope").map(parse_scope).transpose()?,
+    })
+}
+
+fn bad_token() -> OAuthError {
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
+}
+
+/// The successor of a refresh token: HMAC-SHA256 under a server key.
+fn successor_of(key: &str, presented: &str) -> StoreResult<String> {
+    let fail = |e: openssl::error::ErrorStack| crate::store::StoreError::Corrupt(e.to_string());
+    let pkey = PKey::hmac(key.as_bytes()).map_err(fail)?;
+    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(fail)?;
+    signer.update(b"deputy refresh successor\0").map_err(fail)?;
+    signer.update(presented.as_bytes()).map_err(fail)?;
+    let mac = signer.sign_to_vec().map_err(fail)?;
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac))
+}
+
+/// Revoke a family and everything issued from it; audit the reuse.
+fn revoke_for_reuse(
+    conn: &rusqlite::Connection,
+    rec: &RefreshRecord,
+    presenter: &str,
+    now: i64,
+) -> StoreResult<()> {
+    crate::store::refresh::revoke_family(conn, &rec.family_id, now)?;
+    let n = crate::store::tokens::revoke_grant(conn, &rec.family_id, now, "refresh token reuse")?;
+    let mut e = AuditEvent::new(now, "refresh_reuse_detected", Mode::System)
+        .person(Some(&rec.user_id))
+        .refused("a consumed refresh token was presented again");
+    e.client_id = Some(rec.client_id.clone());
+    e.jti = Some(rec.jti.clone());
+    e.detail = Some(
+        serde_json::json!({"family_id": rec.family_id, "presented_by": presenter, "tokens_revoked": n}).to_string(),
+    );
+    crate::store::audit::insert(conn, &e)
+}
+
+/// RFC 6749 §6.
+pub async fn refresh(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    req: RefreshRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let ring = state.keys.ring();
+    let settings = state.settings.clone();
+    let client = auth.client.clone();
+    let assertion = auth.assertion.clone();
+    state
+        .store
+        .write(move |c| {
+            if let Err(e) = super::consume_assertion(c, &client.id, assertion.as_ref())? {
+                return Ok(Err(e));
+            }
+            let hash = sha256_b64(req.refresh_token.as_bytes());
+            let Some(rec) = crate::store::refresh::get(c, &hash)? else {
+                return Ok(Err(bad_token()));
+            };
+            // RFC 6749 §6: the token must have been issued to the authenticated client.
+            if rec.client_id != client.id {
+                return Ok(Err(bad_token()));
+            }
+            if rec.revoked_at.is_some() {
+                return Ok(Err(bad_token()));
+            }
+            let key = crate::store::refresh::server_secret(c, "refresh-successor")?;
+            let successor = successor_of(&key, &req.refresh_token)?;
+            let successor_hash = sha256_b64(successor.as_bytes());
+            let retry = if let Some(consumed_at) = rec.consumed_at {
+                let successor_rec = crate::store::refresh::get(c, &successor_hash)?;
+                let successor_unused = successor_rec
+                    .as_ref()
+                    .is_some_and(|s| s.consumed_at.is_none() && s.revoked_at.is_none());
+                let in_grace = now - consumed_at <= settings.refresh_grace
+                    && rec.consumed_by.as_deref() == Some(client.id.as_str())
+                    && rec.successor_hash.as_deref() == Some(successor_hash.as_str())
+                    && successor_unused;
+                if !in_grace {
+                    revoke_for_reuse(c, &rec, &client.id, now)?;
+                    return Ok(Err(bad_token()));
+                }
+                true
+            } else {
+                false
+            };
+            if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
+                return Ok(Err(bad_token()));
+            }
+            let grant_revoked: bool = c
+                .prepare_cached("SELECT revoked_at IS NOT NULL FROM grants WHERE id = ?1")?
+                .query_row([&rec.family_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(true);
+            let user_active = crate::store::users::by_id(c, &rec.user_id)?
+                .is_some_and(|u| u.disabled_at.is_none());
+            if grant_revoked || !user_active {
+                return Ok(Err(bad_token()));
+            }
+            // RFC 6749 §6: the scope may only narrow; the family keeps its consent.
+            let family_scope: Vec<String> = rec
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let scope = match &req.scope {
+                Some(s) if !is_subset(s, &family_scope) => {
+                    return Ok(Err(OAuthError::invalid_scope(
+                        "requested scope exceeds the original grant",
+                    )))
+                }
+                Some(s) => s.clone(),
+                None => family_scope,
+            };
+            let successor_rec = refresh_record(
+                &successor,
+                &rec.family_id,
+                &client.id,
+                &rec.user_id,
+                &rec.scope,
+                &rec.resource,
+                rec.auth_time,
+                &rec.amr,
+                now,
+                settings.refresh_idle_ttl,
+                rec.absolute_expires_at,
+            );
+            let set = match mint(
+                &ring,
+                &settings,
+                now,
+                PersonTokenSpec {
+                    client: &client,
+                    user_id: &rec.user_id,
+                    scope,
+                    resource: &rec.resource,
+                    auth_time: rec.auth_time,
+                    amr: &rec.amr,
+                    nonce: None,
+                    grant_id: &rec.family_id,
+                    grant_type: GrantType::RefreshToken,
+                    refresh: Some((successor, successor_rec)),
+                },
+            ) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
+            // Consume only after everything that can fail without writing has passed.
+            if !retry
+                && !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)?
+            {
+                return Ok(Err(bad_token()));
+            }
+            if retry {
+                // Same successor again: its record exists; store only the new access/ID tokens.
+                let mut again = set;
+                again.refresh = None;
+                again
+                    .records
+                    .retain(|r| r.kind != crate::model::TokenKind::Refresh);
+                store(c, &again)?;
+                return Ok(Ok(again.response));
+            }
+            store(c, &set)?;
+            let mut e =
+                AuditEvent::new(now, "refresh_rotated", Mode::Person).person(Some(&rec.user_id));
+            e.client_id = Some(client.id.clone());
+            e.jti = Some(rec.jti.clone());
+            e.detail = Some(serde_json::json!({"family_id": rec.family_id}).to_string());
+            crate::store::audit::insert(c, &e)?;
+            Ok(Ok(set.response))
+        })
+        .await?
+}

@@ -1,0 +1,88 @@
+//! HTML pages (askama templates in `templates/`) and the headers every HTML
+//! response carries: no framing, no referrer, no caching, no scripts.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub client_name: &'a str,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+    pub login_hint: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub client_name: &'a str,
+    pub username: &'a str,
+    pub is_agent: bool,
+    /// (scope, plain words)
+    pub scopes: Vec<(String, String)>,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub csrf: &'a str,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// Security headers for every HTML response.
+pub fn with_html_headers(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    b.insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+    b
+}
+
+/// Render a template into a response builder that may still get cookies.
+pub fn render(
+    status: StatusCode,
+    page: &impl Template,
+) -> (actix_web::HttpResponseBuilder, String) {
+    let body = page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "template failed to render");
+        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
+    });
+    let mut b = with_html_headers(HttpResponse::build(status));
+    b.content_type("text/html; charset=utf-8");
+    (b, body)
+}
+
+pub fn page(status: StatusCode, page: &impl Template) -> HttpResponse {
+    let (mut b, body) = render(status, page);
+    b.body(body)
+}
+
+pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    page(status, &ErrorPage { title, message })
+}

@@ -1,0 +1,99 @@
+//! `GET`/`POST /userinfo` (OIDC Core §5.3) with a Bearer access token
+//! (RFC 6750 §2.1). Errors follow RFC 6750 §3.1.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::TokenKind;
+use crate::token::verify::verify_own_jwt;
+use crate::token::ACCESS_TOKEN_TYP;
+
+fn invalid_token() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidToken,
+        "the access token is invalid, expired or revoked",
+    )
+    .with_www_authenticate("Bearer error=\"invalid_token\"")
+}
+
+/// RFC 6750 §2.1: `Authorization: Bearer <token>`.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let scheme = v.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("bearer ") {
+        return None;
+    }
+    v.get(7..).map(str::trim).filter(|t| !t.is_empty())
+}
+
+pub async fn userinfo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    let Some(token) = bearer(&req) else {
+        return Err(
+            OAuthError::new(ErrorCode::InvalidToken, "a Bearer access token is required")
+                .with_www_authenticate("Bearer"),
+        );
+    };
+    let now = state.clock.now();
+    let settings = &state.settings;
+    let jwt = verify_own_jwt(
+        &state.keys.ring(),
+        &settings.issuer,
+        now,
+        settings.max_jwt_lifetime(),
+        token,
+        Some(ACCESS_TOKEN_TYP),
+    )
+    .map_err(|_| invalid_token())?;
+    let jti = jwt.jti().ok_or_else(invalid_token)?.to_string();
+    let record = state
+        .store
+        .read(move |c| crate::store::tokens::get(c, &jti))
+        .await?;
+    let Some(record) = record.filter(|r| r.kind == TokenKind::Access && r.is_active(now)) else {
+        return Err(invalid_token());
+    };
+    // Token confusion: only tokens addressed to deputy itself are accepted here.
+    if record.audience != settings.issuer {
+        return Err(invalid_token());
+    }
+    let scopes: Vec<&str> = record.scope.split(' ').collect();
+    if !scopes.contains(&"openid") {
+        return Err(OAuthError::new(
+            ErrorCode::InsufficientScope,
+            "the token lacks the openid scope",
+        )
+        .with_www_authenticate("Bearer error=\"insufficient_scope\", scope=\"openid\""));
+    }
+    let sub = record.subject.clone();
+    let user = state
+        .store
+        .read(move |c| crate::store::users::by_id(c, &sub))
+        .await?;
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return Err(invalid_token());
+    };
+    let mut claims = Map::new();
+    claims.insert("sub".into(), json!(user.id));
+    if scopes.contains(&"profile") {
+        claims.insert("preferred_username".into(), json!(user.username));
+        if let Some(n) = &user.name {
+            claims.insert("name".into(), json!(n));
+        }
+    }
+    if scopes.contains(&"email") {
+        if let Some(e) = &user.email {
+            claims.insert("email".into(), json!(e));
+            // deputy does not verify addresses; say so rather than imply it.
+            claims.insert("email_verified".into(), json!(false));
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(Value::Object(claims)))
+}

@@ -1,0 +1,143 @@
+//! People signing in: session cookies, the browser binding of pending
+//! interactions, password checks and throttling.
+
+pub mod throttle;
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::HttpRequest;
+
+use crate::app::AppState;
+use crate::config::Settings;
+use crate::error::OAuthError;
+use crate::secret::{random_token, sha256_b64, verify_secret};
+use crate::store::sessions::Session;
+use crate::store::users::User;
+
+pub const SESSION_COOKIE: &str = "deputy_session";
+/// A random per-browser value; pending interactions are bound to its hash so a
+/// form cannot be completed from another browser (login CSRF).
+pub const BROWSER_COOKIE: &str = "deputy_browser";
+
+fn cookie(settings: &Settings, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(settings.issuer_is_https())
+        .path("/")
+        .max_age(CookieDuration::seconds(max_age))
+        .finish()
+}
+
+pub fn session_cookie(settings: &Settings, value: String) -> Cookie<'static> {
+    cookie(settings, SESSION_COOKIE, value, settings.session_ttl)
+}
+
+pub fn clear_session_cookie(settings: &Settings) -> Cookie<'static> {
+    cookie(settings, SESSION_COOKIE, String::new(), 0)
+}
+
+pub fn browser_cookie(settings: &Settings, value: String) -> Cookie<'static> {
+    cookie(settings, BROWSER_COOKIE, value, 365 * 24 * 3600)
+}
+
+/// The browser's binding value, or a new one to set.
+pub fn browser_id(req: &HttpRequest) -> (String, bool) {
+    match req.cookie(BROWSER_COOKIE) {
+        Some(c) if c.value().len() >= 20 && c.value().len() <= 64 => (c.value().to_string(), false),
+        _ => (random_token(24), true),
+    }
+}
+
+/// The signed-in person, if the session cookie names a live session of an
+/// active person.
+pub struct CurrentSession {
+    pub id_hash: String,
+    pub session: Session,
+    pub user: User,
+}
+
+pub async fn current(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<CurrentSession>, OAuthError> {
+    let Some(c) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    if c.value().is_empty() || c.value().len() > 128 {
+        return Ok(None);
+    }
+    let id_hash = sha256_b64(c.value().as_bytes());
+    let now = state.clock.now();
+    let h = id_hash.clone();
+    let found = state
+        .store
+        .read(move |conn| {
+            let Some(s) = crate::store::sessions::get_session(conn, &h)? else {
+                return Ok(None);
+            };
+            let user = crate::store::users::by_id(conn, &s.user_id)?;
+            Ok(user.map(|u| (s, u)))
+        })
+        .await?;
+    Ok(match found {
+        Some((session, user)) if session.expires_at > now && user.disabled_at.is_none() => {
+            Some(CurrentSession {
+                id_hash,
+                session,
+                user,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// Why a password login failed (the person sees one generic message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    Throttled(i64),
+    BadCredentials,
+}
+
+/// Check a username and password. Unknown users are verified against a dummy
+/// hash so that both failures take the same time.
+pub async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    address: &str,
+) -> Result<Result<User, LoginFailure>, OAuthError> {
+    let now = state.clock.now();
+    if let Some(wait) = state.throttle.retry_after(username, address, now) {
+        return Ok(Err(LoginFailure::Throttled(wait)));
+    }
+    let name = username.to_string();
+    let user = state
+        .store
+        .read(move |c| crate::store::users::by_username(c, &name))
+        .await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| crate::secret::dummy_password_hash().to_string());
+    let pw = password.to_string();
+    let ok = actix_web::web::block(move || verify_secret(&pw, &hash))
+        .await
+        .map_err(OAuthError::server_error)?;
+    match user {
+        Some(u) if ok && u.disabled_at.is_none() => {
+            state.throttle.record_success(username);
+            Ok(Ok(u))
+        }
+        _ => {
+            state.throttle.record_failure(username, address, now);
+            Ok(Err(LoginFailure::BadCredentials))
+        }
+    }
+}
+
+/// Client address for throttling: the peer, never a forwarded header.
+pub fn address(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}

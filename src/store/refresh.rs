@@ -1,0 +1,140 @@
+//! Refresh tokens: opaque, stored by SHA-256, one family per grant.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::StoreResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub jti: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub resource: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub issued_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub consumed_at: Option<i64>,
+    pub consumed_by: Option<String>,
+    pub successor_hash: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+const COLUMNS: &str = "token_hash, jti, family_id, client_id, user_id, scope, resource, auth_time, amr, \
+    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
+    Ok(RefreshRecord {
+        token_hash: r.get(0)?,
+        jti: r.get(1)?,
+        family_id: r.get(2)?,
+        client_id: r.get(3)?,
+        user_id: r.get(4)?,
+        scope: r.get(5)?,
+        resource: r.get(6)?,
+        auth_time: r.get(7)?,
+        amr: r.get(8)?,
+        issued_at: r.get(9)?,
+        idle_expires_at: r.get(10)?,
+        absolute_expires_at: r.get(11)?,
+        consumed_at: r.get(12)?,
+        consumed_by: r.get(13)?,
+        successor_hash: r.get(14)?,
+        revoked_at: r.get(15)?,
+    })
+}
+
+pub fn insert(conn: &Connection, t: &RefreshRecord) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        t.token_hash,
+        t.jti,
+        t.family_id,
+        t.client_id,
+        t.user_id,
+        t.scope,
+        t.resource,
+        t.auth_time,
+        t.amr,
+        t.issued_at,
+        t.idle_expires_at,
+        t.absolute_expires_at,
+        t.consumed_at,
+        t.consumed_by,
+        t.successor_hash,
+        t.revoked_at
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"
+        ))?
+        .query_row([token_hash], from_row)
+        .optional()?)
+}
+
+pub fn get_by_jti(conn: &Connection, jti: &str) -> StoreResult<Option<RefreshRecord>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM refresh_tokens WHERE jti = ?1"
+        ))?
+        .query_row([jti], from_row)
+        .optional()?)
+}
+
+/// Consume a refresh token: one UPDATE, so of N concurrent presentations
+/// exactly one rotates. Records which client consumed it and its successor.
+pub fn consume(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+    client_id: &str,
+    successor_hash: &str,
+) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE refresh_tokens SET consumed_at = ?2, consumed_by = ?3, successor_hash = ?4 \
+             WHERE token_hash = ?1 AND consumed_at IS NULL AND revoked_at IS NULL",
+        )?
+        .execute(params![token_hash, now, client_id, successor_hash])?
+        == 1)
+}
+
+/// Revoke every refresh token of a family; returns how many changed.
+pub fn revoke_family(conn: &Connection, family_id: &str, now: i64) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
+        params![family_id, now],
+    )?)
+}
+
+/// A named server secret, created on first use (inside the caller's transaction).
+pub fn server_secret(conn: &Connection, name: &str) -> StoreResult<String> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    if let Some(v) = existing {
+        return Ok(v);
+    }
+    let value = crate::secret::random_token(32);
+    conn.execute(
+        "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?1, ?2)",
+        params![name, value],
+    )?;
+    Ok(conn.query_row(
+        "SELECT value FROM server_secrets WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )?)
+}

@@ -1,0 +1,146 @@
+//! Login sessions, pending interactions and remembered consent.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub expires_at: i64,
+}
+
+pub fn insert_session(conn: &Connection, id_hash: &str, s: &Session, now: i64) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id_hash, s.user_id, s.auth_time, s.amr, now, s.expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn get_session(conn: &Connection, id_hash: &str) -> StoreResult<Option<Session>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT user_id, auth_time, amr, expires_at FROM sessions WHERE id_hash = ?1",
+        )?
+        .query_row([id_hash], |r| {
+            Ok(Session {
+                user_id: r.get(0)?,
+                auth_time: r.get(1)?,
+                amr: r.get(2)?,
+                expires_at: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn delete_session(conn: &Connection, id_hash: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])? > 0)
+}
+
+pub fn delete_user_sessions(conn: &Connection, user_id: &str) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub id: String,
+    pub browser_hash: String,
+    pub csrf: String,
+    pub request: String,
+    pub login_done: bool,
+    pub expires_at: i64,
+}
+
+pub fn insert_interaction(conn: &Connection, i: &Interaction, now: i64) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO interactions (id, browser_hash, csrf, request, login_done, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![i.id, i.browser_hash, i.csrf, i.request, i.login_done, now, i.expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn get_interaction(conn: &Connection, id: &str) -> StoreResult<Option<Interaction>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, browser_hash, csrf, request, login_done, expires_at FROM interactions WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Interaction {
+                id: r.get(0)?,
+                browser_hash: r.get(1)?,
+                csrf: r.get(2)?,
+                request: r.get(3)?,
+                login_done: r.get(4)?,
+                expires_at: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn mark_login_done(conn: &Connection, id: &str) -> StoreResult<()> {
+    conn.execute("UPDATE interactions SET login_done = 1 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Finish an interaction: one DELETE, so a form submitted twice completes once.
+pub fn take_interaction(conn: &Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM interactions WHERE id = ?1", [id])? > 0)
+}
+
+pub fn purge_expired(conn: &Connection, now: i64) -> StoreResult<()> {
+    conn.execute("DELETE FROM interactions WHERE expires_at < ?1", [now])?;
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+    Ok(())
+}
+
+/// The scopes a person has consented to for a client.
+pub fn consent(
+    conn: &Connection,
+    user_id: &str,
+    client_id: &str,
+) -> StoreResult<Option<Vec<String>>> {
+    let scope: Option<String> = conn
+        .prepare_cached("SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2")?
+        .query_row(params![user_id, client_id], |r| r.get(0))
+        .optional()?;
+    Ok(scope.map(|s| {
+        s.split(' ')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    }))
+}
+
+/// Remember consent; the stored set grows to the union of what was agreed.
+pub fn remember_consent(
+    conn: &Connection,
+    user_id: &str,
+    client_id: &str,
+    scope: &[String],
+    now: i64,
+) -> StoreResult<()> {
+    let mut all = consent(conn, user_id, client_id)?.unwrap_or_default();
+    for s in scope {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+    conn.execute(
+        "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
+        params![user_id, client_id, all.join(" "), now],
+    )?;
+    Ok(())
+}
+
+pub fn withdraw_consent(conn: &Connection, user_id: &str, client_id: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
+        params![user_id, client_id],
+    )? > 0)
+}

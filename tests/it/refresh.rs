@@ -1,0 +1,266 @@
+//! Refresh-token rotation with reuse detection (RFC 6749 §6, RFC 9700 §4.14.2).
+
+use actix_web::test;
+use serde_json::Value;
+
+use crate::people::*;
+use crate::support::*;
+
+async fn signed_in(env: &Env) -> Value {
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let code = sign_in(&app, &mut Browser::default(), "web", "alice", "").await;
+    let (s, tokens) = redeem(&app, "web", &code, "").await;
+    assert_eq!(s, 200);
+    tokens
+}
+
+async fn refresh<S>(app: &S, client: &str, token: &str, extra: &str) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let body = format!("grant_type=refresh_token&client_id={client}&refresh_token={token}{extra}");
+    json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await
+}
+
+fn rt(v: &Value) -> String {
+    v["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn access_revoked(env: &Env, access_token: &str) -> bool {
+    let jti = peek(access_token).1["jti"].as_str().unwrap().to_string();
+    env.state
+        .store
+        .read(move |c| deputy::store::tokens::get(c, &jti))
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some()
+}
+
+#[actix_web::test]
+async fn rotation_issues_a_successor_and_a_new_id_token_with_the_same_identity() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    env.clock.advance(100);
+    let (s, second) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!(s, 200, "{second}");
+    assert_ne!(rt(&second), rt(&first));
+    let (_, id1) = peek(first["id_token"].as_str().unwrap());
+    let (_, id2) = peek(second["id_token"].as_str().unwrap());
+    assert_eq!(id2["sub"], id1["sub"]);
+    assert_eq!(id2["iss"], id1["iss"]);
+    assert_eq!(id2["auth_time"], id1["auth_time"]);
+    assert_eq!(
+        peek(second["access_token"].as_str().unwrap()).1["iat"],
+        T0 + 100
+    );
+    // The successor works in turn.
+    assert_eq!(refresh(&app, "web", &rt(&second), "").await.0, 200);
+}
+
+#[actix_web::test]
+async fn reuse_revokes_the_whole_family() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    env.clock.advance(env.state.settings.refresh_grace + 1);
+    let (s, b) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    // The new branch dies with it, and so do the access tokens.
+    let (s, b) = refresh(&app, "web", &rt(&second), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert!(access_revoked(&env, first["access_token"].as_str().unwrap()).await);
+    assert!(access_revoked(&env, second["access_token"].as_str().unwrap()).await);
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE event = 'refresh_reuse_detected'")
+            .await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn grace_window_returns_the_same_successor_on_both_sides_of_its_edge() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    let grace = env.state.settings.refresh_grace;
+    env.clock.advance(grace);
+    let (s, again) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!(s, 200, "inside the window: same outcome");
+    assert_eq!(
+        rt(&again),
+        rt(&second),
+        "the same successor, not a new branch"
+    );
+    env.clock.advance(1);
+    let (s, _) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!(s, 400, "one second past the window: reuse");
+    assert_eq!(refresh(&app, "web", &rt(&second), "").await.0, 400);
+}
+
+#[actix_web::test]
+async fn grace_does_not_apply_once_the_successor_was_used() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    let (s, _) = refresh(&app, "web", &rt(&second), "").await;
+    assert_eq!(s, 200);
+    let (s, _) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!(
+        s, 400,
+        "the old token resurfacing after the successor moved on is theft"
+    );
+}
+
+#[actix_web::test]
+async fn strict_mode_has_no_grace() {
+    let dir = temp_dir();
+    let mut settings = settings_in(&dir);
+    settings.refresh_grace = 0;
+    let env = Env::with_settings(dir, settings, T0);
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    assert_eq!(refresh(&app, "web", &rt(&first), "").await.0, 200);
+    env.clock.advance(1);
+    assert_eq!(refresh(&app, "web", &rt(&first), "").await.0, 400);
+}
+
+#[actix_web::test]
+async fn twenty_parallel_refreshes_leave_one_branch_and_no_500() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let token = rt(&first);
+    let futures: Vec<_> = (0..20).map(|_| refresh(&app, "web", &token, "")).collect();
+    let results = futures_util::future::join_all(futures).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "within grace every retry gets the same outcome: {results:?}"
+    );
+    let successors: std::collections::HashSet<String> =
+        results.iter().map(|(_, b)| rt(b)).collect();
+    assert_eq!(successors.len(), 1, "one branch");
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM refresh_tokens WHERE consumed_at IS NULL AND revoked_at IS NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn reuse_detection_survives_a_restart() {
+    let dir = temp_dir();
+    let first;
+    {
+        let env = Env::in_dir(dir.clone(), T0);
+        first = signed_in(&env).await;
+        let app = env.app().await;
+        assert_eq!(refresh(&app, "web", &rt(&first), "").await.0, 200);
+    }
+    let env = Env::in_dir(dir, T0 + 60);
+    let app = env.app().await;
+    let (s, b) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        env.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn another_client_and_wider_scope_are_refused_narrower_scope_is_fine() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    env.app_client("other").await;
+    let app = env.app().await;
+    let (s, b) = refresh(&app, "other", &rt(&first), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    let (s, b) = refresh(&app, "web", &rt(&first), "&scope=openid+notes%3Awrite").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")));
+    let (s, narrow) = refresh(&app, "web", &rt(&first), "&scope=openid").await;
+    assert_eq!(s, 200);
+    assert_eq!(narrow["scope"], "openid");
+    // The family keeps the consented scope: the next refresh may ask for it all again.
+    let (s, wide) = refresh(&app, "web", &rt(&narrow), "&scope=openid+notes%3Aread").await;
+    assert_eq!(s, 200, "{wide}");
+}
+
+#[actix_web::test]
+async fn families_end_at_their_absolute_lifetime_and_with_the_person() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    // Keep refreshing within the idle limit until the absolute limit.
+    let idle = env.state.settings.refresh_idle_ttl;
+    let absolute = env.state.settings.refresh_absolute_ttl;
+    let mut token = rt(&first);
+    let mut elapsed = 0;
+    while elapsed + idle / 2 < absolute {
+        env.clock.advance(idle / 2);
+        elapsed += idle / 2;
+        let (s, b) = refresh(&app, "web", &token, "").await;
+        assert_eq!(s, 200);
+        token = rt(&b);
+    }
+    env.clock.advance(absolute - elapsed);
+    assert_eq!(
+        refresh(&app, "web", &token, "").await.0,
+        400,
+        "no fresh absolute lifetime on rotation"
+    );
+
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    env.state
+        .store
+        .write(|c| {
+            c.execute(
+                "UPDATE users SET disabled_at = 1 WHERE username = 'alice'",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refresh(&app, "web", &rt(&first), "").await.0,
+        400,
+        "a disabled person's family stops at once"
+    );
+}
+
+#[actix_web::test]
+async fn refresh_tokens_are_stored_only_as_hashes() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let token = rt(&first);
+    let found: i64 = env
+        .state
+        .store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM refresh_tokens WHERE token_hash = ?1",
+                [&token],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, 0);
+    assert_eq!(env.count("SELECT count(*) FROM refresh_tokens").await, 1);
+}
