@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod grant;
 pub mod http;
+pub mod introspection;
 pub mod keys;
 pub mod model;
 pub mod policy;

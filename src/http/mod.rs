@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod form;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod token;
 
@@ -78,6 +79,11 @@ pub fn app(
         .service(
             web::resource("/token")
                 .route(web::post().to(token::token))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/introspect")
+                .route(web::post().to(introspect::introspect))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
