@@ -15,6 +15,7 @@ pub mod introspection;
 pub mod keys;
 pub mod model;
 pub mod policy;
+pub mod revocation;
 pub mod secret;
 pub mod store;
 pub mod token;

@@ -6,6 +6,7 @@ pub mod form;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
+pub mod revoke;
 pub mod token;
 
 use actix_web::body::BoxBody;
@@ -84,6 +85,11 @@ pub fn app(
         .service(
             web::resource("/introspect")
                 .route(web::post().to(introspect::introspect))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/revoke")
+                .route(web::post().to(revoke::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
