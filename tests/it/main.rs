@@ -7,3 +7,4 @@ mod support;
 mod client_credentials;
 mod foundation;
 mod private_key_jwt;
+mod token_status;
