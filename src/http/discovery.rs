@@ -36,6 +36,44 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
         "token_endpoint_auth_signing_alg_values_supported".into(),
         json!(SUPPORTED_ALGS),
     );
+    // RFC 8414 §2: introspection (RFC 7662) takes the token endpoint's
+    // methods except `none`; revocation (RFC 7009) also takes `none`, since a
+    // public client may revoke its own tokens. RFC 9701 §7: signed responses.
+    let confidential: Vec<&str> = auth_methods
+        .iter()
+        .copied()
+        .filter(|m| *m != "none")
+        .collect();
+    let mut revocation_methods = confidential.clone();
+    revocation_methods.push("none");
+    m.insert(
+        "introspection_endpoint".into(),
+        json!(settings.endpoint("/introspect")),
+    );
+    m.insert(
+        "introspection_endpoint_auth_methods_supported".into(),
+        json!(confidential),
+    );
+    m.insert(
+        "introspection_endpoint_auth_signing_alg_values_supported".into(),
+        json!(SUPPORTED_ALGS),
+    );
+    m.insert(
+        "introspection_signing_alg_values_supported".into(),
+        json!(["ES256"]),
+    );
+    m.insert(
+        "revocation_endpoint".into(),
+        json!(settings.endpoint("/revoke")),
+    );
+    m.insert(
+        "revocation_endpoint_auth_methods_supported".into(),
+        json!(revocation_methods),
+    );
+    m.insert(
+        "revocation_endpoint_auth_signing_alg_values_supported".into(),
+        json!(SUPPORTED_ALGS),
+    );
     // RFC 8414 §2 lists response types for the authorization endpoint; until the
     // code flow is served there are none.
     let response_types: Vec<&str> = if code_flow { vec!["code"] } else { vec![] };

@@ -5,10 +5,12 @@ pub mod authorize;
 pub mod discovery;
 pub mod form;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod pages;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
@@ -111,6 +113,16 @@ pub fn app(
             web::resource("/userinfo")
                 .route(web::get().to(userinfo::userinfo))
                 .route(web::post().to(userinfo::userinfo))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/introspect")
+                .route(web::post().to(introspect::introspect))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/revoke")
+                .route(web::post().to(revoke::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -46,46 +46,25 @@ pub fn verify_own_jwt(
     token: &str,
     expected_typ: Option<&str>,
 ) -> Result<VerifiedJwt, OwnTokenError> {
-    verify_inner(
-        ring,
-        issuer,
-        now,
-        max_jwt_lifetime,
-        token,
-        expected_typ,
-        true,
-    )
+    let verified =
+        verify_own_jwt_ignoring_exp(ring, issuer, now, max_jwt_lifetime, token, expected_typ)?;
+    match verified.exp() {
+        Some(exp) if now < exp => Ok(verified),
+        _ => Err(OwnTokenError::Expired),
+    }
 }
 
-/// Like `verify_own_jwt` but accepts an expired token (for `id_token_hint`
-/// at logout and for revoking tokens that already expired).
-pub fn verify_own_jwt_any_age(
+/// Like `verify_own_jwt` (algorithm, type, key, signature, issuer) but without
+/// the expiry check, for revocation (RFC 7009 §2.1): an expired token may
+/// still have live descendants that its revocation must reach. Never use this
+/// to accept a token as a credential.
+pub fn verify_own_jwt_ignoring_exp(
     ring: &KeyRing,
     issuer: &str,
     now: i64,
     max_jwt_lifetime: i64,
     token: &str,
     expected_typ: Option<&str>,
-) -> Result<VerifiedJwt, OwnTokenError> {
-    verify_inner(
-        ring,
-        issuer,
-        now,
-        max_jwt_lifetime,
-        token,
-        expected_typ,
-        false,
-    )
-}
-
-fn verify_inner(
-    ring: &KeyRing,
-    issuer: &str,
-    now: i64,
-    max_jwt_lifetime: i64,
-    token: &str,
-    expected_typ: Option<&str>,
-    check_exp: bool,
 ) -> Result<VerifiedJwt, OwnTokenError> {
     let jws = decode_unverified(token).map_err(|_| OwnTokenError::Malformed)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, never the token's.
@@ -105,10 +84,6 @@ fn verify_inner(
         .map_err(|_| OwnTokenError::BadSignature)?;
     if jws.payload.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(OwnTokenError::WrongIssuer);
-    }
-    match numeric_date(jws.payload.get("exp")) {
-        Some(exp) if now < exp || !check_exp => {}
-        _ => return Err(OwnTokenError::Expired),
     }
     Ok(VerifiedJwt {
         typ: jws.typ().map(str::to_string),

@@ -10,3 +10,4 @@ mod oidc;
 mod people;
 mod private_key_jwt;
 mod refresh;
+mod token_status;

@@ -264,3 +264,104 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     assert_eq!(found, 0);
     assert_eq!(env.count("SELECT count(*) FROM refresh_tokens").await, 1);
 }
+
+async fn post_form<S>(app: &S, path: &str, body: &str) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    json_of(test::call_service(app, form_post(path, body).to_request()).await).await
+}
+
+#[actix_web::test]
+async fn refresh_tokens_introspect_for_their_own_client_and_revoke_their_family() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    env.app_client("other").await;
+    let app = env.app().await;
+    let token = rt(&first);
+    let (s, mine) = post_form(
+        &app,
+        "/introspect",
+        &format!("client_id=web&token={token}&token_type_hint=access_token"),
+    )
+    .await;
+    // Public clients may not introspect at all (RFC 7662 §2.1 requires authorization).
+    assert_eq!(s, 401, "{mine}");
+    let secret = env.confidential_app("conf").await;
+    let code = sign_in(&app, &mut Browser::default(), "conf", "alice", "").await;
+    let body = format!("grant_type=authorization_code&code={code}&client_id=conf&client_secret={}&code_verifier={VERIFIER}", enc(&secret));
+    let (s, conf) = post_form(&app, "/token", &body).await;
+    assert_eq!(s, 200, "{conf}");
+    let conf_rt = rt(&conf);
+    let auth = format!("client_id=conf&client_secret={}", enc(&secret));
+    let (s, info) = post_form(&app, "/introspect", &format!("{auth}&token={conf_rt}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "conf");
+    assert_eq!(info["token_type"], "refresh_token");
+    // Revoking the refresh token kills the family and its access tokens (RFC 7009 §2.1).
+    let resp = test::call_service(
+        &app,
+        form_post(
+            "/revoke",
+            &format!("{auth}&token={conf_rt}&token_type_hint=refresh_token"),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, info) = post_form(&app, "/introspect", &format!("{auth}&token={conf_rt}")).await;
+    assert_eq!(info, serde_json::json!({"active": false}));
+    let (_, info) = post_form(
+        &app,
+        "/introspect",
+        &format!("{auth}&token={}", conf["access_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(info, serde_json::json!({"active": false}));
+    let (s, _) = post_form(
+        &app,
+        "/token",
+        &format!("grant_type=refresh_token&{auth}&refresh_token={conf_rt}"),
+    )
+    .await;
+    assert_eq!(s, 400);
+    // The public client's own family is untouched.
+    assert_eq!(refresh(&app, "web", &token, "").await.0, 200);
+}
+
+#[actix_web::test]
+async fn a_public_client_revokes_its_own_refresh_family_but_not_anothers() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    env.app_client("other").await;
+    let app = env.app().await;
+    let token = rt(&first);
+    let resp = test::call_service(
+        &app,
+        form_post("/revoke", &format!("client_id=other&token={token}")).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        refresh(&app, "web", &token, "").await.0,
+        200,
+        "another client's revocation changes nothing"
+    );
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let token = rt(&first);
+    let resp = test::call_service(
+        &app,
+        form_post("/revoke", &format!("client_id=web&token={token}")).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(refresh(&app, "web", &token, "").await.0, 400);
+    assert!(access_revoked(&env, first["access_token"].as_str().unwrap()).await);
+}

@@ -173,7 +173,7 @@ pub async fn redeem(
             .read(move |c| crate::store::users::by_id(c, &id))
             .await?
     };
-    if !user.is_some_and(|u| u.disabled_at.is_none()) {
+    if user.is_none_or(|u| u.disabled_at.is_some()) {
         return Err(bad_code());
     }
     let client = &auth.client;

@@ -1,0 +1,32 @@
+//! `POST /revoke` (RFC 7009 §2), as a visible pipeline:
+//! no-store → strict form → `token` present → hint known → client
+//! authentication → revocation (one transaction with its audit event) → 200.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::AppState;
+use crate::client_auth;
+use crate::error::OAuthError;
+use crate::http::form::Form;
+use crate::revocation;
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Form(form): Form,
+) -> Result<HttpResponse, OAuthError> {
+    // RFC 7009 §2.1: `token` is required; `token_type_hint` is optional.
+    let token = form.require("token")?;
+    revocation::check_hint(form.get("token_type_hint"))?;
+    // RFC 7009 §2.1: confidential clients authenticate; a public client
+    // identifies itself with `client_id` (RFC 6749 §2.3, `none`).
+    let auth = client_auth::authenticate(&state, &req, &form).await?;
+    revocation::revoke(&state, &auth, token).await?;
+    // RFC 7009 §2.2: 200 whether or not anything was revoked; the body is
+    // ignored by the client, so there is none.
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .finish())
+}

@@ -1,0 +1,194 @@
+//! Token introspection (RFC 7662) and its JWT response (RFC 9701).
+//!
+//! The token must be an access token deputy signed, and the store has the last
+//! word: the record must exist, be an access token, be neither revoked nor
+//! expired, and be visible to the caller. Every store read is fresh, so a
+//! revocation shows at once. Anything else is the same `{"active": false}`,
+//! never a reason (RFC 7662 §2.2).
+
+use rusqlite::OptionalExtension;
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::error::OAuthError;
+use crate::model::TokenKind;
+use crate::store::resources::ids_for_client;
+use crate::store::tokens::TokenRecord;
+use crate::store::StoreError;
+use crate::token::verify::verify_own_jwt;
+use crate::token::ACCESS_TOKEN_TYP;
+
+/// RFC 9701 §5: `typ` of the signed introspection response.
+pub const JWT_RESPONSE_TYP: &str = "token-introspection+jwt";
+/// RFC 9701 §4 and §5: the media type a caller asks for in `Accept`, and that
+/// the signed response is sent as.
+pub const JWT_RESPONSE_MEDIA_TYPE: &str = "application/token-introspection+jwt";
+
+/// RFC 7662 §2.2: the whole answer for any token that is not active for the
+/// caller, with nothing that says why.
+pub fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// RFC 7662 §4: a caller may learn about a token only when it is the client
+/// the token was issued to, or the token is addressed to it (the audience is
+/// its client id, or a resource registered as that client).
+fn visible_to(
+    conn: &rusqlite::Connection,
+    record: &TokenRecord,
+    caller: &str,
+) -> Result<bool, StoreError> {
+    Ok(record.client_id == caller
+        || record.audience == caller
+        || ids_for_client(conn, caller)?.contains(&record.audience))
+}
+
+/// The introspection answer for `token`, as `caller_id` may see it.
+pub async fn introspect(
+    state: &AppState,
+    caller_id: &str,
+    token: &str,
+) -> Result<Value, OAuthError> {
+    let now = state.clock.now();
+    let settings = &state.settings;
+    // Only access tokens deputy signed (RFC 9068 `at+jwt`): garbage, another
+    // issuer, a bad signature, an ID token or an expired token end here.
+    let verified = match verify_own_jwt(
+        &state.keys.ring(),
+        &settings.issuer,
+        now,
+        settings.max_jwt_lifetime(),
+        token,
+        Some(ACCESS_TOKEN_TYP),
+    ) {
+        Ok(v) => v,
+        Err(reason) => {
+            tracing::debug!(client_id = %caller_id, reason = ?reason, "introspected token not a JWT of ours");
+            return introspect_refresh(state, caller_id, token).await;
+        }
+    };
+    let Some(jti) = verified.jti().map(str::to_string) else {
+        return Ok(inactive());
+    };
+    let caller = caller_id.to_string();
+    let found = state
+        .store
+        .read(move |c| match crate::store::tokens::get(c, &jti)? {
+            Some(record) => {
+                let visible = visible_to(c, &record, &caller)?;
+                Ok(Some((record, visible)))
+            }
+            None => Ok(None),
+        })
+        .await?;
+    let Some((record, visible)) = found else {
+        return Ok(inactive());
+    };
+    // RFC 7662 §2.2: active = issued by us, not revoked, not expired (and, §4,
+    // for this caller). The record, not the JWT, decides.
+    let active = record.kind == TokenKind::Access && record.is_active(now) && visible;
+    tracing::info!(client_id = %caller_id, jti = %record.jti, active, "token introspected");
+    if !active {
+        return Ok(inactive());
+    }
+    active_response(&record, &settings.issuer)
+}
+
+/// Refresh tokens are opaque; only the client they were issued to may
+/// introspect them (RFC 7662 §4).
+async fn introspect_refresh(
+    state: &AppState,
+    caller_id: &str,
+    token: &str,
+) -> Result<Value, OAuthError> {
+    if token.len() > 512 || token.contains('.') {
+        return Ok(inactive());
+    }
+    let now = state.clock.now();
+    let hash = crate::secret::sha256_b64(token.as_bytes());
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(rec) = crate::store::refresh::get(c, &hash)? else {
+                return Ok(None);
+            };
+            let grant_live: bool = c
+                .prepare_cached("SELECT revoked_at IS NULL FROM grants WHERE id = ?1")?
+                .query_row([&rec.family_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            let user_live = crate::store::users::by_id(c, &rec.user_id)?
+                .is_some_and(|u| u.disabled_at.is_none());
+            Ok(Some((rec, grant_live && user_live)))
+        })
+        .await?;
+    let Some((rec, live)) = found else {
+        return Ok(inactive());
+    };
+    let active = live
+        && rec.client_id == caller_id
+        && rec.consumed_at.is_none()
+        && rec.revoked_at.is_none()
+        && now < rec.idle_expires_at
+        && now < rec.absolute_expires_at;
+    if !active {
+        return Ok(inactive());
+    }
+    Ok(json!({
+        "active": true,
+        "scope": rec.scope,
+        "client_id": rec.client_id,
+        "sub": rec.user_id,
+        "iss": state.settings.issuer,
+        "exp": rec.idle_expires_at.min(rec.absolute_expires_at),
+        "iat": rec.issued_at,
+        "jti": rec.jti,
+        "token_type": "refresh_token",
+    }))
+}
+
+/// RFC 7662 §2.2 members for an active token (plus RFC 8693 §4.1 `act` and
+/// deputy's `task`).
+fn active_response(record: &TokenRecord, issuer: &str) -> Result<Value, OAuthError> {
+    let mut m = Map::new();
+    m.insert("active".into(), json!(true));
+    if !record.scope.is_empty() {
+        m.insert("scope".into(), json!(record.scope));
+    }
+    m.insert("client_id".into(), json!(record.client_id));
+    m.insert("token_type".into(), json!("Bearer"));
+    m.insert("exp".into(), json!(record.expires_at));
+    m.insert("iat".into(), json!(record.issued_at));
+    m.insert("sub".into(), json!(record.subject));
+    m.insert("aud".into(), json!(record.audience));
+    m.insert("iss".into(), json!(issuer));
+    m.insert("jti".into(), json!(record.jti));
+    if let Some(chain) = &record.actor_chain {
+        // The chain was written by us as JSON; if it no longer parses the
+        // store is damaged, which is a 5xx, not an answer.
+        let act: Value = serde_json::from_str(chain).map_err(StoreError::from)?;
+        m.insert("act".into(), act);
+    }
+    if let Some(task) = &record.task {
+        m.insert("task".into(), json!(task));
+    }
+    Ok(Value::Object(m))
+}
+
+/// RFC 9701 §5: the answer as a JWT signed with deputy's active key, for the
+/// caller (`aud`). It carries no `sub` or `exp` of its own, so it cannot pass
+/// for an access token.
+pub fn signed_response(
+    state: &AppState,
+    caller_id: &str,
+    answer: &Value,
+) -> Result<String, OAuthError> {
+    let now = state.clock.now();
+    let claims = json!({
+        "iss": state.settings.issuer,
+        "aud": caller_id,
+        "iat": now,
+        "token_introspection": answer,
+    });
+    crate::token::sign(&state.keys.ring(), now, JWT_RESPONSE_TYP, &claims)
+}

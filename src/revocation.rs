@@ -1,0 +1,183 @@
+//! Token revocation (RFC 7009).
+//!
+//! A client may revoke only tokens issued to it (RFC 7009 §2.1). Revoking an
+//! access token revokes it and every token derived from it, and the audit
+//! event is written in the same transaction. Whatever the outcome — revoked,
+//! unknown, garbage, already revoked, another client's — the caller learns
+//! nothing beyond "200" (RFC 7009 §2.2).
+
+use rusqlite::Connection;
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Mode};
+use crate::client_auth::{self, AuthenticatedClient};
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{SubjectKind, TokenKind};
+use crate::store::tokens::{self, TokenRecord};
+use crate::store::StoreResult;
+use crate::token::verify::verify_own_jwt_ignoring_exp;
+use crate::token::ACCESS_TOKEN_TYP;
+
+/// `revoked_reason` written on every token a client's revocation reaches.
+pub const REASON: &str = "revoked_by_client";
+
+/// RFC 7009 §2.1: `token_type_hint` is `access_token` or `refresh_token`
+/// (RFC 7009 §4.1.2); any other value is `unsupported_token_type` (§2.2.1).
+/// The hint only orders the search; it never limits it.
+pub fn check_hint(hint: Option<&str>) -> Result<(), OAuthError> {
+    match hint {
+        None | Some("access_token") | Some("refresh_token") => Ok(()),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::UnsupportedTokenType,
+            "unsupported token_type_hint",
+        )),
+    }
+}
+
+/// Who acts when a token is revoked: the party that holds it, in the mode the
+/// token was issued in.
+fn mode_of(record: &TokenRecord) -> Mode {
+    match (&record.actor_chain, record.subject_kind) {
+        (Some(_), _) => Mode::Delegated,
+        (None, SubjectKind::Person) => Mode::Person,
+        (None, SubjectKind::Service) => Mode::Service,
+    }
+}
+
+fn revoked_event(record: &TokenRecord, count: usize, now: i64) -> AuditEvent {
+    let mut e = AuditEvent::new(now, "token_revoked", mode_of(record))
+        .client(&record.client_id, &record.client_kind)
+        .person((record.subject_kind == SubjectKind::Person).then_some(record.subject.as_str()))
+        .detail(serde_json::json!({ "kind": "access", "revoked_count": count }));
+    e.jti = Some(record.jti.clone());
+    e.parent_jti = record.parent_jti.clone();
+    e.actor_chain = record.actor_chain.clone();
+    e.audience = Some(record.audience.clone());
+    e.scope = Some(record.scope.clone());
+    e.task = record.task.clone();
+    e.rule_id = record.rule_id.clone();
+    e
+}
+
+/// Inside the write: revoke the token's tree when the caller owns it. Returns
+/// how many tokens changed state (0: not the caller's, unknown, or already
+/// revoked — nothing is written then).
+fn revoke_owned(conn: &Connection, jti: &str, caller: &str, now: i64) -> StoreResult<usize> {
+    let Some(record) = tokens::get(conn, jti)? else {
+        return Ok(0);
+    };
+    // RFC 7009 §2.1: the server verifies the token was issued to the client
+    // making the request; if not, it refuses silently (§2.2).
+    if record.kind != TokenKind::Access || record.client_id != caller {
+        tracing::info!(client_id = %caller, jti = %jti, "revocation of a token not the caller's ignored");
+        return Ok(0);
+    }
+    let count = tokens::revoke_tree(conn, jti, now, REASON)?;
+    if count > 0 {
+        crate::store::audit::insert(conn, &revoked_event(&record, count, now))?;
+    }
+    Ok(count)
+}
+
+/// Revoke `token` for the authenticated caller. `Ok` whether or not anything
+/// changed; `Err` only for a failed authentication step or a store failure.
+pub async fn revoke(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    token: &str,
+) -> Result<(), OAuthError> {
+    let now = state.clock.now();
+    let settings = &state.settings;
+    // Only access tokens deputy signed carry a `jti` we can look up; expiry is
+    // no obstacle. Anything else is unknown: RFC 7009 §2.2, answered 200.
+    let jti = verify_own_jwt_ignoring_exp(
+        &state.keys.ring(),
+        &settings.issuer,
+        now,
+        settings.max_jwt_lifetime(),
+        token,
+        Some(ACCESS_TOKEN_TYP),
+    )
+    .ok()
+    .and_then(|v| v.jti().map(str::to_string));
+    let Some(jti) = jti else {
+        // Not one of our JWTs: perhaps an opaque refresh token.
+        return revoke_refresh(state, auth, token).await;
+    };
+    let caller = auth.client.id.clone();
+    let assertion = auth.assertion.clone();
+    let log_jti = jti.clone();
+    let count = state
+        .store
+        .write_outcome(move |c| {
+            // The assertion is recorded in the same transaction as the
+            // revocation, so a replay revokes nothing.
+            if let Err(e) = crate::grant::consume_assertion(c, &caller, assertion.as_ref())? {
+                return Ok(Err(e));
+            }
+            revoke_owned(c, &jti, &caller, now).map(Ok)
+        })
+        .await??;
+    if count > 0 {
+        tracing::info!(client_id = %auth.client.id, jti = %log_jti, revoked = count, "token revoked");
+    }
+    Ok(())
+}
+
+/// RFC 7009 §2.1: revoking a refresh token revokes its whole family and every
+/// token issued from it (RFC 9700 §4.14.2). Unknown strings change nothing,
+/// but a client assertion is still spent (RFC 7523 §3 item 7).
+async fn revoke_refresh(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    token: &str,
+) -> Result<(), OAuthError> {
+    if token.len() > 512 || token.contains('.') {
+        return client_auth::burn_assertion(state, auth).await;
+    }
+    let now = state.clock.now();
+    let hash = crate::secret::sha256_b64(token.as_bytes());
+    let caller = auth.client.id.clone();
+    let kind = auth.client.kind.as_str().to_string();
+    let assertion = auth.assertion.clone();
+    state
+        .store
+        .write_outcome(move |c| {
+            if let Err(e) = crate::grant::consume_assertion(c, &caller, assertion.as_ref())? {
+                return Ok(Err(e));
+            }
+            let Some(rec) = crate::store::refresh::get(c, &hash)? else {
+                return Ok(Ok(()));
+            };
+            if rec.client_id != caller {
+                return Ok(Ok(()));
+            }
+            let families = crate::store::refresh::revoke_family(c, &rec.family_id, now)?;
+            let count = tokens::revoke_grant(c, &rec.family_id, now, REASON)?;
+            if families > 0 || count > 0 {
+                let mut e = AuditEvent::new(now, "token_revoked", Mode::Person)
+                    .client(&caller, &kind)
+                    .person(Some(&rec.user_id))
+                    .detail(serde_json::json!({ "kind": "refresh", "family_id": rec.family_id, "revoked_count": count }));
+                e.jti = Some(rec.jti.clone());
+                crate::store::audit::insert(c, &e)?;
+            }
+            Ok(Ok(()))
+        })
+        .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_follow_rfc7009_2_1() {
+        assert!(check_hint(None).is_ok());
+        assert!(check_hint(Some("access_token")).is_ok());
+        assert!(check_hint(Some("refresh_token")).is_ok());
+        let e = check_hint(Some("id_token")).unwrap_err();
+        assert_eq!(e.code.as_str(), "unsupported_token_type");
+        assert_eq!(e.status.as_u16(), 400);
+    }
+}
