@@ -88,7 +88,7 @@ impl Default for Settings {
             refresh_idle_ttl: 14 * 24 * 3600,
             refresh_absolute_ttl: 30 * 24 * 3600,
             refresh_grace: 5,
-            assertion_max_age: 300,
+            assertion_max_age: 3600,
             clock_skew: 30,
             jwks_max_age: 300,
             key_prepublish: 900,

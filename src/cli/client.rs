@@ -99,7 +99,9 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
     let mut grants = Vec::new();
     for g in &args.grants {
         let grant = GrantType::parse_cli(g).ok_or_else(|| {
-            format!("unknown grant `{g}` (authorization_code, client_credentials, refresh_token, token-exchange)")
+            format!(
+                "unknown grant `{g}` (authorization_code, client_credentials, refresh_token, token-exchange)"
+            )
         })?;
         if !grants.contains(&grant) {
             grants.push(grant);

@@ -3,6 +3,7 @@
 //! exits non-zero; nothing is half-written (each change is one transaction).
 
 mod client;
+mod delegation;
 mod keys;
 mod resource;
 mod serve;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// Manage delegation rules (who may exchange tokens for which target).
+    #[command(subcommand)]
+    Delegation(delegation::DelegationCmd),
 }
 
 /// A command's failure: one line for the user.
@@ -100,6 +104,18 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(&cli, args),
         Command::Migrate => {
             let settings = load_settings(&cli, &[])?;
+            if let Some(parent) = settings
+                .database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    format!(
+                        "setting `database`: cannot create {}: {e}",
+                        parent.display()
+                    )
+                })?;
+            }
             let mut conn = crate::store::open_connection(&settings.database, false)
                 .map_err(|e| format!("setting `database`: {e}"))?;
             let applied = crate::store::migrate::migrate(&mut conn).map_err(|e| e.to_string())?;
@@ -112,5 +128,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Resource(cmd) => resource::run(&cli, cmd),
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Keys(cmd) => keys::run(&cli, cmd),
+        Command::Delegation(cmd) => delegation::run(&cli, cmd),
     }
 }

@@ -102,10 +102,10 @@ pub async fn check(
     let skew = settings.clock_skew;
     // RFC 7523 §3 item 4: exp is required and not in the past.
     let exp = numeric_date(claims.get("exp")).ok_or_else(|| refuse(MissingExp))?;
-    if now > exp + skew {
+    if now > exp.saturating_add(skew) {
         return Err(refuse(Expired));
     }
-    if exp - now > settings.assertion_max_age + skew {
+    if exp.saturating_sub(now) > settings.assertion_max_age + skew {
         return Err(refuse(ExpTooFar));
     }
     // RFC 7523 §3 items 5 and 6.
@@ -131,7 +131,7 @@ pub async fn check(
         method: AuthMethod::PrivateKeyJwt,
         assertion: Some(PendingAssertion {
             jti,
-            expires_at: exp + skew,
+            expires_at: exp.saturating_add(skew),
             spent: Default::default(),
         }),
     })

@@ -92,8 +92,10 @@ fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a
     let basic = match req.headers().get(header::AUTHORIZATION) {
         Some(v) => {
             let v = v.to_str().map_err(|_| basic_failure())?;
-            if v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")) {
-                Some(parse_basic(&format!("Basic {}", v.get(6..).unwrap_or("")))?)
+            let scheme = v.split(' ').next().unwrap_or("");
+            if scheme.eq_ignore_ascii_case("basic") {
+                let creds = v.get(scheme.len()..).unwrap_or("").trim();
+                Some(parse_basic(&format!("Basic {creds}"))?)
             } else {
                 None // a Bearer header is not client authentication
             }

@@ -6,6 +6,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod person;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use rusqlite::Connection;
 
@@ -20,6 +21,7 @@ pub const IMPLEMENTED: &[GrantType] = &[
     GrantType::AuthorizationCode,
     GrantType::ClientCredentials,
     GrantType::RefreshToken,
+    GrantType::TokenExchange,
 ];
 
 pub fn is_implemented(g: GrantType) -> bool {

@@ -77,7 +77,8 @@ fn revoke_for_reuse(
     e.client_id = Some(rec.client_id.clone());
     e.jti = Some(rec.jti.clone());
     e.detail = Some(
-        serde_json::json!({"family_id": rec.family_id, "presented_by": presenter, "tokens_revoked": n}).to_string(),
+        serde_json::json!({"family_id": rec.family_id, "presented_by": presenter, "tokens_revoked": n})
+            .to_string(),
     );
     crate::store::audit::insert(conn, &e)
 }

@@ -76,9 +76,6 @@ async fn run_grant(
             let req = grant::refresh_token::parse(form)?;
             grant::refresh_token::refresh(state, auth, req).await
         }
-        _ => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            "unsupported grant_type",
-        )),
+        GrantType::TokenExchange => grant::token_exchange::exchange(state, auth, form).await,
     }
 }

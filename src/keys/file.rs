@@ -22,6 +22,10 @@ pub struct KeyMeta {
     pub created_at: i64,
     /// The key signs from this time on (after pre-publication in the JWKS).
     pub activates_at: i64,
+    /// Creation order (nanoseconds since the epoch): of two keys activating in
+    /// the same second, the later one signs.
+    #[serde(default)]
+    pub serial: u128,
 }
 
 /// A key as read from disk.
@@ -74,6 +78,10 @@ pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, Stri
         alg: "ES256".to_string(),
         created_at: now,
         activates_at,
+        serial: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
     let tmp = dir.join(format!(".{kid}.json.tmp"));

@@ -75,9 +75,9 @@ impl KeyRing {
             });
         }
         keys.sort_by(|a, b| {
-            (a.meta.activates_at, a.meta.created_at, &a.meta.kid).cmp(&(
+            (a.meta.activates_at, a.meta.serial, &a.meta.kid).cmp(&(
                 b.meta.activates_at,
-                b.meta.created_at,
+                b.meta.serial,
                 &b.meta.kid,
             ))
         });

@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_people",
         include_str!("../../migrations/0002_people.sql"),
     ),
+    (
+        3,
+        "0003_delegation",
+        include_str!("../../migrations/0003_delegation.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -85,7 +90,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))

@@ -59,7 +59,15 @@ pub fn insert_interaction(conn: &Connection, i: &Interaction, now: i64) -> Store
     conn.execute(
         "INSERT INTO interactions (id, browser_hash, csrf, request, login_done, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![i.id, i.browser_hash, i.csrf, i.request, i.login_done, now, i.expires_at],
+        params![
+            i.id,
+            i.browser_hash,
+            i.csrf,
+            i.request,
+            i.login_done,
+            now,
+            i.expires_at
+        ],
     )?;
     Ok(())
 }

@@ -227,7 +227,10 @@ async fn a_newer_database_is_refused_at_start() {
         env.state
             .store
             .write(|c| {
-                c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)", [])?;
+                c.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
+                    [],
+                )?;
                 Ok(())
             })
             .await

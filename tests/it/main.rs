@@ -5,6 +5,7 @@
 mod support;
 
 mod client_credentials;
+mod exchange;
 mod foundation;
 mod oidc;
 mod people;

@@ -626,7 +626,9 @@ async fn logout_with_id_token_hint_ends_the_session_and_redirects() {
     let resp = test::call_service(
         &app,
         test::TestRequest::get()
-            .uri(&format!("/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+            .uri(&format!(
+                "/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
+            ))
             .insert_header(("Cookie", browser.header()))
             .to_request(),
     )

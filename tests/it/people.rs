@@ -197,7 +197,9 @@ where
         Error = actix_web::Error,
     >,
 {
-    let body = format!("grant_type=authorization_code&code={code}&client_id={client_id}&code_verifier={VERIFIER}{extra}");
+    let body = format!(
+        "grant_type=authorization_code&code={code}&client_id={client_id}&code_verifier={VERIFIER}{extra}"
+    );
     json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await
 }
 

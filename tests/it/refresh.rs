@@ -293,7 +293,10 @@ async fn refresh_tokens_introspect_for_their_own_client_and_revoke_their_family(
     assert_eq!(s, 401, "{mine}");
     let secret = env.confidential_app("conf").await;
     let code = sign_in(&app, &mut Browser::default(), "conf", "alice", "").await;
-    let body = format!("grant_type=authorization_code&code={code}&client_id=conf&client_secret={}&code_verifier={VERIFIER}", enc(&secret));
+    let body = format!(
+        "grant_type=authorization_code&code={code}&client_id=conf&client_secret={}&code_verifier={VERIFIER}",
+        enc(&secret)
+    );
     let (s, conf) = post_form(&app, "/token", &body).await;
     assert_eq!(s, 200, "{conf}");
     let conf_rt = rt(&conf);

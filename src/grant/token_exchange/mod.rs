@@ -1,0 +1,361 @@
+//! Token exchange (RFC 8693): an agent or service acting for a person gets a
+//! short-lived delegation token whose `act` claim names every actor in the
+//! chain, narrowed to the task's audience, scope and lifetime. Each hop can
+//! only narrow. Default deny: without a delegation rule nothing is issued.
+//! Every exchange, granted or refused, is written to the audit trail.
+
+pub mod presented;
+
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Mode};
+use crate::client_auth::AuthenticatedClient;
+use crate::error::OAuthError;
+use crate::http::form::FormParams;
+use crate::model::{GrantType, SubjectKind};
+use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
+use crate::policy::parse_scope;
+use crate::store::clients::Client;
+use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
+use presented::{validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
+
+/// What the audit trail records about an exchange, filled in as it is known.
+#[derive(Default)]
+struct Trail {
+    person: Option<String>,
+    chain: Option<Value>,
+    target: Option<String>,
+    scope_asked: Option<String>,
+    scope_granted: Option<String>,
+    task: Option<String>,
+    rule_id: Option<String>,
+    subject_jti: Option<String>,
+    jti: Option<String>,
+}
+
+fn event(now: i64, client: &Client, t: &Trail) -> AuditEvent {
+    let mut e = AuditEvent::new(now, "token_exchange", Mode::Delegated)
+        .client(&client.id, client.kind.as_str())
+        .person(t.person.as_deref());
+    e.actor_chain = t.chain.as_ref().map(Value::to_string);
+    e.audience = t.target.clone();
+    e.scope = t.scope_granted.clone();
+    e.task = t.task.clone();
+    e.rule_id = t.rule_id.clone();
+    e.parent_jti = t.subject_jti.clone();
+    e.jti = t.jti.clone();
+    e.detail = Some(json!({"scope_requested": t.scope_asked}).to_string());
+    e
+}
+
+/// RFC 8693 §2.1 and §2.2.
+pub async fn exchange(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    form: &FormParams,
+) -> Result<TokenResponse, OAuthError> {
+    let mut trail = Trail::default();
+    match evaluate(state, auth, form, &mut trail).await {
+        Ok(granted) => Ok(granted),
+        Err(e) if e.code == crate::error::ErrorCode::ServerError => Err(e),
+        Err(e) => {
+            // A refusal is recorded with its reason, and the request's client
+            // assertion is spent in the same transaction.
+            let now = state.clock.now();
+            let ev = event(now, &auth.client, &trail).refused(&e.description);
+            let assertion = auth.assertion.clone();
+            let client_id = auth.client.id.clone();
+            state
+                .store
+                .write(move |c| {
+                    let replay =
+                        crate::grant::consume_assertion(c, &client_id, assertion.as_ref())?;
+                    crate::store::audit::insert(c, &ev)?;
+                    Ok(replay)
+                })
+                .await??;
+            Err(e)
+        }
+    }
+}
+
+fn one_of_pair<'a>(
+    form: &'a FormParams,
+    a: &'static str,
+    b: &'static str,
+) -> Result<Option<(&'a str, &'a str)>, OAuthError> {
+    match (form.get(a), form.get(b)) {
+        (Some(x), Some(y)) => Ok(Some((x, y))),
+        (None, None) => Ok(None),
+        // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present
+        // and MUST NOT be included otherwise.
+        _ => Err(OAuthError::invalid_request(format!(
+            "{a} and {b} must be sent together"
+        ))),
+    }
+}
+
+async fn evaluate(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    form: &FormParams,
+    t: &mut Trail,
+) -> Result<TokenResponse, OAuthError> {
+    let client = &auth.client;
+    let now = state.clock.now();
+    t.task = form.get("task").map(|s| s.chars().take(128).collect());
+    t.scope_asked = form.get("scope").map(str::to_string);
+    // 1. What is asked for (RFC 8693 §2.1).
+    let subject_token = form.require("subject_token")?;
+    let subject_type = form.require("subject_token_type")?;
+    let actor_pair = one_of_pair(form, "actor_token", "actor_token_type")?;
+    // RFC 8693 §2.2.1: the issued type follows the requested one; deputy's
+    // access tokens are JWTs, so both names fit. No refresh token, ever.
+    let issued_type = match form.get("requested_token_type") {
+        None | Some(ACCESS_TOKEN_TYPE) => ACCESS_TOKEN_TYPE,
+        Some(JWT_TYPE) => JWT_TYPE,
+        Some(_) => {
+            return Err(OAuthError::invalid_request(
+                "only access tokens are issued by token exchange",
+            ))
+        }
+    };
+    let target = match (form.get("audience"), form.get("resource")) {
+        (Some(a), None) => a.to_string(),
+        (None, Some(r)) if crate::policy::is_valid_resource_uri(r) => r.to_string(),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_target(
+                "resource must be an absolute URI",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "send exactly one target: audience or resource",
+            ))
+        }
+        (None, None) => {
+            return Err(OAuthError::invalid_request(
+                "a target (audience or resource) is required",
+            ))
+        }
+    };
+    t.target = Some(target.clone());
+    let requested_scope = form.get("scope").map(parse_scope).transpose()?;
+    let requested_lifetime = match form.get("requested_lifetime") {
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            OAuthError::invalid_request("requested_lifetime must be a positive number of seconds")
+        })?),
+        None => None,
+    };
+    if let Some(task) = form.get("task") {
+        if !delegation::is_valid_task(task) {
+            return Err(OAuthError::invalid_request(
+                "task must be 1-128 printable characters",
+            ));
+        }
+    }
+    let next_actor = form.get("may_act");
+    if next_actor.is_some_and(|a| a.len() > 256) {
+        return Err(OAuthError::invalid_request("may_act is too long"));
+    }
+
+    // 2. The subject token: an active access token deputy issued.
+    let subject = validate(state, "subject_token", subject_token, subject_type).await?;
+    t.person = Some(subject.record.subject.clone());
+    t.subject_jti = Some(subject.record.jti.clone());
+
+    // 3. The actor: the requesting client, or the owner of the actor token
+    //    when a broker requests on its behalf.
+    let actor_token = match actor_pair {
+        Some((tok, typ)) => {
+            let a = validate(state, "actor_token", tok, typ).await?;
+            // The actor token must be the actor service's own token.
+            if a.record.subject != a.record.client_id
+                || a.record.subject_kind != SubjectKind::Service
+                || a.record.actor_chain.is_some()
+            {
+                return Err(OAuthError::invalid_request(
+                    "actor_token must be the actor's own token",
+                ));
+            }
+            Some(a)
+        }
+        None => None,
+    };
+    let actor = actor_token
+        .as_ref()
+        .map(|a| a.record.client_id.clone())
+        .unwrap_or_else(|| client.id.clone());
+    let previous_act = subject.act();
+    let chain = delegation::nest_act(&actor, previous_act.as_ref());
+    t.chain = Some(chain.clone());
+
+    // 4. The actor must be entitled to the subject token (issued to it or
+    //    addressed to it), and `may_act` must name it (RFC 8693 §4.4).
+    if !entitled(state, &subject, &actor).await? {
+        return Err(OAuthError::invalid_request(
+            "subject_token was neither issued nor addressed to the actor",
+        ));
+    }
+    let may_act = subject.claims.get("may_act");
+    if !delegation::may_act_allows(may_act, &actor) {
+        return Err(OAuthError::invalid_request(
+            "the subject token's may_act does not name this actor",
+        ));
+    }
+
+    // 5. A rule for actor and target (default deny).
+    let rule = {
+        let (a, tg) = (actor.clone(), target.clone());
+        state
+            .store
+            .read(move |c| crate::store::delegation::find(c, &a, &tg))
+            .await?
+    }
+    .ok_or_else(|| {
+        OAuthError::invalid_target(
+            "no delegation rule allows this actor to obtain tokens for this target",
+        )
+    })?;
+    t.rule_id = Some(rule.id.clone());
+    if actor_token.is_some() && rule.broker.as_deref() != Some(client.id.as_str()) {
+        return Err(OAuthError::unauthorized_client(
+            "the client is not the broker named for this actor",
+        ));
+    }
+
+    // 6. Scope only narrows.
+    let scope =
+        delegation::narrow_scope(requested_scope.as_deref(), &subject.scope(), &rule.scopes)
+            .map_err(|r| match r {
+                ScopeRefusal::Widening => OAuthError::invalid_scope(
+                    "requested scope exceeds the subject token or the delegation rule",
+                ),
+                ScopeRefusal::Empty => {
+                    OAuthError::invalid_scope("no scope is left after narrowing")
+                }
+            })?;
+    t.scope_granted = Some(scope.join(" "));
+
+    // 7. Lifetime only shortens.
+    let exp = delegation::narrow_exp(
+        now,
+        rule.max_lifetime,
+        requested_lifetime,
+        subject.record.expires_at,
+        actor_token.as_ref().map(|a| a.record.expires_at),
+    );
+
+    // 8. Depth.
+    if delegation::depth(Some(&chain)) > rule.max_depth {
+        return Err(OAuthError::invalid_request(
+            "the delegation chain would be deeper than the rule allows",
+        ));
+    }
+    issue(
+        state,
+        auth,
+        &subject,
+        &rule,
+        chain,
+        scope,
+        exp,
+        next_actor,
+        issued_type,
+        t,
+    )
+    .await
+}
+
+/// Issued to the actor, or addressed to it (directly or through a resource
+/// registered as that client).
+async fn entitled(
+    state: &AppState,
+    subject: &PresentedToken,
+    actor: &str,
+) -> Result<bool, OAuthError> {
+    if subject.record.client_id == actor || subject.record.audience == actor {
+        return Ok(true);
+    }
+    let (a, aud) = (actor.to_string(), subject.record.audience.clone());
+    let ids = state
+        .store
+        .read(move |c| crate::store::resources::ids_for_client(c, &a))
+        .await?;
+    Ok(ids.contains(&aud))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    state: &AppState,
+    auth: &AuthenticatedClient,
+    subject: &PresentedToken,
+    rule: &DelegationRule,
+    chain: Value,
+    scope: Vec<String>,
+    exp: i64,
+    next_actor: Option<&str>,
+    issued_type: &'static str,
+    t: &mut Trail,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let client = &auth.client;
+    let mut minted = mint_access_token(
+        &state.keys.ring(),
+        &state.settings.issuer,
+        now,
+        client,
+        AccessTokenSpec {
+            subject: subject.record.subject.clone(),
+            subject_kind: subject.record.subject_kind,
+            audience: rule.audience.clone(),
+            scope,
+            expires_at: exp,
+            auth_time: subject.auth_time(),
+            act: Some(chain),
+            task: t.task.clone(),
+            parent_jti: Some(subject.record.jti.clone()),
+            grant_id: subject.record.grant_id.clone(),
+            grant_type: GrantType::TokenExchange,
+            rule_id: Some(rule.id.clone()),
+        },
+    )?;
+    if let Some(next) = next_actor {
+        // deputy extension: name who may exchange this token next (RFC 8693 §4.4).
+        if let Some(obj) = minted.claims.as_object_mut() {
+            obj.insert("may_act".into(), json!({ "sub": next }));
+        }
+        minted.jwt = crate::token::sign(
+            &state.keys.ring(),
+            now,
+            crate::token::ACCESS_TOKEN_TYP,
+            &minted.claims,
+        )?;
+    }
+    t.jti = Some(minted.record.jti.clone());
+    let ev = event(now, client, t);
+    let record = minted.record.clone();
+    let assertion = auth.assertion.clone();
+    state
+        .store
+        .write(move |c| {
+            if let Err(e) =
+                crate::grant::consume_assertion(c, &record.client_id, assertion.as_ref())?
+            {
+                return Ok(Err(e));
+            }
+            crate::store::tokens::insert(c, &record)?;
+            crate::store::audit::insert(c, &ev)?;
+            Ok(Ok(()))
+        })
+        .await??;
+    tracing::info!(client_id = %client.id, jti = %minted.record.jti, "delegation token issued");
+    Ok(TokenResponse {
+        access_token: minted.jwt,
+        expires_in: exp - now,
+        scope: minted.record.scope,
+        issued_token_type: Some(issued_type),
+        ..Default::default()
+    })
+}
