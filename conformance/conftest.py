@@ -1,0 +1,457 @@
+"""Shared machinery for the deputy black-box conformance suite.
+
+Everything here talks to deputy only through its CLI binary and over HTTP.
+Nothing from deputy's own source is imported or reused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from jwcrypto import jwa, jwk
+
+REPO = Path(__file__).resolve().parent.parent
+DEPUTY_BIN = os.environ.get("DEPUTY_BIN") or str(REPO / "target" / "debug" / "deputy")
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FORM = "application/x-www-form-urlencoded"
+
+# Every running server, so a failing test can show their logs.
+_RUNNING: list["Deputy"] = []
+
+
+# --------------------------------------------------------------------------
+# Small utilities
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_json(obj) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+
+
+def unb64url(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def jwt_parts(token: str) -> tuple[dict, dict]:
+    """Decode (without verifying) a compact JWS: (header, claims)."""
+    h, p, _ = token.split(".")
+    return json.loads(unb64url(h)), json.loads(unb64url(p))
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The current environment without any DEPUTY_* variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPUTY_")}
+    env["NO_COLOR"] = "1"
+    env.pop("RUST_BACKTRACE", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------
+# Keys and client assertions
+# --------------------------------------------------------------------------
+
+
+class ClientKey:
+    """A client's key pair, made at test time with jwcrypto."""
+
+    def __init__(self, alg: str = "ES256", kid: str | None = None):
+        self.alg = alg
+        self.kid = kid if kid is not None else f"k-{uuid.uuid4().hex[:8]}"
+        params = {"kid": self.kid} if self.kid else {}
+        if alg == "ES256":
+            self.jwk = jwk.JWK.generate(kty="EC", crv="P-256", **params)
+        elif alg in ("RS256", "PS256"):
+            self.jwk = jwk.JWK.generate(kty="RSA", size=2048, **params)
+        elif alg == "EdDSA":
+            self.jwk = jwk.JWK.generate(kty="OKP", crv="Ed25519", **params)
+        else:
+            raise ValueError(alg)
+
+    def public_dict(self) -> dict:
+        return self.jwk.export_public(as_dict=True)
+
+    def jwks(self) -> dict:
+        return {"keys": [self.public_dict()]}
+
+    def write_jwks(self, path: Path, *others: "ClientKey") -> Path:
+        path.write_text(json.dumps({"keys": [self.public_dict()] + [o.public_dict() for o in others]}))
+        return path
+
+    def pem_private(self) -> bytes:
+        return self.jwk.export_to_pem(private_key=True, password=None)
+
+
+def sign_compact(header: dict, claims: dict | str | bytes, key: jwk.JWK | None, alg: str | None = None) -> str:
+    """Build a compact JWS by hand (so any header can be set), signed with
+    jwcrypto's JWA primitives. `alg` defaults to header['alg']."""
+    alg = alg or header["alg"]
+    if isinstance(claims, dict):
+        payload = b64url_json(claims)
+    elif isinstance(claims, bytes):
+        payload = b64url(claims)
+    else:
+        payload = claims
+    signing_input = f"{b64url_json(header)}.{payload}".encode("ascii")
+    if alg == "none" or key is None:
+        sig = b""
+    else:
+        sig = jwa.JWA.signing_alg(alg).sign(key, signing_input)
+    return f"{signing_input.decode('ascii')}.{b64url(sig)}"
+
+
+def assertion_claims(client_id: str, aud, now: int | None = None, **over) -> dict:
+    """RFC 7523 §3 claims for a client assertion; `over` replaces or, with
+    value `None`, removes claims."""
+    now = int(time.time()) if now is None else now
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "iat": now,
+        "exp": now + 120,
+        "jti": uuid.uuid4().hex,
+    }
+    for k, v in over.items():
+        if v is None:
+            claims.pop(k, None)
+        else:
+            claims[k] = v
+    return claims
+
+
+def make_assertion(key: ClientKey, client_id: str, aud, header_extra: dict | None = None,
+                   header_drop: tuple = (), **claims_over) -> str:
+    header = {"alg": key.alg, "typ": "JWT"}
+    if key.kid:
+        header["kid"] = key.kid
+    if header_extra:
+        header.update(header_extra)
+    for h in header_drop:
+        header.pop(h, None)
+    return sign_compact(header, assertion_claims(client_id, aud, **claims_over), key.jwk)
+
+
+def assertion_form(assertion: str, **extra) -> dict:
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion,
+    }
+    form.update(extra)
+    return form
+
+
+# --------------------------------------------------------------------------
+# Response checks
+# --------------------------------------------------------------------------
+
+
+def assert_oauth_error(resp: requests.Response, status: int, code: str):
+    """RFC 6749 §5.2: exact status, JSON body with the exact `error`, no-store."""
+    assert resp.status_code == status, f"expected {status} {code}, got {resp.status_code}: {resp.text[:500]}"
+    ctype = resp.headers.get("Content-Type", "")
+    assert ctype.split(";")[0].strip().lower() == "application/json", ctype
+    body = resp.json()
+    assert body.get("error") == code, body
+    assert "access_token" not in body
+    if "error_description" in body:
+        # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E.
+        assert all(c == " " or c == "!" or 0x23 <= ord(c) <= 0x5B or 0x5D <= ord(c) <= 0x7E
+                   for c in body["error_description"]), body["error_description"]
+    assert "no-store" in resp.headers.get("Cache-Control", "").lower()
+    return body
+
+
+def assert_token_ok(resp: requests.Response) -> dict:
+    assert resp.status_code == 200, f"expected 200, got {resp.status_code}: {resp.text[:500]}"
+    body = resp.json()
+    assert isinstance(body.get("access_token"), str) and body["access_token"].count(".") == 2, body
+    assert body.get("token_type") == "Bearer", body
+    assert resp.headers.get("Cache-Control", "").lower() == "no-store"
+    return body
+
+
+# --------------------------------------------------------------------------
+# A deputy instance: CLI + server lifecycle
+# --------------------------------------------------------------------------
+
+
+class CliError(AssertionError):
+    pass
+
+
+class Deputy:
+    """One deputy installation: a temp dir with its database and keys dir,
+    the settings (as DEPUTY_* env) shared by its CLI calls and its server."""
+
+    def __init__(self, root: Path, settings: dict[str, str] | None = None, port: int | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.database = self.root / "deputy.db"
+        self.keys_dir = self.root / "keys"
+        self.settings = dict(settings or {})
+        for k in self.settings:
+            assert k.startswith("DEPUTY_")
+        self.port = port or free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.root / "server.log"
+        self._log = None
+        self.session = requests.Session()
+
+    # ---- URLs
+    def url(self, path: str) -> str:
+        return self.issuer + path
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.url("/token")
+
+    # ---- CLI
+    def run(self, *args: str, input: str | None = None, env_extra: dict | None = None,
+            global_opts: bool = True) -> subprocess.CompletedProcess:
+        cmd = [DEPUTY_BIN]
+        if global_opts:
+            cmd += ["--database", str(self.database), "--keys-dir", str(self.keys_dir)]
+        cmd += list(args)
+        env = clean_env({**self.settings, **(env_extra or {})})
+        return subprocess.run(cmd, cwd=self.root, env=env, input=input, capture_output=True,
+                              text=True, timeout=60)
+
+    def cli(self, *args: str, input: str | None = None, env_extra: dict | None = None):
+        """Run a CLI command that must succeed; returns its JSON output."""
+        r = self.run(*args, input=input, env_extra=env_extra)
+        if r.returncode != 0:
+            raise CliError(f"deputy {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def add_client(self, client_id: str, auth: str, kind: str = "service", *,
+                   key: ClientKey | None = None, keys: list[ClientKey] | None = None,
+                   jwks_uri: str | None = None, alg: str | None = None,
+                   scopes=("read", "write"), audiences=("https://api.example/",),
+                   grants=(), redirect_uris=(), env_extra: dict | None = None) -> dict:
+        args = ["client", "add", "--id", client_id, "--kind", kind, "--auth", auth]
+        keys = list(keys or ([] if key is None else [key]))
+        if keys:
+            path = self.root / f"jwks-{client_id.replace('/', '_').replace(':', '_')}-{uuid.uuid4().hex[:6]}.json"
+            path.write_text(json.dumps({"keys": [k.public_dict() for k in keys]}))
+            args += ["--jwks-file", str(path)]
+            alg = alg or keys[0].alg
+        if jwks_uri:
+            args += ["--jwks-uri", jwks_uri]
+        if alg:
+            args += ["--alg", alg]
+        for s in scopes:
+            args += ["--scope", s]
+        for a in audiences:
+            args += ["--audience", a]
+        for g in grants:
+            args += ["--grant", g]
+        for u in redirect_uris:
+            args += ["--redirect-uri", u]
+        return self.cli(*args, env_extra=env_extra)
+
+    # ---- server
+    def start(self, timeout: float = 10.0):
+        assert self.proc is None, "already running"
+        self._log = open(self.log_path, "ab")
+        cmd = [DEPUTY_BIN, "--database", str(self.database), "--keys-dir", str(self.keys_dir),
+               "serve", "--issuer", self.issuer, "--bind", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=clean_env(self.settings),
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        _RUNNING.append(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self._cleanup()
+                raise RuntimeError(f"deputy serve exited with {rc}:\n{self.log_tail()}")
+            try:
+                r = requests.get(self.url("/healthz"), timeout=0.5)
+                if r.status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"deputy did not answer /healthz within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._cleanup()
+
+    def _cleanup(self):
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+        self.session.close()
+        self.session = requests.Session()
+
+    def restart(self):
+        """Stop and start again on the same port, database and keys dir."""
+        self.stop()
+        self.start()
+        return self
+
+    def log_tail(self, n: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    # ---- HTTP
+    def get(self, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 10)
+        return self.session.get(self.url(path), **kw)
+
+    def token(self, data=None, **kw) -> requests.Response:
+        kw.setdefault("timeout", 10)
+        return self.session.post(self.token_endpoint, data=data, **kw)
+
+    def jwks(self) -> dict:
+        r = self.get("/jwks")
+        assert r.status_code == 200
+        return r.json()
+
+
+def basic_auth(client_id: str, secret: str) -> dict:
+    """RFC 6749 §2.3.1: urlencode id and secret, then HTTP Basic."""
+    from urllib.parse import quote_plus
+
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode("utf-8")
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+# --------------------------------------------------------------------------
+# A tiny HTTP server for jwks_uri / jku / x5u tests
+# --------------------------------------------------------------------------
+
+
+class LocalHTTP:
+    """Serves a mutable JSON body at any path and records every request."""
+
+    def __init__(self, body: dict | None = None):
+        self.body = body if body is not None else {"keys": []}
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                with outer.lock:
+                    outer.requests.append(self.path)
+                    data = json.dumps(outer.body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str = "/jwks") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+# --------------------------------------------------------------------------
+# Fixtures and hooks
+# --------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    if not Path(DEPUTY_BIN).is_file():
+        raise pytest.UsageError(f"deputy binary not found at {DEPUTY_BIN} (set DEPUTY_BIN or run cargo build)")
+
+
+@pytest.fixture
+def new_deputy(tmp_path, request):
+    """Factory for fresh, not yet started deputy installations; all are
+    stopped at the end of the test."""
+    made: list[Deputy] = []
+    request.node._deputies = made
+
+    def make(settings: dict[str, str] | None = None, name: str = "deputy") -> Deputy:
+        d = Deputy(tmp_path / f"{name}-{len(made)}", settings)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        # Show the logs of the servers this test used.
+        used: list[Deputy] = list(getattr(item, "_deputies", []))
+        for v in getattr(item, "funcargs", {}).values():
+            for x in (v if isinstance(v, (tuple, list)) else (v,)):
+                if isinstance(x, Deputy):
+                    used.append(x)
+        for d in used:
+            if d.log_path.exists():
+                rep.sections.append((f"deputy server log ({d.root.name})", d.log_tail(3000)))
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory, request):
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
