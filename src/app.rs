@@ -19,6 +19,9 @@ pub struct AppState {
     pub client_keys: KeyCache,
     pub remote_jwks: RemoteJwksCache,
     pub throttle: crate::login::throttle::Throttle,
+    pub token_by_client: crate::limits::RateLimiter,
+    pub token_by_address: crate::limits::RateLimiter,
+    pub login_by_address: crate::limits::RateLimiter,
 }
 
 impl AppState {
@@ -31,6 +34,9 @@ impl AppState {
         let keys = Keys::open(&settings.keys_dir, clock.now())
             .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
         Ok(AppState {
+            token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
+            token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
+            login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),

@@ -73,6 +73,12 @@ pub struct Settings {
     pub allow_loopback_jwks_uri: bool,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Token-endpoint requests per second per authenticated client (0 = no limit).
+    pub rate_limit_client: u32,
+    /// Token-endpoint requests per second per remote address (0 = no limit).
+    pub rate_limit_address: u32,
+    /// Login form posts per second per remote address (0 = no limit).
+    pub rate_limit_login: u32,
 }
 
 impl Default for Settings {
@@ -97,6 +103,9 @@ impl Default for Settings {
             log_level: "info".to_string(),
             allow_loopback_jwks_uri: false,
             workers: 0,
+            rate_limit_client: 10_000,
+            rate_limit_address: 20_000,
+            rate_limit_login: 10,
         }
     }
 }
@@ -122,6 +131,9 @@ pub const KEYS: &[&str] = &[
     "log_level",
     "allow_loopback_jwks_uri",
     "workers",
+    "rate_limit_client",
+    "rate_limit_address",
+    "rate_limit_login",
 ];
 
 fn seconds(key: &str, v: &str, min: i64) -> Result<i64, ConfigError> {
@@ -179,6 +191,19 @@ impl Settings {
                     .ok()
                     .filter(|n| *n <= 256)
                     .ok_or_else(|| bad(key, "must be a number from 0 to 256"))?
+            }
+            "rate_limit_client" | "rate_limit_address" | "rate_limit_login" => {
+                let n: u32 = value.trim().parse().map_err(|_| {
+                    bad(
+                        key,
+                        "must be a whole number of requests per second (0 = no limit)",
+                    )
+                })?;
+                match key {
+                    "rate_limit_client" => self.rate_limit_client = n,
+                    "rate_limit_address" => self.rate_limit_address = n,
+                    _ => self.rate_limit_login = n,
+                }
             }
             _ => return Err(bad(key, "unknown setting")),
         }

@@ -13,6 +13,7 @@ pub mod grant;
 pub mod http;
 pub mod introspection;
 pub mod keys;
+pub mod limits;
 pub mod login;
 pub mod model;
 pub mod policy;

@@ -68,6 +68,21 @@ pub async fn login(
     let Ok(Form(form)) = form else {
         return forbidden();
     };
+    if !state
+        .login_by_address
+        .allow(&login::address(&req), state.clock.now())
+    {
+        let mut r = pages::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many sign-in attempts from your address. Wait a moment and try again.",
+        );
+        r.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from_static("1"),
+        );
+        return r;
+    }
     match do_login(&state, &req, &form).await {
         Ok(r) => r,
         Err(e) => {

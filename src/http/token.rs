@@ -24,7 +24,17 @@ pub async fn token(
         .ok_or_else(|| {
             OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")
         })?;
+    let now = state.clock.now();
+    if !state
+        .token_by_address
+        .allow(&crate::login::address(&req), now)
+    {
+        return Err(crate::limits::too_many());
+    }
     let auth = client_auth::authenticate(&state, &req, &form).await?;
+    if !state.token_by_client.allow(&auth.client.id, now) {
+        return Err(crate::limits::too_many());
+    }
     match run_grant(&state, &auth, grant_type, &form).await {
         Ok(resp) => Ok(no_store_json(resp.to_json())),
         Err(e)

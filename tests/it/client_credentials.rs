@@ -226,3 +226,37 @@ async fn public_clients_cannot_use_client_credentials() {
         (400, Some("unauthorized_client"))
     );
 }
+
+#[actix_web::test]
+async fn token_endpoint_rate_limits_answer_429_with_retry_after() {
+    let dir = temp_dir();
+    let mut settings = settings_in(&dir);
+    settings.rate_limit_client = 2;
+    let env = Env::with_settings(dir, settings, T0);
+    let secret = env
+        .secret_service("svc", AuthMethod::ClientSecretBasic)
+        .await;
+    let app = env.app().await;
+    let call = || {
+        form_post("/token", "grant_type=client_credentials")
+            .insert_header(("Authorization", basic("svc", &secret)))
+            .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, call()).await.status().as_u16(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, call()).await.status().as_u16(),
+        200
+    );
+    let resp = test::call_service(&app, call()).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers().get("retry-after").unwrap(), "1");
+    // The next second the client may go on.
+    env.clock.advance(1);
+    assert_eq!(
+        test::call_service(&app, call()).await.status().as_u16(),
+        200
+    );
+}
