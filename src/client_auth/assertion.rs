@@ -90,49 +90,74 @@ pub async fn check(
         }));
     }
 
-    // RFC 7523 §3 item 3: aud identifies the authorization server. deputy takes
-    // exactly one string: the issuer or the token endpoint URL.
     let settings = &state.settings;
-    let token_endpoint = settings.endpoint("/token");
-    match claims.get("aud") {
-        Some(Value::String(a)) if *a == settings.issuer || *a == token_endpoint => {}
-        _ => return Err(refuse(BadAudience)),
-    }
-    let now = state.clock.now();
-    let skew = settings.clock_skew;
-    // RFC 7523 §3 item 4: exp is required and not in the past.
-    let exp = numeric_date(claims.get("exp")).ok_or_else(|| refuse(MissingExp))?;
-    if now > exp.saturating_add(skew) {
-        return Err(refuse(Expired));
-    }
-    if exp.saturating_sub(now) > settings.assertion_max_age + skew {
-        return Err(refuse(ExpTooFar));
-    }
-    // RFC 7523 §3 items 5 and 6.
-    if let Some(v) = claims.get("nbf") {
-        match numeric_date(Some(v)) {
-            Some(nbf) if nbf <= now + skew => {}
-            _ => return Err(refuse(NotYetValid)),
-        }
-    }
-    if let Some(v) = claims.get("iat") {
-        match numeric_date(Some(v)) {
-            Some(iat) if iat <= now + skew => {}
-            _ => return Err(refuse(IssuedInFuture)),
-        }
-    }
-    // RFC 7523 §3 item 7: jti required; single use is enforced by the caller's write.
-    let jti = match claims.get("jti") {
-        Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => j.clone(),
-        _ => return Err(refuse(MissingJti)),
+    let rules = ClaimRules {
+        issuer: &settings.issuer,
+        token_endpoint: &settings.endpoint("/token"),
+        now: state.clock.now(),
+        skew: settings.clock_skew,
+        max_age: settings.assertion_max_age,
     };
+    let (jti, expires_at) = check_claims(claims, &rules).map_err(refuse)?;
     Ok(AuthenticatedClient {
         client,
         method: AuthMethod::PrivateKeyJwt,
         assertion: Some(PendingAssertion {
             jti,
-            expires_at: exp.saturating_add(skew),
+            expires_at,
             spent: Default::default(),
         }),
     })
+}
+
+/// What the claims of an assertion are checked against.
+pub struct ClaimRules<'a> {
+    pub issuer: &'a str,
+    pub token_endpoint: &'a str,
+    pub now: i64,
+    pub skew: i64,
+    pub max_age: i64,
+}
+
+/// RFC 7523 §3 items 3-7 on the (already signature-checked) claims. Returns
+/// the `jti` and until when it must be remembered. Pure, so it is fuzzed.
+pub fn check_claims(
+    claims: &serde_json::Map<String, Value>,
+    r: &ClaimRules<'_>,
+) -> Result<(String, i64), AssertionRefusal> {
+    use AssertionRefusal::*;
+    // Item 3: aud identifies the authorization server. deputy takes exactly
+    // one string: the issuer or the token endpoint URL.
+    match claims.get("aud") {
+        Some(Value::String(a)) if a == r.issuer || a == r.token_endpoint => {}
+        _ => return Err(BadAudience),
+    }
+    // Item 4: exp is required and not in the past (allowing the skew), and not
+    // further ahead than the configured maximum.
+    let exp = numeric_date(claims.get("exp")).ok_or(MissingExp)?;
+    if r.now > exp.saturating_add(r.skew) {
+        return Err(Expired);
+    }
+    if exp.saturating_sub(r.now) > r.max_age.saturating_add(r.skew) {
+        return Err(ExpTooFar);
+    }
+    // Items 5 and 6: not before / issued at, not in the future beyond the skew.
+    if let Some(v) = claims.get("nbf") {
+        match numeric_date(Some(v)) {
+            Some(nbf) if nbf <= r.now.saturating_add(r.skew) => {}
+            _ => return Err(NotYetValid),
+        }
+    }
+    if let Some(v) = claims.get("iat") {
+        match numeric_date(Some(v)) {
+            Some(iat) if iat <= r.now.saturating_add(r.skew) => {}
+            _ => return Err(IssuedInFuture),
+        }
+    }
+    // Item 7: jti required; single use is enforced by the caller's write.
+    let jti = match claims.get("jti") {
+        Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 => j.clone(),
+        _ => return Err(MissingJti),
+    };
+    Ok((jti, exp.saturating_add(r.skew)))
 }

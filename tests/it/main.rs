@@ -10,5 +10,6 @@ mod foundation;
 mod oidc;
 mod people;
 mod private_key_jwt;
+mod properties;
 mod refresh;
 mod token_status;

@@ -110,8 +110,14 @@ pub fn query(url: &url::Url, name: &str) -> Option<String> {
 }
 
 pub fn authorize_query(client_id: &str, extra: &str) -> String {
+    // A caller may choose the scope by putting `&scope=` in `extra`.
+    let scope = if extra.contains("&scope=") {
+        ""
+    } else {
+        "&scope=openid+profile+email+notes%3Aread"
+    };
     format!(
-        "/authorize?client_id={client_id}&response_type=code&scope=openid+profile+email+notes%3Aread\
+        "/authorize?client_id={client_id}&response_type=code{scope}\
          &state=st-1&nonce=n-1&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}"
     )
 }
