@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod lineage;
 pub mod migrate;
 pub mod refresh;
 pub mod resources;
