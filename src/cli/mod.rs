@@ -2,6 +2,7 @@
 //! Every command prints JSON on success, or one `deputy: error: ...` line and
 //! exits non-zero; nothing is half-written (each change is one transaction).
 
+mod admin;
 mod client;
 mod keys;
 mod resource;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// Revoke, trace, audit and consent withdrawal (`revoke`, `trace`, `audit`, `consent`).
+    #[command(flatten)]
+    Admin(admin::AdminCmd),
 }
 
 /// A command's failure: one line for the user.
@@ -112,5 +116,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Resource(cmd) => resource::run(&cli, cmd),
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Keys(cmd) => keys::run(&cli, cmd),
+        Command::Admin(cmd) => admin::run(&cli, cmd),
     }
 }
