@@ -105,7 +105,7 @@ impl Default for Settings {
             workers: 0,
             rate_limit_client: 10_000,
             rate_limit_address: 20_000,
-            rate_limit_login: 10,
+            rate_limit_login: 100,
         }
     }
 }

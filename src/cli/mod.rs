@@ -2,6 +2,7 @@
 //! Every command prints JSON on success, or one `deputy: error: ...` line and
 //! exits non-zero; nothing is half-written (each change is one transaction).
 
+mod admin;
 mod client;
 mod delegation;
 mod keys;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Manage delegation rules (who may exchange tokens for which target).
     #[command(subcommand)]
     Delegation(delegation::DelegationCmd),
+    /// Revoke, trace, audit and consent withdrawal (`revoke`, `trace`, `audit`, `consent`).
+    #[command(flatten)]
+    Admin(admin::AdminCmd),
 }
 
 /// A command's failure: one line for the user.
@@ -129,5 +133,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Keys(cmd) => keys::run(&cli, cmd),
         Command::Delegation(cmd) => delegation::run(&cli, cmd),
+        Command::Admin(cmd) => admin::run(&cli, cmd),
     }
 }

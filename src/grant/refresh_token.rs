@@ -104,10 +104,6 @@ pub async fn refresh(
             let Some(rec) = crate::store::refresh::get(c, &hash)? else {
                 return Ok(Err(bad_token()));
             };
-            // RFC 6749 §6: the token must have been issued to the authenticated client.
-            if rec.client_id != client.id {
-                return Ok(Err(bad_token()));
-            }
             if rec.revoked_at.is_some() {
                 return Ok(Err(bad_token()));
             }
@@ -119,7 +115,10 @@ pub async fn refresh(
                 let successor_unused = successor_rec
                     .as_ref()
                     .is_some_and(|s| s.consumed_at.is_none() && s.revoked_at.is_none());
-                let in_grace = now - consumed_at <= settings.refresh_grace
+                // Whole seconds: "< grace" keeps the window at most `grace`
+                // seconds long, and `refresh_grace = 0` strict.
+                let in_grace = now - consumed_at < settings.refresh_grace
+                    && rec.client_id == client.id
                     && rec.consumed_by.as_deref() == Some(client.id.as_str())
                     && rec.successor_hash.as_deref() == Some(successor_hash.as_str())
                     && successor_unused;
@@ -131,6 +130,11 @@ pub async fn refresh(
             } else {
                 false
             };
+            // RFC 6749 §6: the token must have been issued to the authenticated
+            // client. (A consumed token from another client was handled above as reuse.)
+            if rec.client_id != client.id {
+                return Ok(Err(bad_token()));
+            }
             if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
                 return Ok(Err(bad_token()));
             }

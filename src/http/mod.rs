@@ -1,6 +1,7 @@
 //! HTTP: one module per endpoint; handlers parse and authenticate, call the
 //! domain, and map the result. Routing and cross-cutting middleware live here.
 
+pub mod admin;
 pub mod authorize;
 pub mod discovery;
 pub mod form;
@@ -125,6 +126,7 @@ pub fn app(
                 .route(web::post().to(revoke::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(admin::scope())
         .service(
             web::resource("/healthz")
                 .route(web::get().to(health::healthz))

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod clients;
 pub mod codes;
 pub mod delegation;
+pub mod lineage;
 pub mod migrate;
 pub mod refresh;
 pub mod resources;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin;
 mod client_credentials;
 mod exchange;
 mod foundation;

@@ -94,7 +94,7 @@ async fn grace_window_returns_the_same_successor_on_both_sides_of_its_edge() {
     let app = env.app().await;
     let (_, second) = refresh(&app, "web", &rt(&first), "").await;
     let grace = env.state.settings.refresh_grace;
-    env.clock.advance(grace);
+    env.clock.advance(grace - 1);
     let (s, again) = refresh(&app, "web", &rt(&first), "").await;
     assert_eq!(s, 200, "inside the window: same outcome");
     assert_eq!(
@@ -104,7 +104,7 @@ async fn grace_window_returns_the_same_successor_on_both_sides_of_its_edge() {
     );
     env.clock.advance(1);
     let (s, _) = refresh(&app, "web", &rt(&first), "").await;
-    assert_eq!(s, 400, "one second past the window: reuse");
+    assert_eq!(s, 400, "at the window's end: reuse");
     assert_eq!(refresh(&app, "web", &rt(&second), "").await.0, 400);
 }
 
@@ -131,9 +131,30 @@ async fn strict_mode_has_no_grace() {
     let env = Env::with_settings(dir, settings, T0);
     let first = signed_in(&env).await;
     let app = env.app().await;
-    assert_eq!(refresh(&app, "web", &rt(&first), "").await.0, 200);
-    env.clock.advance(1);
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    // Same second, same client: still reuse when strict.
     assert_eq!(refresh(&app, "web", &rt(&first), "").await.0, 400);
+    assert_eq!(
+        refresh(&app, "web", &rt(&second), "").await.0,
+        400,
+        "family revoked"
+    );
+}
+
+#[actix_web::test]
+async fn a_consumed_token_from_another_client_is_reuse() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    env.app_client("other").await;
+    let app = env.app().await;
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    let (s, b) = refresh(&app, "other", &rt(&first), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        refresh(&app, "web", &rt(&second), "").await.0,
+        400,
+        "the family is revoked"
+    );
 }
 
 #[actix_web::test]

@@ -1,0 +1,100 @@
+//! Who may call the admin API: the holder of an access token deputy issued,
+//! still active in the store, carrying the scope `deputy:admin` and addressed
+//! to deputy itself (`aud` = the issuer). Errors follow RFC 6750 §3.1.
+
+use crate::app::AppState;
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::TokenKind;
+use crate::token::verify::verify_own_jwt;
+use crate::token::ACCESS_TOKEN_TYP;
+
+/// The scope an admin token must carry.
+pub const ADMIN_SCOPE: &str = "deputy:admin";
+
+/// An authorized admin caller: the client holding the admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCaller {
+    pub client_id: String,
+    pub client_kind: String,
+    /// The admin token's own `jti` (an identifier, not the credential).
+    pub jti: String,
+}
+
+/// RFC 6750 §3.1: no credential at all — no error code in the challenge.
+fn missing() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidToken, "a Bearer access token is required")
+        .with_www_authenticate("Bearer")
+}
+
+/// RFC 6750 §3.1 `invalid_token`: malformed, not ours, expired or revoked.
+fn invalid_token() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidToken,
+        "the access token is invalid, expired or revoked",
+    )
+    .with_www_authenticate("Bearer error=\"invalid_token\"")
+}
+
+/// RFC 6750 §3.1 `insufficient_scope`: a valid token that does not grant
+/// administration (no `deputy:admin`, or addressed to another audience).
+fn insufficient_scope() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InsufficientScope,
+        "the token does not grant administration of deputy",
+    )
+    .with_www_authenticate(format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{ADMIN_SCOPE}\""
+    ))
+}
+
+/// Decide whether `token` (the Bearer credential, if any) may administer.
+/// The store has the last word, read fresh, so a revoked admin token stops
+/// working at once; a store failure is a 5xx, never a 401 or a success.
+pub async fn authorize(state: &AppState, token: Option<&str>) -> Result<AdminCaller, OAuthError> {
+    let Some(token) = token else {
+        return Err(missing());
+    };
+    let now = state.clock.now();
+    let settings = &state.settings;
+    // RFC 9068 §4: only access tokens we signed (`typ` at+jwt), unexpired.
+    let jwt = verify_own_jwt(
+        &state.keys.ring(),
+        &settings.issuer,
+        now,
+        settings.max_jwt_lifetime(),
+        token,
+        Some(ACCESS_TOKEN_TYP),
+    )
+    .map_err(|reason| {
+        tracing::info!(reason = ?reason, "admin request with an unacceptable token");
+        invalid_token()
+    })?;
+    let jti = jwt.jti().ok_or_else(invalid_token)?.to_string();
+    let record = state
+        .store
+        .read(move |c| crate::store::tokens::get(c, &jti))
+        .await?;
+    let Some(record) = record.filter(|r| r.kind == TokenKind::Access && r.is_active(now)) else {
+        tracing::info!("admin request with an unknown, revoked or expired token");
+        return Err(invalid_token());
+    };
+    // The record, not the JWT, decides audience and scope (RFC 9068 §4:
+    // the audience must be this server; RFC 6750 §3.1: scope).
+    let has_scope = record.scope.split(' ').any(|s| s == ADMIN_SCOPE);
+    // Administration is a service acting for itself: a client-credentials
+    // token (sub = client_id, no actor chain). A person's sign-in or a
+    // delegation token never administers, whatever scope it carries.
+    let own_service_token = record.subject_kind == crate::model::SubjectKind::Service
+        && record.subject == record.client_id
+        && record.actor_chain.is_none()
+        && record.grant_type == crate::model::GrantType::ClientCredentials.as_str();
+    if record.audience != settings.issuer || !has_scope || !own_service_token {
+        tracing::info!(client_id = %record.client_id, jti = %record.jti, "admin request without admin rights");
+        return Err(insufficient_scope());
+    }
+    Ok(AdminCaller {
+        client_id: record.client_id,
+        client_kind: record.client_kind,
+        jti: record.jti,
+    })
+}

@@ -1,0 +1,162 @@
+//! `deputy revoke|trace|audit|consent withdraw`: the admin domain on the
+//! CLI's own connection, each change in one IMMEDIATE transaction.
+
+use clap::{Args, Subcommand};
+use rusqlite::TransactionBehavior;
+
+use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use crate::admin::{self, Origin, Selector};
+use crate::store::audit::AuditQuery;
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Revoke tokens with cascade; exactly one selector. Prints {"revoked": N}.
+    Revoke(RevokeArgs),
+    /// Show a token, its ancestors, its descendants and the grant it hangs from.
+    Trace { jti: String },
+    /// Read the audit trail (oldest first).
+    Audit(AuditArgs),
+    /// Manage remembered consent.
+    #[command(subcommand)]
+    Consent(ConsentCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    /// One token and everything derived from it.
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// Everything of a person or service, with their grants and refresh families.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Everything issued to a client, with its grants and refresh families.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Every token whose actor chain names this actor, and its descendants.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// A grant, its refresh family and its tokens.
+    #[arg(long)]
+    pub grant: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub person: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
+    /// An actor named anywhere in the chain, or the acting client.
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Unix time, inclusive.
+    #[arg(long)]
+    pub since: Option<i64>,
+    /// Unix time, inclusive.
+    #[arg(long)]
+    pub until: Option<i64>,
+    /// 1-1000 (default 100).
+    #[arg(long)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConsentCmd {
+    /// Withdraw a person's consent for a client and revoke every grant of
+    /// theirs for it, with tokens and refresh families.
+    Withdraw {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        client: String,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &AdminCmd) -> CliResult {
+    let settings = load_settings(cli, &[])?;
+    let mut conn = open_db(&settings)?;
+    let t = now();
+    match cmd {
+        AdminCmd::Revoke(a) => {
+            let sel = Selector::exactly_one(
+                a.jti.clone(),
+                a.sub.clone(),
+                a.client.clone(),
+                a.actor.clone(),
+                a.grant.clone(),
+            )
+            .map_err(|_| {
+                "exactly one of --jti, --sub, --client, --actor, --grant is required (non-empty)"
+                    .to_string()
+            })?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+            let revoked =
+                admin::revoke::revoke(&tx, &sel, &Origin::Cli, t).map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "revoked": revoked }));
+            Ok(())
+        }
+        AdminCmd::Trace { jti } => {
+            let trace = admin::view::trace(&conn, jti, t)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no token `{jti}`"))?;
+            print_json(&trace);
+            Ok(())
+        }
+        AdminCmd::Audit(a) => {
+            let q = AuditQuery {
+                person: a.person.clone(),
+                client_id: a.client.clone(),
+                actor: a.actor.clone(),
+                task: a.task.clone(),
+                event: a.event.clone(),
+                since: a.since,
+                until: a.until,
+                limit: Some(admin::check_limit(a.limit).map_err(|e| format!("--{e}"))?),
+            };
+            print_json(&admin::view::audit(&conn, &q).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        AdminCmd::Consent(ConsentCmd::Withdraw { user, client }) => {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+            let person = crate::store::users::by_username(&tx, user)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user `{user}`"))?;
+            let kind = crate::store::clients::get(&tx, client)
+                .map_err(|e| e.to_string())?
+                .map(|c| c.kind.as_str().to_string());
+            let w = admin::revoke::withdraw_consent(
+                &tx,
+                &person.id,
+                client,
+                kind.as_deref(),
+                &Origin::Cli,
+                t,
+            )
+            .map_err(|e| e.to_string())?;
+            // A client that is neither registered nor known to this person's
+            // consent or grants is a typo, not a withdrawal: write nothing.
+            if kind.is_none() && !w.consent && w.grants == 0 && w.revoked == 0 {
+                return Err(format!("no client `{client}`"));
+            }
+            tx.commit().map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({
+                "user": user,
+                "sub": person.id,
+                "client_id": client,
+                "consent_withdrawn": w.consent,
+                "grants_revoked": w.grants,
+                "revoked": w.revoked,
+            }));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `/admin`: the admin API (JSON). Every route sits in one scope wrapped by
+//! `require_admin`, which answers 401/403 (RFC 6750 §3.1) before any handler,
+//! unknown path or wrong method is reached; and every handler also takes an
+//! `AdminCaller`, which cannot be obtained without the same check. A route
+//! added here cannot forget authorization twice over.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{HttpServiceFactory, Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use crate::admin::{self, params, AdminCaller, Origin};
+use crate::app::AppState;
+use crate::error::{ErrorCode, OAuthError};
+use crate::http::form::MAX_BODY;
+use crate::http::no_store_json;
+use crate::http::userinfo::bearer;
+
+/// The admin routes, for the router and for tests that must cover them all.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/tokens"),
+    ("GET", "/admin/tokens/{jti}"),
+    ("POST", "/admin/revoke"),
+    ("GET", "/admin/audit"),
+];
+
+pub fn scope() -> impl HttpServiceFactory {
+    web::scope("/admin")
+        .wrap(from_fn(require_admin))
+        .service(
+            web::resource("/tokens")
+                .route(web::get().to(list_tokens))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/tokens/{jti}")
+                .route(web::get().to(trace_token))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/revoke")
+                .route(web::post().to(revoke))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/audit")
+                .route(web::get().to(audit))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .default_service(web::to(super::not_found))
+}
+
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, OAuthError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| OAuthError::server_error("application state missing"))
+}
+
+async fn check(req: &HttpRequest) -> Result<AdminCaller, OAuthError> {
+    let state = app_state(req)?;
+    let token = bearer(req).map(str::to_string);
+    admin::authorize(&state, token.as_deref()).await
+}
+
+/// The gate in front of everything under `/admin`.
+async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    match check(req.request()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
+/// A handler's proof that the request was authorized: taken from the gate,
+/// or — should a handler ever be mounted outside the scope — checked afresh.
+impl FromRequest for AdminCaller {
+    type Error = OAuthError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = req.extensions().get::<AdminCaller>().cloned();
+        let req = req.clone();
+        Box::pin(async move {
+            match found {
+                Some(caller) => Ok(caller),
+                None => check(&req).await,
+            }
+        })
+    }
+}
+
+/// A JSON body of at most `MAX_BODY` bytes.
+async fn json_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, OAuthError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(OAuthError::invalid_request(
+            "content type must be application/json",
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(OAuthError::payload_too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `GET /admin/tokens`
+async fn list_tokens(
+    _caller: AdminCaller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    let filter = params::token_filter(req.query_string())?;
+    let now = state.clock.now();
+    let list = state
+        .store
+        .read(move |c| admin::view::list(c, &filter, now))
+        .await?;
+    Ok(no_store_json(list))
+}
+
+/// `GET /admin/tokens/{jti}`: the trace, or 404.
+async fn trace_token(
+    _caller: AdminCaller,
+    state: web::Data<AppState>,
+    jti: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    let jti = jti.into_inner();
+    let now = state.clock.now();
+    let trace = state
+        .store
+        .read(move |c| admin::view::trace(c, &jti, now))
+        .await?;
+    trace
+        .map(no_store_json)
+        .ok_or_else(|| OAuthError::new(ErrorCode::NotFound, "no such token"))
+}
+
+/// `POST /admin/revoke` with `{"jti"|"sub"|"client_id"|"actor"|"grant_id": ...}`.
+async fn revoke(
+    caller: AdminCaller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let selector = params::revoke_selector(&json_body(&req, payload).await?)?;
+    let now = state.clock.now();
+    let admin_client = caller.client_id.clone();
+    let (kind, value) = (selector.name(), selector.value().to_string());
+    let origin = Origin::Api(caller);
+    let revoked = state
+        .store
+        .write(move |c| admin::revoke::revoke(c, &selector, &origin, now))
+        .await?;
+    tracing::info!(client_id = %admin_client, selector = kind, value = %value, revoked, "admin revocation");
+    Ok(no_store_json(serde_json::json!({ "revoked": revoked })))
+}
+
+/// `GET /admin/audit`
+async fn audit(
+    _caller: AdminCaller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    let q = params::audit_query(req.query_string())?;
+    let trail = state.store.read(move |c| admin::view::audit(c, &q)).await?;
+    Ok(no_store_json(trail))
+}

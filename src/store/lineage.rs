@@ -1,0 +1,259 @@
+//! SQL for the admin views and the admin cascade: which tokens match a filter,
+//! a token's ancestors and descendants (`parent_jti`), the grants tokens hang
+//! from, and tokens that name an actor anywhere in their `act` chain.
+//!
+//! Queries here return `jti`s and grant ids; full records are read with
+//! `tokens::get`, so there is one row decoder for tokens.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::tokens::{self, TokenRecord};
+use super::{StoreError, StoreResult};
+
+/// True when the `act` chain in `tokens.actor_chain` names actor `?N`
+/// anywhere: as `sub` at the top level or in any nested `act`
+/// (RFC 8693 §4.1). JSON-aware, so spacing and escaping in the stored text,
+/// and LIKE wildcards in the name, cannot widen or narrow the match.
+fn names_actor(param: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM json_tree(tokens.actor_chain) AS j \
+         WHERE j.key = 'sub' AND j.type = 'text' AND j.atom = ?{param} \
+         AND replace(j.path, '.act', '') = '$')"
+    )
+}
+
+/// Filters for listing token records; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    pub sub: Option<String>,
+    pub client_id: Option<String>,
+    /// Matches an actor named anywhere in the `act` chain, or the client the
+    /// token was issued to (the party that presents it).
+    pub actor: Option<String>,
+    pub aud: Option<String>,
+    /// `Some(true)`: not revoked and not expired at `now`; `Some(false)`: the rest.
+    pub active: Option<bool>,
+    pub limit: i64,
+}
+
+/// Token records matching `f`, oldest first (newest last).
+pub fn list(conn: &Connection, f: &TokenFilter, now: i64) -> StoreResult<Vec<TokenRecord>> {
+    let sql = format!(
+        "SELECT jti FROM tokens \
+         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) \
+         AND (?3 IS NULL OR client_id = ?3 OR {}) AND (?4 IS NULL OR audience = ?4) \
+         AND (?5 IS NULL \
+              OR (?5 = 1 AND revoked_at IS NULL AND expires_at > ?6) \
+              OR (?5 = 0 AND (revoked_at IS NOT NULL OR expires_at <= ?6))) \
+         ORDER BY issued_at, jti LIMIT ?7",
+        names_actor(3)
+    );
+    let jtis: Vec<String> = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![f.sub, f.client_id, f.actor, f.aud, f.active, now, f.limit],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    records(conn, &jtis)
+}
+
+fn records(conn: &Connection, jtis: &[String]) -> StoreResult<Vec<TokenRecord>> {
+    jtis.iter()
+        .map(|j| {
+            tokens::get(conn, j)?
+                .ok_or_else(|| StoreError::Corrupt(format!("token {j} vanished mid-read")))
+        })
+        .collect()
+}
+
+/// Longest parent chain we follow; deputy never derives deeper, so hitting it
+/// means the lineage is damaged (a cycle), which is a store failure.
+const MAX_DEPTH: usize = 1000;
+
+/// The parent chain of `record`, nearest first, up to the root. A parent that
+/// is missing ends the chain (the record says where it came from, even if that
+/// row is gone).
+pub fn ancestors(conn: &Connection, record: &TokenRecord) -> StoreResult<Vec<TokenRecord>> {
+    let mut out: Vec<TokenRecord> = Vec::new();
+    let mut next = record.parent_jti.clone();
+    while let Some(jti) = next {
+        if out.len() >= MAX_DEPTH || jti == record.jti || out.iter().any(|r| r.jti == jti) {
+            return Err(StoreError::Corrupt(format!(
+                "token lineage of {} loops",
+                record.jti
+            )));
+        }
+        let Some(parent) = tokens::get(conn, &jti)? else {
+            break;
+        };
+        next = parent.parent_jti.clone();
+        out.push(parent);
+    }
+    Ok(out)
+}
+
+/// Every token derived from `jti`, at any depth, in order of issue.
+pub fn descendants(conn: &Connection, jti: &str) -> StoreResult<Vec<TokenRecord>> {
+    // UNION (not UNION ALL) visits each token once, so even a damaged,
+    // cyclic lineage terminates.
+    let jtis: Vec<String> = conn
+        .prepare_cached(
+            "WITH RECURSIVE tree(jti) AS (
+                 SELECT jti FROM tokens WHERE parent_jti = ?1
+                 UNION
+                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+             )
+             SELECT jti FROM tokens WHERE jti IN tree AND jti <> ?1
+             ORDER BY issued_at, jti",
+        )?
+        .query_map([jti], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    records(conn, &jtis)
+}
+
+/// A grant row, with its revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub grant: tokens::GrantRecord,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn grant(conn: &Connection, id: &str) -> StoreResult<Option<GrantRow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, grant_type, subject, client_id, scope, auth_time, created_at, revoked_at \
+             FROM grants WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(GrantRow {
+                grant: tokens::GrantRecord {
+                    id: r.get(0)?,
+                    grant_type: r.get(1)?,
+                    subject: r.get(2)?,
+                    client_id: r.get(3)?,
+                    scope: r.get(4)?,
+                    auth_time: r.get(5)?,
+                    created_at: r.get(6)?,
+                },
+                revoked_at: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+fn ids(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<String>> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_map(args, |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Grants (= refresh families) of a subject: from the grants table and from
+/// refresh tokens, so a family is found even without its grant row.
+pub fn grants_of_subject(conn: &Connection, subject: &str) -> StoreResult<Vec<String>> {
+    ids(
+        conn,
+        "SELECT id FROM grants WHERE subject = ?1 \
+         UNION SELECT family_id FROM refresh_tokens WHERE user_id = ?1 ORDER BY 1",
+        [subject],
+    )
+}
+
+/// Grants (= refresh families) issued to a client.
+pub fn grants_of_client(conn: &Connection, client_id: &str) -> StoreResult<Vec<String>> {
+    ids(
+        conn,
+        "SELECT id FROM grants WHERE client_id = ?1 \
+         UNION SELECT family_id FROM refresh_tokens WHERE client_id = ?1 ORDER BY 1",
+        [client_id],
+    )
+}
+
+/// Grants (= refresh families) of one person for one client.
+pub fn grants_of(conn: &Connection, subject: &str, client_id: &str) -> StoreResult<Vec<String>> {
+    ids(
+        conn,
+        "SELECT id FROM grants WHERE subject = ?1 AND client_id = ?2 \
+         UNION SELECT family_id FROM refresh_tokens WHERE user_id = ?1 AND client_id = ?2 \
+         ORDER BY 1",
+        params![subject, client_id],
+    )
+}
+
+/// How many of these grants are not yet revoked.
+pub fn live_grants(conn: &Connection, grant_ids: &[String]) -> StoreResult<usize> {
+    let mut n = 0;
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL")?;
+    for id in grant_ids {
+        if stmt.exists([id])? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The tokens a selector starts from, as a condition on `tokens` using `?1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    Jti,
+    Actor,
+}
+
+impl Roots {
+    fn condition(self) -> String {
+        match self {
+            Roots::Jti => "jti = ?1".to_string(),
+            Roots::Actor => names_actor(1),
+        }
+    }
+}
+
+fn tree_cte(roots: Roots) -> String {
+    format!(
+        "WITH RECURSIVE tree(jti) AS (
+             SELECT jti FROM tokens WHERE {}
+             UNION
+             SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+         )",
+        roots.condition()
+    )
+}
+
+/// Grants of the refresh tokens among the selected tokens and their
+/// descendants: revoking a refresh token revokes its family (RFC 7009 §2.1).
+pub fn refresh_grants_in_tree(
+    conn: &Connection,
+    roots: Roots,
+    arg: &str,
+) -> StoreResult<Vec<String>> {
+    ids(
+        conn,
+        &format!(
+            "{} SELECT DISTINCT grant_id FROM tokens \
+             WHERE jti IN tree AND kind = 'refresh' AND grant_id IS NOT NULL ORDER BY 1",
+            tree_cte(roots)
+        ),
+        [arg],
+    )
+}
+
+/// Revoke the selected tokens and every token derived from them, at any
+/// depth, in one statement. Returns how many tokens changed state.
+pub fn revoke_tree_of(
+    conn: &Connection,
+    roots: Roots,
+    arg: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    Ok(conn.execute(
+        &format!(
+            "{} UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3 \
+             WHERE jti IN tree AND revoked_at IS NULL",
+            tree_cte(roots)
+        ),
+        params![arg, now, reason],
+    )?)
+}
