@@ -45,6 +45,7 @@ fn scope_of(v: &Value) -> Vec<String> {
         .collect()
 }
 
+#[allow(clippy::needless_range_loop)] // hop indexes both agents and their secrets
 async fn run_seed(seed: u64) -> usize {
     let mut issued = 0;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
