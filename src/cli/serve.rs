@@ -103,7 +103,10 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 let cutoff = state.clock.now();
                 if let Err(e) = state
                     .store
-                    .write(move |c| crate::store::tokens::purge_used_assertions(c, cutoff))
+                    .write(move |c| {
+                        crate::store::sessions::purge_expired(c, cutoff)?;
+                        crate::store::tokens::purge_used_assertions(c, cutoff)
+                    })
                     .await
                 {
                     tracing::warn!(error = %e, "cannot purge used assertion ids");

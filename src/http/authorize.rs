@@ -159,7 +159,11 @@ async fn proceed(
     let issuer = &state.settings.issuer;
     let session = login::current(state, req).await?;
     // OIDC Core §3.1.2.1: prompt=login and an exceeded max_age force a new login.
-    let too_old = |s: &CurrentSession| areq.max_age.is_some_and(|m| now - s.session.auth_time > m);
+    // max_age=0 asks for a fresh login every time (seconds are whole here).
+    let too_old = |s: &CurrentSession| {
+        areq.max_age
+            .is_some_and(|m| m == 0 || now - s.session.auth_time > m)
+    };
     let need_login = match &session {
         None => true,
         Some(s) => areq.prompt.login || too_old(s),

@@ -662,3 +662,50 @@ async fn logout_with_id_token_hint_ends_the_session_and_redirects() {
         Some("login_required")
     );
 }
+
+#[actix_web::test]
+async fn max_age_zero_and_prompt_login_force_a_fresh_login_and_response_mode_is_query_only() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    sign_in(&app, &mut browser, "web", "alice", "").await;
+    for extra in ["&max_age=0", "&prompt=login"] {
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(&authorize_query("web", extra))
+                .insert_header(("Cookie", browser.header()))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "{extra}: a login page, not a code"
+        );
+        assert!(body_text(resp).await.contains("name=\"password\""));
+    }
+    // A recent enough login satisfies max_age.
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&authorize_query("web", "&max_age=600"))
+            .insert_header(("Cookie", browser.header()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&authorize_query("web", "&response_mode=fragment"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let loc = location(&resp);
+    assert_eq!(query(&loc, "error").as_deref(), Some("invalid_request"));
+    assert!(loc.fragment().is_none());
+}

@@ -119,6 +119,12 @@ pub fn validate(
             "the client is not registered for the authorization code grant",
         )));
     }
+    // OAuth 2.0 Multiple Response Types §2.1: only the query response mode is served.
+    if params.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(to_client(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        )));
+    }
     if params.contains("request") || params.contains("request_uri") {
         return Err(to_client(OAuthError::new(
             ErrorCode::InvalidRequest,
