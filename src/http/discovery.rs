@@ -113,6 +113,41 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
             "id_token_signing_alg_values_supported".into(),
             json!(["ES256"]),
         );
+        m.insert(
+            "userinfo_endpoint".into(),
+            json!(state.settings.endpoint("/userinfo")),
+        );
+        // RP-Initiated Logout 1.0 §2.1.
+        m.insert(
+            "end_session_endpoint".into(),
+            json!(state.settings.endpoint("/logout")),
+        );
+        m.insert(
+            "claims_supported".into(),
+            json!([
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "azp",
+                "amr",
+                "name",
+                "preferred_username",
+                "email",
+                "email_verified"
+            ]),
+        );
+        m.insert(
+            "prompt_values_supported".into(),
+            json!(["none", "login", "consent"]),
+        );
+        m.insert("request_parameter_supported".into(), json!(false));
+        m.insert("request_uri_parameter_supported".into(), json!(false));
+        m.insert("claims_parameter_supported".into(), json!(false));
     }
     answer(m)
 }

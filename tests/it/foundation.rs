@@ -31,6 +31,22 @@ async fn discovery_lists_what_is_implemented() {
             ));
         }
         assert!(grants.contains(&"client_credentials"));
+        if path.contains("openid") {
+            assert_eq!(body["userinfo_endpoint"], format!("{ISSUER}/userinfo"));
+            assert_eq!(body["end_session_endpoint"], format!("{ISSUER}/logout"));
+            assert_eq!(
+                body["id_token_signing_alg_values_supported"],
+                serde_json::json!(["ES256"])
+            );
+        }
+        assert_eq!(
+            body["authorization_endpoint"],
+            format!("{ISSUER}/authorize")
+        );
+        assert_eq!(
+            body["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
         let algs = body["token_endpoint_auth_signing_alg_values_supported"]
             .as_array()
             .unwrap();

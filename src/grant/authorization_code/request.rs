@@ -125,10 +125,17 @@ pub fn validate(
             "only response_mode=query is supported",
         )));
     }
-    if params.contains("request") || params.contains("request_uri") {
+    // OIDC Core §6.1 and §6.2: request objects are not supported, and say so.
+    if params.contains("request") {
         return Err(to_client(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "request objects are not supported",
+            ErrorCode::RequestNotSupported,
+            "the request parameter is not supported",
+        )));
+    }
+    if params.contains("request_uri") {
+        return Err(to_client(OAuthError::new(
+            ErrorCode::RequestUriNotSupported,
+            "the request_uri parameter is not supported",
         )));
     }
     // RFC 7636 §4.4.1 and RFC 9700 §2.1.1: PKCE with S256 for every client.
