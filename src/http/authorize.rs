@@ -33,7 +33,7 @@ pub async fn authorize_post(
 ) -> HttpResponse {
     match form {
         Ok(Form(params)) => handle(&state, &req, params).await,
-        Err(_) => bad_request_page(),
+        Err(e) => pages::form_error(&e, bad_request_page()),
     }
 }
 

@@ -65,8 +65,9 @@ pub async fn login(
     req: HttpRequest,
     form: Result<Form, OAuthError>,
 ) -> HttpResponse {
-    let Ok(Form(form)) = form else {
-        return forbidden();
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return pages::form_error(&e, forbidden()),
     };
     if !state
         .login_by_address
@@ -208,8 +209,9 @@ pub async fn consent(
     req: HttpRequest,
     form: Result<Form, OAuthError>,
 ) -> HttpResponse {
-    let Ok(Form(form)) = form else {
-        return forbidden();
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return pages::form_error(&e, forbidden()),
     };
     match do_consent(&state, &req, &form).await {
         Ok(r) => r,

@@ -33,6 +33,9 @@ pub async fn logout_post(
 ) -> HttpResponse {
     match form {
         Ok(Form(p)) => run(&state, &req, p).await,
+        Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => {
+            pages::form_error(&e, server_error_page())
+        }
         Err(_) => pages::error(
             StatusCode::BAD_REQUEST,
             "Invalid request",

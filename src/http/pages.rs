@@ -86,3 +86,16 @@ pub fn page(status: StatusCode, page: &impl Template) -> HttpResponse {
 pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     page(status, &ErrorPage { title, message })
 }
+
+/// The page for a form that could not be read: 413 for an oversized body
+/// (the same limit as every form endpoint), otherwise `fallback`.
+pub fn form_error(e: &crate::error::OAuthError, fallback: HttpResponse) -> HttpResponse {
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            "The form is too large.",
+        );
+    }
+    fallback
+}

@@ -205,7 +205,10 @@ impl Roots {
     fn condition(self) -> String {
         match self {
             Roots::Jti => "jti = ?1".to_string(),
-            Roots::Actor => names_actor(1),
+            // What an actor can do: tokens issued to it (it presents them)
+            // and tokens whose `act` chain names it — the same set the
+            // listing's `actor` filter shows.
+            Roots::Actor => format!("(client_id = ?1 OR {})", names_actor(1)),
         }
     }
 }

@@ -104,18 +104,21 @@ async fn revoking_the_root_revokes_three_levels_in_one_go_with_one_audit_event()
 }
 
 #[actix_web::test]
-async fn revoking_an_actor_revokes_its_chains_and_their_descendants_only() {
+async fn revoking_an_actor_revokes_what_it_holds_its_chains_and_their_descendants_only() {
     let env = Env::new();
     let clients = chain_clients(&env).await;
     let app = env.app().await;
     let admin = admin_token(&app, &env).await;
     let tokens = minted_chain(&env).await;
-    // Look-alike names are other actors.
-    let lookalike = mint(&env, "agent-a", None, Some(json!({"sub": "agent_a"}))).await;
-    let spaced = mint(&env, "agent-a", None, Some(json!({"sub": "agent-a2"}))).await;
+    // Look-alike names are other actors (these tokens belong to another client).
+    let lookalike = mint(&env, "agent-z", None, Some(json!({"sub": "agent_a"}))).await;
+    let spaced = mint(&env, "agent-z", None, Some(json!({"sub": "agent-a2"}))).await;
+    // A token issued to agent-a itself is what agent-a can do: it goes too.
+    let own = mint(&env, "agent-a", None, None).await;
 
     let (status, body) = post_revoke(&app, &admin, json!({"actor": "agent-a"})).await;
-    assert_eq!((status, body), (200, json!({"revoked": 2})));
+    assert_eq!((status, body), (200, json!({"revoked": 3})));
+    assert!(revoked_at(&env, &jti_of(&own)).await.is_some());
     assert!(
         active(&app, &clients, 0, &tokens[0]).await,
         "the root is not agent-a's"
