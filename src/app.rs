@@ -19,6 +19,8 @@ pub struct AppState {
     pub client_keys: KeyCache,
     pub remote_jwks: RemoteJwksCache,
     pub throttle: crate::login::throttle::Throttle,
+    /// The key refresh successors are derived with (loaded once from the store).
+    pub refresh_key: std::sync::OnceLock<String>,
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
@@ -45,6 +47,7 @@ impl AppState {
             client_keys: KeyCache::default(),
             remote_jwks: RemoteJwksCache::default(),
             throttle: Default::default(),
+            refresh_key: std::sync::OnceLock::new(),
         })
     }
 }

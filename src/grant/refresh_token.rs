@@ -83,16 +83,91 @@ fn revoke_for_reuse(
     crate::store::audit::insert(conn, &e)
 }
 
-/// RFC 6749 §6.
+/// The server key successors are derived with, loaded (or created) once.
+async fn refresh_key(state: &AppState) -> Result<String, OAuthError> {
+    if let Some(k) = state.refresh_key.get() {
+        return Ok(k.clone());
+    }
+    let k = state
+        .store
+        .write(|c| crate::store::refresh::server_secret(c, "refresh-successor"))
+        .await?;
+    Ok(state.refresh_key.get_or_init(|| k).clone())
+}
+
+/// RFC 6749 §6. The token set is signed before the write, on this request's
+/// thread; the write re-reads the token and decides everything that can
+/// change (consumed, revoked, expired, disabled) in one transaction.
 pub async fn refresh(
     state: &AppState,
     auth: &AuthenticatedClient,
     req: RefreshRequest,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
-    let ring = state.keys.ring();
     let settings = state.settings.clone();
     let client = auth.client.clone();
+    let hash = sha256_b64(req.refresh_token.as_bytes());
+    let pre = {
+        let h = hash.clone();
+        state
+            .store
+            .read(move |c| crate::store::refresh::get(c, &h))
+            .await?
+    };
+    let Some(pre) = pre else {
+        return Err(bad_token());
+    };
+    let key = refresh_key(state).await?;
+    let successor = successor_of(&key, &req.refresh_token)?;
+    let successor_hash = sha256_b64(successor.as_bytes());
+    // RFC 6749 §6: the scope may only narrow; the family keeps its consent.
+    // Decided inside the write, after reuse detection.
+    let family_scope: Vec<String> = pre
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let scope = match &req.scope {
+        Some(s) if !is_subset(s, &family_scope) => None,
+        Some(s) => Some(s.clone()),
+        None => Some(family_scope),
+    };
+    let set = match scope {
+        Some(scope) => {
+            let successor_rec = refresh_record(
+                &successor,
+                &pre.family_id,
+                &client.id,
+                &pre.user_id,
+                &pre.scope,
+                &pre.resource,
+                pre.auth_time,
+                &pre.amr,
+                now,
+                settings.refresh_idle_ttl,
+                pre.absolute_expires_at,
+            );
+            Some(mint(
+                &state.keys.ring(),
+                &settings,
+                now,
+                PersonTokenSpec {
+                    client: &client,
+                    user_id: &pre.user_id,
+                    scope,
+                    resource: &pre.resource,
+                    auth_time: pre.auth_time,
+                    amr: &pre.amr,
+                    nonce: None,
+                    grant_id: &pre.family_id,
+                    grant_type: GrantType::RefreshToken,
+                    refresh: Some((successor, successor_rec)),
+                },
+            )?)
+        }
+        None => None,
+    };
     let assertion = auth.assertion.clone();
     state
         .store
@@ -100,16 +175,12 @@ pub async fn refresh(
             if let Err(e) = super::consume_assertion(c, &client.id, assertion.as_ref())? {
                 return Ok(Err(e));
             }
-            let hash = sha256_b64(req.refresh_token.as_bytes());
             let Some(rec) = crate::store::refresh::get(c, &hash)? else {
                 return Ok(Err(bad_token()));
             };
             if rec.revoked_at.is_some() {
                 return Ok(Err(bad_token()));
             }
-            let key = crate::store::refresh::server_secret(c, "refresh-successor")?;
-            let successor = successor_of(&key, &req.refresh_token)?;
-            let successor_hash = sha256_b64(successor.as_bytes());
             let retry = if let Some(consumed_at) = rec.consumed_at {
                 let successor_rec = crate::store::refresh::get(c, &successor_hash)?;
                 let successor_unused = successor_rec
@@ -148,61 +219,11 @@ pub async fn refresh(
             if grant_revoked || !user_active {
                 return Ok(Err(bad_token()));
             }
-            // RFC 6749 §6: the scope may only narrow; the family keeps its consent.
-            let family_scope: Vec<String> = rec
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            let scope = match &req.scope {
-                Some(s) if !is_subset(s, &family_scope) => {
-                    return Ok(Err(OAuthError::invalid_scope(
-                        "requested scope exceeds the original grant",
-                    )))
-                }
-                Some(s) => s.clone(),
-                None => family_scope,
+            let Some(set) = set else {
+                return Ok(Err(OAuthError::invalid_scope(
+                    "requested scope exceeds the original grant",
+                )));
             };
-            let successor_rec = refresh_record(
-                &successor,
-                &rec.family_id,
-                &client.id,
-                &rec.user_id,
-                &rec.scope,
-                &rec.resource,
-                rec.auth_time,
-                &rec.amr,
-                now,
-                settings.refresh_idle_ttl,
-                rec.absolute_expires_at,
-            );
-            let set = match mint(
-                &ring,
-                &settings,
-                now,
-                PersonTokenSpec {
-                    client: &client,
-                    user_id: &rec.user_id,
-                    scope,
-                    resource: &rec.resource,
-                    auth_time: rec.auth_time,
-                    amr: &rec.amr,
-                    nonce: None,
-                    grant_id: &rec.family_id,
-                    grant_type: GrantType::RefreshToken,
-                    refresh: Some((successor, successor_rec)),
-                },
-            ) {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(e)),
-            };
-            // Consume only after everything that can fail without writing has passed.
-            if !retry
-                && !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)?
-            {
-                return Ok(Err(bad_token()));
-            }
             if retry {
                 // Same successor again: its record exists; store only the new access/ID tokens.
                 let mut again = set;
@@ -212,6 +233,10 @@ pub async fn refresh(
                     .retain(|r| r.kind != crate::model::TokenKind::Refresh);
                 store(c, &again)?;
                 return Ok(Ok(again.response));
+            }
+            // One UPDATE decides a race: the loser sees the token consumed.
+            if !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)? {
+                return Ok(Err(bad_token()));
             }
             store(c, &set)?;
             let mut e =
