@@ -19,6 +19,14 @@ pub fn random_token(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// `N` random bytes from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    #[allow(clippy::expect_used)]
+    openssl::rand::rand_bytes(&mut buf).expect("OS random number generator unavailable");
+    buf
+}
+
 /// A 256-bit secret as handed to clients (43 base64url characters).
 pub fn new_secret() -> String {
     random_token(32)

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_delegation",
         include_str!("../../migrations/0003_delegation.sql"),
     ),
+    (
+        4,
+        "0004_partial_indexes",
+        include_str!("../../migrations/0004_partial_indexes.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -90,7 +95,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))

@@ -88,8 +88,14 @@ pub fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> 
         // the process (SIGKILL); only a power loss may drop the last commits.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Checkpoints stay with the committing connection (SQLite's default of
+        // 1000 pages): a separate checkpoint thread let the WAL grow to
+        // gigabytes under load and slowed restarts. Shrink it back afterwards.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint journals in memory, not in a temp file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 
@@ -117,8 +123,6 @@ pub struct Store {
     writer: Sender<WriteJob>,
     readers: Sender<ReadJob>,
     path: PathBuf,
-    /// Dropped with the last handle: the checkpoint thread then stops.
-    _stop_checkpoints: std::sync::Arc<Sender<()>>,
 }
 
 /// The most jobs one group commit takes.
@@ -128,14 +132,6 @@ impl Store {
     /// Open the database, migrate it, and start the writer and reader threads.
     pub fn open(path: &Path, reader_threads: usize) -> StoreResult<Store> {
         let writer_conn = open_and_migrate(path)?;
-        // Checkpoints run on their own thread, so no request waits for one.
-        writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let (stop_checkpoints, checkpoint_rx) = bounded::<()>(1);
-        let checkpoint_conn = open_connection(path, false)?;
-        thread::Builder::new()
-            .name("deputy-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx))
-            .map_err(|e| StoreError::Schema(format!("cannot start checkpoint thread: {e}")))?;
         let (wtx, wrx) = bounded::<WriteJob>(8192);
         thread::Builder::new()
             .name("deputy-writer".into())
@@ -154,7 +150,6 @@ impl Store {
             writer: wtx,
             readers: rtx,
             path: path.to_path_buf(),
-            _stop_checkpoints: std::sync::Arc::new(stop_checkpoints),
         })
     }
 
@@ -292,21 +287,6 @@ fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Busy => StoreError::Busy,
         other => StoreError::Schema(format!("commit failed: {other}")),
-    }
-}
-
-/// Copy the WAL back into the database a few times a second (PASSIVE: never
-/// blocks the writer or readers). Requests never pay for a checkpoint.
-fn checkpoint_loop(conn: Connection, stop: Receiver<()>) {
-    loop {
-        match stop.recv_timeout(std::time::Duration::from_millis(250)) {
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
-            }
-            _ => return,
-        }
     }
 }
 
