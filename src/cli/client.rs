@@ -245,9 +245,19 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
             let existing = clients::get(&tx, id)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no client `{id}`"))?;
-            clients::remove(&tx, id).map_err(|e| e.to_string())?;
-            let revoked = crate::store::tokens::revoke_client(&tx, id, t, "client removed")
+            // Everything that hangs from the client goes with it: its tokens,
+            // their descendants, its grants and refresh families (the same
+            // cascade as `deputy revoke --client`), and remembered consents.
+            let revoked = crate::admin::revoke::revoke(
+                &tx,
+                &crate::admin::Selector::Client(id.clone()),
+                &crate::admin::Origin::Cli,
+                t,
+            )
+            .map_err(|e| e.to_string())?;
+            tx.execute("DELETE FROM consents WHERE client_id = ?1", [id])
                 .map_err(|e| e.to_string())?;
+            clients::remove(&tx, id).map_err(|e| e.to_string())?;
             let mut event =
                 crate::audit::AuditEvent::new(t, "client_removed", crate::audit::Mode::Admin)
                     .client(id, existing.kind.as_str());

@@ -107,7 +107,9 @@ pub async fn check_password(
     address: &str,
 ) -> Result<Result<User, LoginFailure>, OAuthError> {
     let now = state.clock.now();
-    if let Some(wait) = state.throttle.retry_after(username, address, now) {
+    // The attempt is counted before the (slow) verification, atomically with
+    // the check, so parallel guesses cannot slip past the throttle.
+    if let Err(wait) = state.throttle.reserve(username, address, now) {
         return Ok(Err(LoginFailure::Throttled(wait)));
     }
     let name = username.to_string();
@@ -125,13 +127,11 @@ pub async fn check_password(
         .map_err(OAuthError::server_error)?;
     match user {
         Some(u) if ok && u.disabled_at.is_none() => {
-            state.throttle.record_success(username);
+            state.throttle.settle_success(username, address, now);
             Ok(Ok(u))
         }
-        _ => {
-            state.throttle.record_failure(username, address, now);
-            Ok(Err(LoginFailure::BadCredentials))
-        }
+        // Already counted by the reservation.
+        _ => Ok(Err(LoginFailure::BadCredentials)),
     }
 }
 

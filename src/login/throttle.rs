@@ -73,11 +73,81 @@ impl Throttle {
             map.remove(&format!("u:{}", username.to_lowercase()));
         }
     }
+
+    /// Check and count an attempt in one step, before the password is
+    /// verified, so concurrent guesses cannot all pass the check first.
+    /// `Err(wait)` when the account or address must wait.
+    pub fn reserve(&self, username: &str, address: &str, now: i64) -> Result<(), i64> {
+        let Ok(mut map) = self.map.lock() else {
+            return Ok(());
+        };
+        let (account, addr) = (
+            format!("u:{}", username.to_lowercase()),
+            format!("a:{address}"),
+        );
+        let wait = [&account, &addr]
+            .iter()
+            .filter_map(|k| {
+                map.get(*k)
+                    .filter(|r| r.locked_until > now)
+                    .map(|r| r.locked_until - now)
+            })
+            .max();
+        if let Some(w) = wait {
+            return Err(w);
+        }
+        if map.len() > 100_000 {
+            map.retain(|_, r| now - r.last_failure < FORGET_AFTER);
+        }
+        for (key, free) in [(account, ACCOUNT_FREE), (addr, ADDRESS_FREE)] {
+            let r = map.entry(key).or_default();
+            if now - r.last_failure > FORGET_AFTER {
+                *r = Record::default();
+            }
+            r.failures += 1;
+            r.last_failure = now;
+            r.locked_until = now + wait_for(r.failures, free);
+        }
+        Ok(())
+    }
+
+    /// The reserved attempt succeeded: clear the account, give the address its attempt back.
+    pub fn settle_success(&self, username: &str, address: &str, now: i64) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&format!("u:{}", username.to_lowercase()));
+            if let Some(r) = map.get_mut(&format!("a:{address}")) {
+                r.failures = r.failures.saturating_sub(1);
+                r.locked_until = if r.failures == 0 {
+                    0
+                } else {
+                    r.last_failure + wait_for(r.failures, ADDRESS_FREE)
+                };
+                let _ = now;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservations_count_before_verification() {
+        let t = Throttle::default();
+        // Many concurrent attempts: only the free ones get through the check.
+        let passed = (0..50)
+            .filter(|_| t.reserve("bob", "5.5.5.5", 100).is_ok())
+            .count();
+        assert_eq!(passed, ACCOUNT_FREE as usize);
+        // A success gives the address its attempt back and clears the account.
+        let t = Throttle::default();
+        for _ in 0..3 {
+            t.reserve("carol", "6.6.6.6", 100).unwrap();
+            t.settle_success("carol", "6.6.6.6", 100);
+        }
+        assert!(t.reserve("carol", "6.6.6.6", 100).is_ok());
+    }
 
     #[test]
     fn waits_grow_after_the_free_attempts_and_success_resets() {

@@ -71,13 +71,19 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
 pub fn query(conn: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     let actor_pattern = q.actor.as_ref().map(|a| {
         // `act` chains are stored as JSON; match the quoted subject exactly.
-        format!("%\"sub\":{}%", serde_json::Value::String(a.clone()))
+        let quoted = serde_json::Value::String(a.clone()).to_string();
+        // LIKE wildcards in the name are literal characters here.
+        let escaped = quoted
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%\"sub\":{escaped}%")
     });
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, event, mode, outcome, person, client_id, client_kind, actor_chain, \
          audience, scope, task, jti, parent_jti, rule_id, reason, detail FROM audit_events \
          WHERE (?1 IS NULL OR person = ?1) AND (?2 IS NULL OR client_id = ?2) \
-         AND (?3 IS NULL OR actor_chain LIKE ?3 OR client_id = ?8) AND (?4 IS NULL OR task = ?4) \
+         AND (?3 IS NULL OR actor_chain LIKE ?3 ESCAPE '\\' OR client_id = ?8) AND (?4 IS NULL OR task = ?4) \
          AND (?5 IS NULL OR event = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7) \
          ORDER BY id LIMIT ?9",
     )?;

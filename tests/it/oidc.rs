@@ -709,3 +709,46 @@ async fn max_age_zero_and_prompt_login_force_a_fresh_login_and_response_mode_is_
     assert_eq!(query(&loc, "error").as_deref(), Some("invalid_request"));
     assert!(loc.fragment().is_none());
 }
+
+#[actix_web::test]
+async fn parallel_guesses_cannot_slip_past_the_throttle() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&authorize_query("web", ""))
+            .to_request(),
+    )
+    .await;
+    let mut browser = Browser::default();
+    browser.absorb(&resp);
+    let html = body_text(resp).await;
+    let (i, csrf) = (hidden(&html, "interaction"), hidden(&html, "csrf"));
+    let attempts: Vec<_> = (0..30)
+        .map(|n| {
+            test::call_service(
+                &app,
+                form_post(
+                    "/login",
+                    &format!("interaction={i}&csrf={csrf}&username=alice&password=guess-{n}"),
+                )
+                .insert_header(("Cookie", browser.header()))
+                .to_request(),
+            )
+        })
+        .collect();
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked, 5,
+        "only the free attempts reach the password check: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 25);
+}

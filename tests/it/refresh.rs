@@ -389,3 +389,53 @@ async fn a_public_client_revokes_its_own_refresh_family_but_not_anothers() {
     assert_eq!(refresh(&app, "web", &token, "").await.0, 400);
     assert!(access_revoked(&env, first["access_token"].as_str().unwrap()).await);
 }
+
+#[actix_web::test]
+async fn removing_a_client_kills_its_refresh_families_even_if_the_id_is_registered_again() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deputy"))
+        .env_clear()
+        .arg("--database")
+        .arg(env.dir.join("deputy.db"))
+        .arg("--keys-dir")
+        .arg(env.dir.join("keys"))
+        .args(["client", "remove", "web"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.app_client("web").await;
+    let app = env.app().await;
+    let (s, b) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        env.count("SELECT count(*) FROM consents WHERE client_id = 'web'")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn a_code_whose_grant_was_revoked_yields_nothing() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let code = sign_in(&app, &mut Browser::default(), "web", "alice", "").await;
+    // Consent withdrawn (or an administrator revoked the grant) before redemption.
+    env.state
+        .store
+        .write(|c| {
+            let g: String = c.query_row("SELECT id FROM grants", [], |r| r.get(0))?;
+            deputy::store::tokens::revoke_grant(c, &g, T0, "test").map(|_| ())
+        })
+        .await
+        .unwrap();
+    let (s, b) = redeem(&app, "web", &code, "").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
+}

@@ -4,6 +4,8 @@
 
 pub mod request;
 
+use rusqlite::OptionalExtension;
+
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::AuthenticatedClient;
@@ -229,6 +231,16 @@ pub async fn redeem(
             // One UPDATE decides the race: the loser is a replay.
             if !crate::store::codes::consume(c, &code_hash, now)? {
                 revoke_replayed(c, &rec, now)?;
+                return Ok(Err(bad_code()));
+            }
+            // A grant revoked since the code was issued (consent withdrawn,
+            // an administrator's revocation) yields nothing; the code is spent.
+            let grant_live: bool = c
+                .prepare_cached("SELECT revoked_at IS NULL FROM grants WHERE id = ?1")?
+                .query_row([&rec.grant_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            if !grant_live {
                 return Ok(Err(bad_code()));
             }
             store(c, &set)?;
