@@ -319,6 +319,7 @@ pub async fn render_consent(
             client_name: &client.name,
             username: &s.user.username,
             is_agent: client.kind == ClientKind::Agent,
+            resource: (areq.resource != state.settings.issuer).then_some(areq.resource.as_str()),
             scopes,
             interaction: &i.id,
             csrf: &i.csrf,
@@ -337,7 +338,14 @@ pub async fn has_consent(
         .read(move |conn| crate::store::sessions::consent(conn, &u, &c))
         .await?
         .unwrap_or_default();
-    Ok(crate::policy::is_subset(&areq.scope, &consented))
+    Ok(crate::policy::is_subset(&areq.scope, &consented)
+        && consented.contains(&resource_consent(&areq.resource)))
+}
+
+/// How consent to a resource is remembered beside the scopes: a consent for
+/// one API is not a consent for another (RFC 8707 §2).
+pub fn resource_consent(resource: &str) -> String {
+    format!("resource:{resource}")
 }
 
 /// Issue the code and send the person back to the client.

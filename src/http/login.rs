@@ -252,6 +252,14 @@ async fn do_consent(
         areq.client_id.clone(),
         areq.scope.clone(),
     );
+    // The audience is part of what the person allowed (RFC 8707 §2).
+    let consented: Vec<String> = scope
+        .iter()
+        .cloned()
+        .chain(std::iter::once(crate::http::authorize::resource_consent(
+            &areq.resource,
+        )))
+        .collect();
     let mut e = AuditEvent::new(
         now,
         if allow {
@@ -272,7 +280,7 @@ async fn do_consent(
                 return Ok(false);
             }
             if allow {
-                crate::store::sessions::remember_consent(c, &uid, &cid, &scope, now)?;
+                crate::store::sessions::remember_consent(c, &uid, &cid, &consented, now)?;
             }
             crate::store::audit::insert(c, &e)?;
             Ok(true)

@@ -21,6 +21,8 @@ pub struct ConsentPage<'a> {
     pub client_name: &'a str,
     pub username: &'a str,
     pub is_agent: bool,
+    /// The API the access will be for, when it is not deputy itself.
+    pub resource: Option<&'a str>,
     /// (scope, plain words)
     pub scopes: Vec<(String, String)>,
     pub interaction: &'a str,

@@ -752,3 +752,48 @@ async fn parallel_guesses_cannot_slip_past_the_throttle() {
     );
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 25);
 }
+
+#[actix_web::test]
+async fn consent_for_one_resource_is_not_consent_for_another() {
+    let env = Env::new();
+    let mut c = client(
+        "web2",
+        deputy::model::ClientKind::App,
+        deputy::model::AuthMethod::None,
+    );
+    c.grant_types = vec![deputy::model::GrantType::AuthorizationCode];
+    c.redirect_uris = vec![REDIRECT.to_string()];
+    c.scopes = vec!["notes:read".into()];
+    c.audiences = vec!["https://a.example".into(), "https://b.example".into()];
+    env.add_client(c).await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    sign_in(
+        &app,
+        &mut browser,
+        "web2",
+        "alice",
+        "&resource=https%3A%2F%2Fa.example",
+    )
+    .await;
+    let again = |res: &str| {
+        test::TestRequest::get()
+            .uri(&authorize_query(
+                "web2",
+                &format!("&prompt=none&resource={res}"),
+            ))
+            .insert_header(("Cookie", browser.header()))
+            .to_request()
+    };
+    let resp = test::call_service(&app, again("https%3A%2F%2Fa.example")).await;
+    assert!(
+        query(&location(&resp), "code").is_some(),
+        "same resource: remembered"
+    );
+    let resp = test::call_service(&app, again("https%3A%2F%2Fb.example")).await;
+    assert_eq!(
+        query(&location(&resp), "error").as_deref(),
+        Some("consent_required")
+    );
+}
