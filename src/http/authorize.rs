@@ -197,16 +197,7 @@ async fn proceed(
     // Start an interaction bound to this browser. Each one is a row: the
     // same per-address limit as login posts keeps a flood from filling the store.
     if !state.login_by_address.allow(&login::address(req), now) {
-        let mut r = pages::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many sign-in requests from your address. Wait a moment and try again.",
-        );
-        r.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from_static("1"),
-        );
-        return Ok(r);
+        return Ok(pages::too_many_requests());
     }
     let (browser, new_browser) = login::browser_id(req);
     let interaction = Interaction {

@@ -73,16 +73,7 @@ pub async fn login(
         .login_by_address
         .allow(&login::address(&req), state.clock.now())
     {
-        let mut r = pages::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many sign-in attempts from your address. Wait a moment and try again.",
-        );
-        r.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from_static("1"),
-        );
-        return r;
+        return pages::too_many_requests();
     }
     match do_login(&state, &req, &form).await {
         Ok(r) => r,

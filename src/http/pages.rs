@@ -101,3 +101,17 @@ pub fn form_error(e: &crate::error::OAuthError, fallback: HttpResponse) -> HttpR
     }
     fallback
 }
+
+/// 429 for a browser over a per-address limit, with `Retry-After`.
+pub fn too_many_requests() -> HttpResponse {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "Too many sign-in requests from your address. Wait a moment and try again.",
+    );
+    r.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("1"),
+    );
+    r
+}
