@@ -462,33 +462,8 @@ async fn denied_consent_returns_access_denied() {
     env.app_client("web").await;
     env.person("alice").await;
     let app = env.app().await;
-    let resp = test::call_service(
-        &app,
-        test::TestRequest::get()
-            .uri(&authorize_query("web", ""))
-            .to_request(),
-    )
-    .await;
     let mut browser = Browser::default();
-    browser.absorb(&resp);
-    let html = body_text(resp).await;
-    let resp = test::call_service(
-        &app,
-        form_post(
-            "/login",
-            &format!(
-                "interaction={}&csrf={}&username=alice&password={}",
-                hidden(&html, "interaction"),
-                hidden(&html, "csrf"),
-                enc(PASSWORD)
-            ),
-        )
-        .insert_header(("Cookie", browser.header()))
-        .to_request(),
-    )
-    .await;
-    browser.absorb(&resp);
-    let html = body_text(resp).await;
+    let html = login_to_consent(&app, &mut browser, "web").await;
     let resp = test::call_service(
         &app,
         form_post(
@@ -528,32 +503,7 @@ async fn agent_consent_page_says_it_acts_for_the_person() {
     env.add_client(c).await;
     env.person("alice").await;
     let app = env.app().await;
-    let resp = test::call_service(
-        &app,
-        test::TestRequest::get()
-            .uri(&authorize_query("helper-bot", ""))
-            .to_request(),
-    )
-    .await;
-    let mut browser = Browser::default();
-    browser.absorb(&resp);
-    let html = body_text(resp).await;
-    let resp = test::call_service(
-        &app,
-        form_post(
-            "/login",
-            &format!(
-                "interaction={}&csrf={}&username=alice&password={}",
-                hidden(&html, "interaction"),
-                hidden(&html, "csrf"),
-                enc(PASSWORD)
-            ),
-        )
-        .insert_header(("Cookie", browser.header()))
-        .to_request(),
-    )
-    .await;
-    let html = body_text(resp).await;
+    let html = login_to_consent(&app, &mut Browser::default(), "helper-bot").await;
     assert!(
         html.contains("is an AI agent") && html.contains("act on your behalf"),
         "{html}"

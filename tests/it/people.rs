@@ -126,6 +126,44 @@ pub async fn body_text(resp: actix_web::dev::ServiceResponse) -> String {
     String::from_utf8(test::read_body(resp).await.to_vec()).unwrap()
 }
 
+/// Start an authorization and log in: returns the consent page's HTML.
+pub async fn login_to_consent<S>(app: &S, browser: &mut Browser, client_id: &str) -> String
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let resp = test::call_service(
+        app,
+        test::TestRequest::get()
+            .uri(&authorize_query(client_id, ""))
+            .to_request(),
+    )
+    .await;
+    browser.absorb(&resp);
+    let html = body_text(resp).await;
+    let resp = test::call_service(
+        app,
+        form_post(
+            "/login",
+            &format!(
+                "interaction={}&csrf={}&username=alice&password={}",
+                hidden(&html, "interaction"),
+                hidden(&html, "csrf"),
+                enc(PASSWORD)
+            ),
+        )
+        .insert_header(("Cookie", browser.header()))
+        .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200, "the consent page");
+    browser.absorb(&resp);
+    body_text(resp).await
+}
+
 /// Run authorize -> login -> consent and return the code.
 pub async fn sign_in<S>(
     app: &S,
