@@ -369,8 +369,17 @@ def check_round(rd: Round, stats: dict):
     # it — deputy does. So tokens from a code whose refused second
     # redemption was answered must be inactive; all others active.
     replayed = {r.key for r in got if r.op == "code" and r.status == 400}
+    # A second presentation whose answer was lost at the kill may still have
+    # reached the server and been committed as a replay (revoking the first
+    # token); the client cannot know. Such tokens may be either, but if
+    # inactive the store must say they were revoked (checked below).
+    presented_codes = Counter(r.key for r in recs if r.op == "code")
+    maybe_replayed = {r.key for r in lost if r.op == "code" and presented_codes[r.key] > 1} - replayed
     inactive = [(r, a) for r, a in answers if a.get("active") is not True
-                and not (r.op == "code" and r.key in replayed)]
+                and not (r.op == "code" and r.key in replayed | maybe_replayed)]
+    revoked_by_lost_replay = [r for r, a in answers
+                              if r.op == "code" and r.key in maybe_replayed and a.get("active") is not True]
+    stats["revoked_by_lost_replay"] = len(revoked_by_lost_replay)
     still_active = [(r, a) for r, a in answers if r.op == "code" and r.key in replayed and a != INACTIVE]
     stats["introspected"] = len(answers)
     stats["revoked_by_code_replay"] = len([1 for r, _ in answers if r.op == "code" and r.key in replayed])
@@ -410,6 +419,12 @@ def check_round(rd: Round, stats: dict):
                 if row is not None and row["parent_jti"] != parent:
                     wrong.append((r, "parent", dict(row)))
         assert not wrong, f"received with 200 but not recorded as such: {wrong[:5]}"
+        # an inactive token of a code whose second presentation was lost at the
+        # kill was revoked by that replay (RFC 6749 §4.1.2), not lost
+        for r in revoked_by_lost_replay:
+            row = conn.execute("SELECT revoked_at FROM tokens WHERE jti = ?",
+                               (jwt_parts(r.body["access_token"])[1]["jti"],)).fetchone()
+            assert row is not None and row["revoked_at"] is not None, (r, dict(row) if row else None)
 
         # codes accepted are consumed; jtis accepted are remembered
         for code in code_ok:
