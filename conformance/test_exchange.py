@@ -167,10 +167,16 @@ def test_may_act_names_the_next_actor_rfc8693_s4_4(env):
     person = env.person()
     b, h = env.ok(X, person["access_token"], audience=Y, may_act=Y)
     assert h["may_act"] == {"sub": Y}
+    # introspection conveys it too (RFC 8693 §4.4 names it for introspection)
+    assert env.introspect(b["access_token"], Y)["may_act"] == {"sub": Y}
     env.ok(Y, b["access_token"], audience=NOTES)
     b, h = env.ok(X, person["access_token"], audience=Y, may_act=Z)
     assert h["may_act"] == {"sub": Z}
     refused(env.ex(Y, b["access_token"], audience=NOTES))
+    # may_act must be a client id (visible characters, at most 128)
+    for bad in ("two words", "x" * 129):
+        r = env.ex(X, person["access_token"], audience=Y, may_act=bad)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_request"), (bad, r.text)
 
 
 # ---------------------------------------------------------------- broker pattern

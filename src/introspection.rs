@@ -147,8 +147,8 @@ async fn introspect_refresh(
     }))
 }
 
-/// RFC 7662 §2.2 members for an active token (plus RFC 8693 §4.1 `act` and
-/// deputy's `task`).
+/// RFC 7662 §2.2 members for an active token (plus RFC 8693 §4.1 `act`,
+/// §4.4 `may_act` and deputy's `task`).
 fn active_response(record: &TokenRecord, issuer: &str) -> Result<Value, OAuthError> {
     let mut m = Map::new();
     m.insert("active".into(), json!(true));
@@ -171,6 +171,10 @@ fn active_response(record: &TokenRecord, issuer: &str) -> Result<Value, OAuthErr
     }
     if let Some(task) = &record.task {
         m.insert("task".into(), json!(task));
+    }
+    if let Some(next) = &record.may_act {
+        // RFC 8693 §4.4: introspection may convey who is allowed to act next.
+        m.insert("may_act".into(), json!({ "sub": next }));
     }
     Ok(Value::Object(m))
 }

@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+/// A client id deputy accepts: 1-128 visible ASCII characters.
+pub fn is_valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// What a client is. Kept with the client and written into every token record
 /// and audit event, so people, services and agents are never confused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

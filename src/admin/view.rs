@@ -38,6 +38,7 @@ pub fn token_json(r: &TokenRecord, now: i64) -> StoreResult<Value> {
         "grant_id": r.grant_id,
         "grant_type": r.grant_type,
         "rule_id": r.rule_id,
+        "may_act": r.may_act,
         "active": r.is_active(now),
         "revoked_at": r.revoked_at,
         "revoked_reason": r.revoked_reason,

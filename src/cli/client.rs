@@ -58,10 +58,6 @@ pub struct AddArgs {
     pub audiences: Vec<String>,
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
-}
-
 /// Redirect URIs: absolute, no fragment (RFC 6749 §3.1.2).
 fn check_redirect_uri(u: &str) -> Result<(), String> {
     let parsed =
@@ -90,7 +86,7 @@ fn default_grants(kind: ClientKind) -> Vec<GrantType> {
 
 /// Validate the arguments into a client (and its new secret, if any).
 fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>), String> {
-    if !valid_id(&args.id) {
+    if !crate::model::is_valid_client_id(&args.id) {
         return Err("--id must be 1-128 printable characters without spaces".to_string());
     }
     let kind = ClientKind::parse(&args.kind).ok_or("--kind must be app, service or agent")?;

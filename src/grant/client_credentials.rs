@@ -77,6 +77,7 @@ pub async fn issue(
             grant_id: None,
             grant_type: GrantType::ClientCredentials,
             rule_id: None,
+            may_act: None,
         },
     )?;
     let mut audit = AuditEvent::new(now, "token_issued", Mode::Service)

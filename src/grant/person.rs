@@ -88,6 +88,7 @@ pub fn mint(
             grant_id: Some(spec.grant_id.to_string()),
             grant_type: spec.grant_type,
             rule_id: None,
+            may_act: None,
         },
     )?;
     let mut records = vec![access.record.clone()];
@@ -140,6 +141,7 @@ pub fn mint(
             grant_id: Some(spec.grant_id.to_string()),
             grant_type: spec.grant_type.as_str().to_string(),
             rule_id: None,
+            may_act: None,
             revoked_at: None,
             revoked_reason: None,
         };

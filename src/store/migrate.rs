@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_partial_indexes",
         include_str!("../../migrations/0004_partial_indexes.sql"),
     ),
+    (
+        5,
+        "0005_may_act",
+        include_str!("../../migrations/0005_may_act.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

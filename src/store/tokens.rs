@@ -26,6 +26,8 @@ pub struct TokenRecord {
     pub grant_id: Option<String>,
     pub grant_type: String,
     pub rule_id: Option<String>,
+    /// RFC 8693 §4.4: the only client that may exchange this token next.
+    pub may_act: Option<String>,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
 }
@@ -38,7 +40,7 @@ impl TokenRecord {
 
 const COLUMNS: &str = "jti, kind, subject, subject_kind, client_id, client_kind, actor_chain, \
     audience, scope, task, issued_at, expires_at, parent_jti, grant_id, grant_type, rule_id, \
-    revoked_at, revoked_reason";
+    revoked_at, revoked_reason, may_act";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
     let kind: String = r.get(1)?;
@@ -70,13 +72,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
         rule_id: r.get(15)?,
         revoked_at: r.get(16)?,
         revoked_reason: r.get(17)?,
+        may_act: r.get(18)?,
     }))
 }
 
 pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?
     .execute(params![
         t.jti,
@@ -97,6 +100,7 @@ pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
         t.rule_id,
         t.revoked_at,
         t.revoked_reason,
+        t.may_act,
     ])?;
     Ok(())
 }

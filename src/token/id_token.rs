@@ -70,6 +70,7 @@ pub fn mint_id_token(
         grant_id: spec.grant_id.map(str::to_string),
         grant_type: spec.grant_type.to_string(),
         rule_id: None,
+        may_act: None,
         revoked_at: None,
         revoked_reason: None,
     };

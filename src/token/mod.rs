@@ -34,6 +34,8 @@ pub struct AccessTokenSpec {
     pub grant_id: Option<String>,
     pub grant_type: GrantType,
     pub rule_id: Option<String>,
+    /// RFC 8693 §4.4 `may_act`: the only client that may exchange the token next.
+    pub may_act: Option<String>,
 }
 
 /// A signed token and the record to store for it.
@@ -103,6 +105,9 @@ pub fn mint_access_token(
     if let Some(task) = &spec.task {
         claims.insert("task".into(), json!(task));
     }
+    if let Some(next) = &spec.may_act {
+        claims.insert("may_act".into(), json!({ "sub": next }));
+    }
     let claims = Value::Object(claims);
     let jwt = sign(ring, now, ACCESS_TOKEN_TYP, &claims)?;
     let record = TokenRecord {
@@ -122,6 +127,7 @@ pub fn mint_access_token(
         grant_id: spec.grant_id,
         grant_type: spec.grant_type.as_str().to_string(),
         rule_id: spec.rule_id,
+        may_act: spec.may_act,
         revoked_at: None,
         revoked_reason: None,
     };

@@ -486,6 +486,17 @@ async fn revoked_subject_and_may_act_mismatch_are_refused() {
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(claims(&b)["may_act"], json!({"sub": "stranger"}));
+    // Kept in the record, so introspection and trace can show it.
+    let jti = claims(&b)["jti"].as_str().unwrap().to_string();
+    let rec = w
+        .env
+        .state
+        .store
+        .read(move |c| deputy::store::tokens::get(c, &jti))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.may_act.as_deref(), Some("stranger"));
     let (s, e) = exchange(
         &w,
         &app,

@@ -156,8 +156,10 @@ async fn evaluate(
         }
     }
     let next_actor = form.get("may_act");
-    if next_actor.is_some_and(|a| a.len() > 256) {
-        return Err(OAuthError::invalid_request("may_act is too long"));
+    if next_actor.is_some_and(|a| !crate::model::is_valid_client_id(a)) {
+        return Err(OAuthError::invalid_request(
+            "may_act must be a client id (1-128 visible characters)",
+        ));
     }
 
     // 2. The subject token: an active access token deputy issued.
@@ -301,7 +303,7 @@ async fn issue(
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     let client = &auth.client;
-    let mut minted = mint_access_token(
+    let minted = mint_access_token(
         &state.keys.ring(),
         &state.settings.issuer,
         now,
@@ -319,20 +321,10 @@ async fn issue(
             grant_id: subject.record.grant_id.clone(),
             grant_type: GrantType::TokenExchange,
             rule_id: Some(rule.id.clone()),
+            // deputy extension: who may exchange this token next (RFC 8693 §4.4).
+            may_act: next_actor.map(str::to_string),
         },
     )?;
-    if let Some(next) = next_actor {
-        // deputy extension: name who may exchange this token next (RFC 8693 §4.4).
-        if let Some(obj) = minted.claims.as_object_mut() {
-            obj.insert("may_act".into(), json!({ "sub": next }));
-        }
-        minted.jwt = crate::token::sign(
-            &state.keys.ring(),
-            now,
-            crate::token::ACCESS_TOKEN_TYP,
-            &minted.claims,
-        )?;
-    }
     t.jti = Some(minted.record.jti.clone());
     let ev = event(now, client, t);
     let record = minted.record.clone();

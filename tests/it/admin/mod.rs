@@ -79,6 +79,7 @@ pub fn rec(jti: &str, client_id: &str, parent: Option<&str>, act: Option<Value>)
         grant_id: None,
         grant_type: GrantType::TokenExchange.as_str().into(),
         rule_id: None,
+        may_act: None,
         revoked_at: None,
         revoked_reason: None,
     }
@@ -177,6 +178,7 @@ pub async fn mint(env: &Env, client_id: &str, parent: Option<&str>, act: Option<
             grant_id: None,
             grant_type: GrantType::TokenExchange,
             rule_id: None,
+            may_act: None,
         },
     )
     .unwrap();

@@ -84,6 +84,7 @@ pub async fn mint(env: &Env, client_id: &str, kind: ClientKind, parent: Option<&
             grant_id: None,
             grant_type: GrantType::TokenExchange,
             rule_id: None,
+            may_act: None,
         },
     )
     .unwrap();
