@@ -9,6 +9,7 @@ use crate::http::form::FormParams;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::{is_subset, parse_scope, requested_audience};
 use crate::store::clients::Client;
+use crate::store::liveness::{still_live, Dependencies};
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
 
 /// A checked client-credentials request.
@@ -95,6 +96,15 @@ pub async fn issue(
         .write_outcome(move |c| {
             if let Err(e) = super::consume_assertion(c, &record.client_id, assertion.as_ref())? {
                 return Ok(Err(e));
+            }
+            // Removed since it authenticated: nothing is issued (the removal's
+            // cascade ran before this token existed).
+            let deps = Dependencies {
+                client_id: record.client_id.clone(),
+                ..Dependencies::default()
+            };
+            if !still_live(c, &deps)? {
+                return Ok(Err(OAuthError::invalid_client()));
             }
             crate::store::tokens::insert(c, &record)?;
             crate::store::audit::insert(c, &audit)?;

@@ -15,6 +15,7 @@ pub mod clients;
 pub mod codes;
 pub mod delegation;
 pub mod lineage;
+pub mod liveness;
 pub mod migrate;
 pub mod refresh;
 pub mod resources;

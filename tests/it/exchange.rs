@@ -557,3 +557,59 @@ async fn a_token_of_another_issuer_is_refused() {
     let (s, b) = exchange(&w, &app, "agent-x", &huge, "&audience=agent-y").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")));
 }
+
+/// RFC 8693 §2.1 / README cascade: a revocation racing exchanges of the same
+/// subject token leaves no active child. The exchange checks its subject on a
+/// reader thread; without the re-check where the child is recorded, a child
+/// written just after the cascade outlived its revoked parent.
+#[actix_web::test]
+async fn a_revocation_racing_exchanges_leaves_no_active_child() {
+    let w = World::new().await;
+    w.rule("agent-x", "agent-y", &["notes:read"], 300, 1, None)
+        .await;
+    let app = w.env.app().await;
+    for round in 0..3 {
+        let person = person_token_for_x(&w, &app).await;
+        let parent = peek(&person).1["jti"].as_str().unwrap().to_string();
+        let exchanges = futures_util::future::join_all(
+            (0..24).map(|_| exchange(&w, &app, "agent-x", &person, "&audience=agent-y")),
+        );
+        let p = parent.clone();
+        let revoke = async {
+            for _ in 0..(round * 3 + 2) {
+                actix_web::rt::task::yield_now().await;
+            }
+            w.env
+                .state
+                .store
+                .write(move |c| deputy::store::tokens::revoke_tree(c, &p, T0, "test"))
+                .await
+                .unwrap()
+        };
+        let (answers, _) = futures_util::future::join(exchanges, revoke).await;
+        for (s, b) in &answers {
+            assert!(
+                *s == 200 || (*s == 400 && b["error"] == "invalid_request"),
+                "{s} {b}"
+            );
+        }
+        let p = parent.clone();
+        let live: i64 = w
+            .env
+            .state
+            .store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM tokens WHERE parent_jti = ?1 AND revoked_at IS NULL",
+                    [&p],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            live, 0,
+            "round {round}: children outlived their revoked parent"
+        );
+    }
+}

@@ -4,8 +4,6 @@
 
 pub mod request;
 
-use rusqlite::OptionalExtension;
-
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::AuthenticatedClient;
@@ -15,6 +13,7 @@ use crate::model::GrantType;
 use crate::policy::pkce;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::codes::CodeRecord;
+use crate::store::liveness::{still_live, Dependencies};
 use crate::store::tokens::GrantRecord;
 use crate::token::TokenResponse;
 
@@ -222,6 +221,12 @@ pub async fn redeem(
     let response = set.response.clone();
     let assertion = auth.assertion.clone();
     let client_id = client.id.clone();
+    let deps = Dependencies {
+        client_id: client.id.clone(),
+        person: Some(rec.user_id.clone()),
+        grant_id: Some(rec.grant_id.clone()),
+        parents: Vec::new(),
+    };
     state
         .store
         .write(move |c| {
@@ -234,13 +239,9 @@ pub async fn redeem(
                 return Ok(Err(bad_code()));
             }
             // A grant revoked since the code was issued (consent withdrawn,
-            // an administrator's revocation) yields nothing; the code is spent.
-            let grant_live: bool = c
-                .prepare_cached("SELECT revoked_at IS NULL FROM grants WHERE id = ?1")?
-                .query_row([&rec.grant_id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(false);
-            if !grant_live {
+            // an administrator's revocation), a person disabled or a client
+            // removed meanwhile: the code is spent and yields nothing.
+            if !still_live(c, &deps)? {
                 return Ok(Err(bad_code()));
             }
             store(c, &set)?;

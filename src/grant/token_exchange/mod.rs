@@ -17,8 +17,9 @@ use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
 use crate::policy::parse_scope;
 use crate::store::clients::Client;
+use crate::store::liveness::{still_live, Dependencies};
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
-use presented::{validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
+use presented::{refusal, validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
 
 /// What the audit trail records about an exchange, filled in as it is known.
 #[derive(Default)]
@@ -255,11 +256,22 @@ async fn evaluate(
             "the delegation chain would be deeper than the rule allows",
         ));
     }
+    // 11. What the new token hangs from, re-checked where it is recorded.
+    let mut parents = vec![subject.record.jti.clone()];
+    parents.extend(actor_token.as_ref().map(|a| a.record.jti.clone()));
+    let deps = Dependencies {
+        client_id: auth.client.id.clone(),
+        person: (subject.record.subject_kind == SubjectKind::Person)
+            .then(|| subject.record.subject.clone()),
+        grant_id: subject.record.grant_id.clone(),
+        parents,
+    };
     issue(
         state,
         auth,
         &subject,
         &rule,
+        deps,
         chain,
         scope,
         exp,
@@ -294,6 +306,7 @@ async fn issue(
     auth: &AuthenticatedClient,
     subject: &PresentedToken,
     rule: &DelegationRule,
+    deps: Dependencies,
     chain: Value,
     scope: Vec<String>,
     exp: i64,
@@ -329,7 +342,7 @@ async fn issue(
     let ev = event(now, client, t);
     let record = minted.record.clone();
     let assertion = auth.assertion.clone();
-    state
+    let outcome = state
         .store
         .write(move |c| {
             if let Err(e) =
@@ -337,11 +350,20 @@ async fn issue(
             {
                 return Ok(Err(e));
             }
+            // A parent revoked (or person disabled, client removed) since it
+            // was checked: the cascade ran before this child existed.
+            if !still_live(c, &deps)? {
+                return Ok(Err(refusal("subject_token", "is not active")));
+            }
             crate::store::tokens::insert(c, &record)?;
             crate::store::audit::insert(c, &ev)?;
             Ok(Ok(()))
         })
-        .await??;
+        .await?;
+    if let Err(e) = outcome {
+        t.jti = None; // nothing was issued
+        return Err(e);
+    }
     tracing::info!(client_id = %client.id, jti = %minted.record.jti, "delegation token issued");
     Ok(TokenResponse {
         access_token: minted.jwt,
