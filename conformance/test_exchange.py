@@ -478,3 +478,30 @@ def test_revoking_person_access_token_kills_descendants_rfc7009_s2_1(env):
     assert env.introspect(b1["access_token"], X) == INACTIVE
     assert env.introspect(b2["access_token"], Y) == INACTIVE
     assert env.introspect(other["access_token"], X) == INACTIVE
+
+
+def test_removing_an_actor_ends_what_it_holds_through_a_broker_rfc7009_s2_1(new_deputy):
+    """RFC 7009 §2.1 (revoking ends derived tokens) applied to client removal:
+    a delegation token held by the broker in which the removed service acts
+    (`act.sub`) introspects inactive at once, the delegation rules naming the
+    service are gone (`delegation list`), and a client registered again under
+    the same id inherits no rule: its exchange is 400 invalid_target."""
+    d = new_deputy(settings())
+    c = install(d)
+    d.start()
+    e = Env(d, c)
+    person = e.person(S, scope="openid notes:read")
+    b, h = e.ok(BROKER, person["access_token"], actor_token=cc_token(e, S), actor_token_type=AT_TYPE,
+                audience=NOTES)
+    assert h["act"] == {"sub": S}
+    assert e.introspect(b["access_token"], BROKER)["active"] is True
+    out = d.cli("client", "remove", S)
+    assert out["tokens_revoked"] >= 2 and out["rules_removed"] == 1, out
+    assert e.introspect(b["access_token"], BROKER) == INACTIVE
+    assert [r for r in d.cli("delegation", "list") if S in (r["actor"], r.get("broker"))] == []
+    c[S] = add_client(d, S, kind="agent", auth="client_secret_basic",
+                      grants=("authorization_code", "client_credentials"), scopes=("notes:read",),
+                      audiences=("https://svc-s.example",))
+    person = e.person(S, scope="openid notes:read")
+    refused(e.ex(BROKER, person["access_token"], actor_token=cc_token(e, S), actor_token_type=AT_TYPE,
+                 audience=NOTES), "invalid_target")

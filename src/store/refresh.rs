@@ -93,7 +93,9 @@ pub fn get_by_jti(conn: &Connection, jti: &str) -> StoreResult<Option<RefreshRec
 }
 
 /// Consume a refresh token: one UPDATE, so of N concurrent presentations
-/// exactly one rotates. Records which client consumed it and its successor.
+/// exactly one rotates. Records which client consumed it and its successor,
+/// and ends its token record (reason `rotated`) so the admin views and
+/// filters show it as no longer usable, as introspection does.
 pub fn consume(
     conn: &Connection,
     token_hash: &str,
@@ -101,13 +103,22 @@ pub fn consume(
     client_id: &str,
     successor_hash: &str,
 ) -> StoreResult<bool> {
-    Ok(conn
+    let won = conn
         .prepare_cached(
             "UPDATE refresh_tokens SET consumed_at = ?2, consumed_by = ?3, successor_hash = ?4 \
              WHERE token_hash = ?1 AND consumed_at IS NULL AND revoked_at IS NULL",
         )?
         .execute(params![token_hash, now, client_id, successor_hash])?
-        == 1)
+        == 1;
+    if won {
+        conn.prepare_cached(
+            "UPDATE tokens SET revoked_at = ?2, revoked_reason = 'rotated' \
+             WHERE jti = (SELECT jti FROM refresh_tokens WHERE token_hash = ?1) \
+             AND revoked_at IS NULL",
+        )?
+        .execute(params![token_hash, now])?;
+    }
+    Ok(won)
 }
 
 /// Revoke every refresh token of a family; returns how many changed.

@@ -64,6 +64,27 @@ async fn rotation_issues_a_successor_and_a_new_id_token_with_the_same_identity()
     );
     // The successor works in turn.
     assert_eq!(refresh(&app, "web", &rt(&second), "").await.0, 200);
+    // The consumed token's record says it is spent (the admin views read it).
+    let hash = deputy::secret::sha256_b64(rt(&first).as_bytes());
+    let rec = env
+        .state
+        .store
+        .read(move |c| {
+            let jti: String = c.query_row(
+                "SELECT jti FROM refresh_tokens WHERE token_hash = ?1",
+                [&hash],
+                |r| r.get(0),
+            )?;
+            deputy::store::tokens::get(c, &jti)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rec.revoked_at, rec.revoked_reason.as_deref()),
+        (Some(T0 + 100), Some("rotated"))
+    );
+    assert!(!rec.is_active(T0 + 100));
 }
 
 #[actix_web::test]
