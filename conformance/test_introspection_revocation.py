@@ -238,6 +238,9 @@ def test_caller_must_authenticate_rfc7662_s2_1(env):
     assert_oauth_error(introspect(d, tok, "web", None), 401, "invalid_client")
     assert_oauth_error(post(d, "/introspect", None, None, {"token": tok}), 401, "invalid_client")
     assert_oauth_error(introspect(d, tok, "conf", "wrong-secret"), 401, "invalid_client")
+    # credentials are checked first: a wrong secret without `token` is still 401
+    assert_oauth_error(post(d, "/introspect", "conf", "wrong-secret", {"token_type_hint": "access_token"}),
+                       401, "invalid_client")
     assert_oauth_error(introspect(d, tok, "conf2", ("post", "wrong-secret")), 401, "invalid_client")
 
 
@@ -347,6 +350,11 @@ def test_revoke_request_errors_rfc7009_s2_2_1(env):
         assert_oauth_error(r, 400, "unsupported_token_type")
     assert_oauth_error(post(d, "/revoke", "conf", env.auth("conf"), {}), 400, "invalid_request")
     assert_oauth_error(revoke(d, t["access_token"], "conf", "wrong-secret"), 401, "invalid_client")
+    # RFC 7009 §2.1: credentials are validated first, before token and hint
+    assert_oauth_error(post(d, "/revoke", "conf", "wrong-secret", {"token_type_hint": "access_token"}),
+                       401, "invalid_client")
+    assert_oauth_error(revoke(d, t["access_token"], "conf", "wrong-secret", token_type_hint="id_token"),
+                       401, "invalid_client")
     assert env.intro(t["access_token"], "conf")["active"] is True
 
 

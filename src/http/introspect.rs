@@ -1,6 +1,6 @@
 //! `POST /introspect` (RFC 7662 §2), as a visible pipeline:
-//! no-store → strict form → `token` present → client authentication
-//! (confidential clients only) → assertion spent → the store decides →
+//! no-store → strict form → client authentication (confidential clients
+//! only) → `token` present → assertion spent → the store decides →
 //! JSON, or a signed JWT when the caller asks for one (RFC 9701).
 
 use actix_web::http::header;
@@ -19,15 +19,16 @@ pub async fn introspect(
     req: HttpRequest,
     Form(form): Form,
 ) -> Result<HttpResponse, OAuthError> {
-    // RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint and
-    // the search covers every type whatever it says, so it is not read.
-    let token = form.require("token")?;
+    // RFC 7662 §2.1 and §4: the caller must authenticate first (a bad
+    // credential is invalid_client whatever else is wrong); a public client
+    // has no credential, so it may not introspect.
     let auth = client_auth::authenticate(&state, &req, &form).await?;
-    // RFC 7662 §2.1 and §4: the caller must authenticate; a public client has
-    // no credential, so it may not introspect.
     if auth.method == AuthMethod::None {
         return Err(OAuthError::invalid_client());
     }
+    // RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint and
+    // the search covers every type whatever it says, so it is not read.
+    let token = form.require("token")?;
     // RFC 7523 §3 item 7: introspection writes nothing else, so the client
     // assertion is spent here, before anything is answered.
     client_auth::burn_assertion(&state, &auth).await?;

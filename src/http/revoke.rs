@@ -1,6 +1,6 @@
 //! `POST /revoke` (RFC 7009 §2), as a visible pipeline:
-//! no-store → strict form → `token` present → hint known → client
-//! authentication → revocation (one transaction with its audit event) → 200.
+//! no-store → strict form → client authentication → `token` present → hint
+//! known → revocation (one transaction with its audit event) → 200.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,12 +16,13 @@ pub async fn revoke(
     req: HttpRequest,
     Form(form): Form,
 ) -> Result<HttpResponse, OAuthError> {
+    // RFC 7009 §2.1: the server first validates the client credentials
+    // (confidential clients authenticate; a public client identifies itself
+    // with `client_id`, RFC 6749 §2.3 `none`).
+    let auth = client_auth::authenticate(&state, &req, &form).await?;
     // RFC 7009 §2.1: `token` is required; `token_type_hint` is optional.
     let token = form.require("token")?;
     revocation::check_hint(form.get("token_type_hint"))?;
-    // RFC 7009 §2.1: confidential clients authenticate; a public client
-    // identifies itself with `client_id` (RFC 6749 §2.3, `none`).
-    let auth = client_auth::authenticate(&state, &req, &form).await?;
     revocation::revoke(&state, &auth, token).await?;
     // RFC 7009 §2.2: 200 whether or not anything was revoked; the body is
     // ignored by the client, so there is none.
