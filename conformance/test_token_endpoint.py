@@ -324,6 +324,7 @@ def test_get_token_is_405_rfc6749_s3_2(env):
     d, c, _ = env
     r = d.session.get(d.token_endpoint + "?grant_type=client_credentials", headers=basic(c["basic"]), timeout=10)
     assert r.status_code == 405
+    assert r.headers["Allow"] == "POST"  # RFC 9110 §15.5.6
     assert "access_token" not in r.text
 
 

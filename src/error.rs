@@ -90,6 +90,8 @@ pub struct OAuthError {
     pub www_authenticate: Option<String>,
     /// Seconds for `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
+    /// Value of `Allow` on 405 (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -100,6 +102,7 @@ impl OAuthError {
             status: code.default_status(),
             www_authenticate: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -126,9 +129,12 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidRequest, "request body too large")
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     }
-    pub fn method_not_allowed() -> Self {
-        Self::new(ErrorCode::InvalidRequest, "method not allowed")
-            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    /// RFC 9110 §15.5.6: a 405 names the methods the resource supports.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut e = Self::new(ErrorCode::InvalidRequest, "method not allowed")
+            .with_status(StatusCode::METHOD_NOT_ALLOWED);
+        e.allow = Some(allow);
+        e
     }
     /// A failure of ours; the cause goes to the log only.
     pub fn server_error(cause: impl fmt::Display) -> Self {
@@ -180,8 +186,8 @@ impl ResponseError for OAuthError {
         if let Some(secs) = self.retry_after {
             resp.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            resp.insert_header((header::ALLOW, "GET, POST"));
+        if let Some(allow) = self.allow {
+            resp.insert_header((header::ALLOW, allow));
         }
         resp.json(json!({
             "error": self.code.as_str(),

@@ -35,22 +35,22 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(
             web::resource("/tokens")
                 .route(web::get().to(list_tokens))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("GET")),
         )
         .service(
             web::resource("/tokens/{jti}")
                 .route(web::get().to(trace_token))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("GET")),
         )
         .service(
             web::resource("/revoke")
                 .route(web::post().to(revoke))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("POST")),
         )
         .service(
             web::resource("/audit")
                 .route(web::get().to(audit))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("GET")),
         )
         .default_service(web::to(super::not_found))
 }

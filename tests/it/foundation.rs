@@ -138,9 +138,28 @@ async fn health_and_readiness() {
 async fn request_hygiene_at_the_token_endpoint() {
     let env = Env::new();
     let app = env.app().await;
-    // Wrong method: 405.
-    let resp = test::call_service(&app, test::TestRequest::get().uri("/token").to_request()).await;
-    assert_eq!(resp.status().as_u16(), 405);
+    // Wrong method: 405 naming the methods the resource has (RFC 9110 §15.5.6).
+    for (method, path, allow) in [
+        ("GET", "/token", "POST"),
+        ("PUT", "/introspect", "POST"),
+        ("GET", "/revoke", "POST"),
+        ("POST", "/jwks", "GET"),
+        ("DELETE", "/.well-known/openid-configuration", "GET"),
+        ("PUT", "/authorize", "GET, POST"),
+        ("GET", "/login", "POST"),
+    ] {
+        let req = test::TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            resp.headers().get("allow").unwrap(),
+            allow,
+            "{method} {path}"
+        );
+    }
     // Wrong content type.
     let req = test::TestRequest::post()
         .uri("/token")
