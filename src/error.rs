@@ -90,8 +90,26 @@ pub struct OAuthError {
     pub www_authenticate: Option<String>,
     /// Seconds for `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
-    /// Value of `Allow` on 405 (RFC 9110 §15.5.6).
-    pub allow: Option<&'static str>,
+    /// `Allow` on 405 (RFC 9110 §15.5.6).
+    pub allow: Option<Allow>,
+}
+
+/// The method sets deputy's resources support (one byte, so the error stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    Get,
+    Post,
+    GetPost,
+}
+
+impl Allow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allow::Get => "GET",
+            Allow::Post => "POST",
+            Allow::GetPost => "GET, POST",
+        }
+    }
 }
 
 impl OAuthError {
@@ -130,7 +148,7 @@ impl OAuthError {
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     }
     /// RFC 9110 §15.5.6: a 405 names the methods the resource supports.
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: Allow) -> Self {
         let mut e = Self::new(ErrorCode::InvalidRequest, "method not allowed")
             .with_status(StatusCode::METHOD_NOT_ALLOWED);
         e.allow = Some(allow);
@@ -187,7 +205,7 @@ impl ResponseError for OAuthError {
             resp.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if let Some(allow) = self.allow {
-            resp.insert_header((header::ALLOW, allow));
+            resp.insert_header((header::ALLOW, allow.as_str()));
         }
         resp.json(json!({
             "error": self.code.as_str(),

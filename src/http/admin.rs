@@ -35,22 +35,22 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(
             web::resource("/tokens")
                 .route(web::get().to(list_tokens))
-                .default_service(super::only("GET")),
+                .default_service(super::only(crate::error::Allow::Get)),
         )
         .service(
             web::resource("/tokens/{jti}")
                 .route(web::get().to(trace_token))
-                .default_service(super::only("GET")),
+                .default_service(super::only(crate::error::Allow::Get)),
         )
         .service(
             web::resource("/revoke")
                 .route(web::post().to(revoke))
-                .default_service(super::only("POST")),
+                .default_service(super::only(crate::error::Allow::Post)),
         )
         .service(
             web::resource("/audit")
                 .route(web::get().to(audit))
-                .default_service(super::only("GET")),
+                .default_service(super::only(crate::error::Allow::Get)),
         )
         .default_service(web::to(super::not_found))
 }

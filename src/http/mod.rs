@@ -22,10 +22,10 @@ use actix_web::{web, App, Error, HttpResponse};
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::error::{ErrorCode, OAuthError};
+use crate::error::{Allow, ErrorCode, OAuthError};
 
 /// The answer for any other method on a resource that supports `allow`.
-fn only(allow: &'static str) -> actix_web::Route {
+fn only(allow: Allow) -> actix_web::Route {
     web::to(move || async move { Err::<HttpResponse, _>(OAuthError::method_not_allowed(allow)) })
 }
 
@@ -72,71 +72,71 @@ pub fn app(
         .service(
             web::resource("/.well-known/openid-configuration")
                 .route(web::get().to(discovery::openid_configuration))
-                .default_service(only("GET")),
+                .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/.well-known/oauth-authorization-server")
                 .route(web::get().to(discovery::oauth_authorization_server))
-                .default_service(only("GET")),
+                .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/jwks")
                 .route(web::get().to(jwks::jwks))
-                .default_service(only("GET")),
+                .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/token")
                 .route(web::post().to(token::token))
-                .default_service(only("POST")),
+                .default_service(only(Allow::Post)),
         )
         .service(
             web::resource("/authorize")
                 .route(web::get().to(authorize::authorize_get))
                 .route(web::post().to(authorize::authorize_post))
-                .default_service(only("GET, POST")),
+                .default_service(only(Allow::GetPost)),
         )
         .service(
             web::resource("/login")
                 .route(web::post().to(login::login))
-                .default_service(only("POST")),
+                .default_service(only(Allow::Post)),
         )
         .service(
             web::resource("/consent")
                 .route(web::post().to(login::consent))
-                .default_service(only("POST")),
+                .default_service(only(Allow::Post)),
         )
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_get))
                 .route(web::post().to(logout::logout_post))
-                .default_service(only("GET, POST")),
+                .default_service(only(Allow::GetPost)),
         )
         .service(
             web::resource("/userinfo")
                 .route(web::get().to(userinfo::userinfo))
                 .route(web::post().to(userinfo::userinfo))
-                .default_service(only("GET, POST")),
+                .default_service(only(Allow::GetPost)),
         )
         .service(
             web::resource("/introspect")
                 .route(web::post().to(introspect::introspect))
-                .default_service(only("POST")),
+                .default_service(only(Allow::Post)),
         )
         .service(
             web::resource("/revoke")
                 .route(web::post().to(revoke::revoke))
-                .default_service(only("POST")),
+                .default_service(only(Allow::Post)),
         )
         .service(admin::scope())
         .service(
             web::resource("/healthz")
                 .route(web::get().to(health::healthz))
-                .default_service(only("GET")),
+                .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/readyz")
                 .route(web::get().to(health::readyz))
-                .default_service(only("GET")),
+                .default_service(only(Allow::Get)),
         )
         .default_service(web::to(not_found))
 }
