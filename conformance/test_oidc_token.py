@@ -317,3 +317,17 @@ def test_oidc_resource_sets_access_token_audience_rfc8707_s2(env):
     assert jwt_parts(body["id_token"])[1]["aud"] in ("web", ["web"])
     u = userinfo(d, body["access_token"])
     assert u.status_code == 401 and www_authenticate_error(u) == "invalid_token"
+
+
+def test_oidc_token_request_resource_must_be_the_codes_rfc8707_s2_2(env):
+    """RFC 8707 §2.2: `resource` at the token endpoint names the resource the
+    access token is for; the code was consented for one resource, so another
+    one is 400 invalid_target (not a token silently for the first), and the
+    code still works with the right one (or none)."""
+    d, _, _, _ = env
+    req, code = code_for(env, "web", WEB, extra={"resource": API})
+    assert_oauth_error(redeem(d, req, code, resource="https://evil.example"), 400, "invalid_target")
+    body = redeem(d, req, code, resource=API).json()
+    assert jwt_parts(body["access_token"])[1]["aud"] == API
+    req, code = code_for(env, "web", WEB)  # no resource: the token is for deputy
+    assert_oauth_error(redeem(d, req, code, resource=API), 400, "invalid_target")

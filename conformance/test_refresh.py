@@ -93,6 +93,20 @@ def test_rotation_issues_new_refresh_and_access_token_rfc9700_s4_14_2(env):
     assert t1["scope"].split() and set(t1["scope"].split()) == set(SCOPE.split())
 
 
+def test_refresh_for_another_resource_is_invalid_target_rfc8707_s2_2(env):
+    """RFC 8707 §2.2: `resource` in a refresh request names the resource the
+    new access token is for; the family was granted for deputy itself, so
+    another resource is 400 invalid_target and the token is not consumed (it
+    still rotates afterwards, also when the granted resource is named)."""
+    d, c = env
+    t0 = sign_in(d, "web", "carol", PW, SCOPE)
+    aud = claims(t0["access_token"])["aud"]
+    r = refresh(d, "web", t0["refresh_token"], None, resource="https://evil.example")
+    assert_oauth_error(r, 400, "invalid_target")
+    t1 = rotate(d, "web", t0["refresh_token"], resource=aud)
+    assert claims(t1["access_token"])["aud"] == aud
+
+
 # ---------------------------------------------------------------- reuse
 
 

@@ -118,6 +118,8 @@ def test_scope_outside_registration_is_invalid_scope_rfc6749_s5_2(env):
     d, c, _ = env
     assert_oauth_error(d.token(cc(scope="read admin"), headers=basic(c["basic"])), 400, "invalid_scope")
     assert_oauth_error(d.token(cc(scope="admin"), headers=basic(c["basic"])), 400, "invalid_scope")
+    # RFC 6749 §3.3 grammar: only spaces is no scope-token at all, not "omitted"
+    assert_oauth_error(d.token(cc(scope="   "), headers=basic(c["basic"])), 400, "invalid_scope")
 
 
 def test_default_audience_is_first_registered(env):

@@ -33,6 +33,8 @@ use super::person::{mint, refresh_record, store, PersonTokenSpec};
 pub struct RefreshRequest {
     pub refresh_token: String,
     pub scope: Option<Vec<String>>,
+    /// RFC 8707 §2.2: the resource the new access token is for.
+    pub resource: Option<String>,
 }
 
 pub fn parse(form: &FormParams) -> Result<RefreshRequest, OAuthError> {
@@ -43,6 +45,7 @@ pub fn parse(form: &FormParams) -> Result<RefreshRequest, OAuthError> {
     Ok(RefreshRequest {
         refresh_token: token.to_string(),
         scope: form.get("scope").map(parse_scope).transpose()?,
+        resource: form.get("resource").map(str::to_string),
     })
 }
 
@@ -129,12 +132,22 @@ pub async fn refresh(
         .map(str::to_string)
         .collect();
     let scope = match &req.scope {
-        Some(s) if !is_subset(s, &family_scope) => None,
-        Some(s) => Some(s.clone()),
-        None => Some(family_scope),
+        Some(s) if !is_subset(s, &family_scope) => Err(OAuthError::invalid_scope(
+            "requested scope exceeds the original grant",
+        )),
+        Some(s) => Ok(s.clone()),
+        None => Ok(family_scope),
     };
+    // RFC 8707 §2.2: the family was consented for one resource; a refresh
+    // asking for another is refused, not silently answered for the old one.
+    let scope = scope.and_then(|s| match &req.resource {
+        Some(r) if *r != pre.resource => Err(OAuthError::invalid_target(
+            "the refresh token was not granted for this resource",
+        )),
+        _ => Ok(s),
+    });
     let set = match scope {
-        Some(scope) => {
+        Ok(scope) => {
             let successor_rec = refresh_record(
                 &successor,
                 &pre.family_id,
@@ -148,7 +161,7 @@ pub async fn refresh(
                 settings.refresh_idle_ttl,
                 pre.absolute_expires_at,
             );
-            Some(mint(
+            Ok(mint(
                 &state.keys.ring(),
                 &settings,
                 now,
@@ -166,7 +179,7 @@ pub async fn refresh(
                 },
             )?)
         }
-        None => None,
+        Err(e) => Err(e),
     };
     let assertion = auth.assertion.clone();
     state
@@ -219,10 +232,10 @@ pub async fn refresh(
             if grant_revoked || !user_active {
                 return Ok(Err(bad_token()));
             }
-            let Some(set) = set else {
-                return Ok(Err(OAuthError::invalid_scope(
-                    "requested scope exceeds the original grant",
-                )));
+            // Refusals decided before the write count only after reuse detection.
+            let set = match set {
+                Ok(set) => set,
+                Err(e) => return Ok(Err(e)),
             };
             if retry {
                 // Same successor again: its record exists; store only the new access/ID tokens.

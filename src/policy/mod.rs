@@ -21,6 +21,11 @@ pub fn parse_scope(s: &str) -> Result<Vec<String>, OAuthError> {
             out.push(tok.to_string());
         }
     }
+    // RFC 6749 §3.3: scope = scope-token *( SP scope-token ); a value of only
+    // spaces names nothing and is not the same as omitting the parameter.
+    if out.is_empty() && !s.is_empty() {
+        return Err(OAuthError::invalid_scope("malformed scope"));
+    }
     Ok(out)
 }
 
@@ -86,6 +91,7 @@ mod tests {
     fn scope_parsing_follows_rfc6749_3_3() {
         assert_eq!(parse_scope("a b  a c").unwrap(), v(&["a", "b", "c"]));
         assert_eq!(parse_scope("").unwrap(), Vec::<String>::new());
+        assert!(parse_scope("   ").is_err());
         assert!(parse_scope("a\"b").is_err());
         assert!(parse_scope("a\\b").is_err());
         assert!(parse_scope("caf\u{e9}").is_err());

@@ -83,6 +83,8 @@ pub struct CodeRedemption {
     pub code: String,
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
+    /// RFC 8707 §2.2: the resource the access token is for.
+    pub resource: Option<String>,
 }
 
 pub fn parse(form: &FormParams) -> Result<CodeRedemption, OAuthError> {
@@ -90,6 +92,7 @@ pub fn parse(form: &FormParams) -> Result<CodeRedemption, OAuthError> {
         code: form.require("code")?.to_string(),
         redirect_uri: form.get("redirect_uri").map(str::to_string),
         code_verifier: form.get("code_verifier").map(str::to_string),
+        resource: form.get("resource").map(str::to_string),
     })
 }
 
@@ -166,6 +169,13 @@ pub async fn redeem(
     // RFC 7636 §4.6: the verifier must match the challenge bound to the code.
     if !pkce::verify(req.code_verifier.as_deref(), &rec.code_challenge) {
         return Err(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    // RFC 8707 §2.2: the person consented for the resource bound to the code;
+    // a token for another one is refused, not silently issued for the first.
+    if req.resource.as_ref().is_some_and(|r| *r != rec.resource) {
+        return Err(OAuthError::invalid_target(
+            "the code was not issued for this resource",
+        ));
     }
     let user = {
         let id = rec.user_id.clone();
