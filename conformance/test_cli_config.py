@@ -203,6 +203,21 @@ def test_resource_add_list_remove(tmp_path):
     assert_one_line_error(d.run("resource", "remove", API))
 
 
+def test_output_to_a_reader_that_stops_early_is_not_a_crash(tmp_path):
+    """`deputy resource list | head -1`: the closed pipe ends the output
+    quietly (exit 0, no panic message), as with any Unix tool."""
+    d = Deputy(tmp_path)
+    for i in range(200):
+        d.cli("resource", "add", "--id", f"https://r{i}.example/")
+    cmd = [DEPUTY_BIN, "--database", str(d.database), "--keys-dir", str(d.keys_dir), "resource", "list"]
+    p = subprocess.Popen(cmd, cwd=d.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.read(2) == b"[\n"
+    p.stdout.close()  # the reader goes away before the rest is written
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert b"panicked" not in err, err
+
+
 # ---------------------------------------------------------------- serve configuration errors
 
 

@@ -94,8 +94,13 @@ fn open_db(settings: &Settings) -> Result<rusqlite::Connection, String> {
         .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))
 }
 
+/// Output for people and scripts. A reader that stops early (`| head`) is
+/// not an error: the work is already committed, so a closed pipe is ignored
+/// (println! would panic on it).
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn now() -> i64 {
