@@ -48,13 +48,7 @@ async fn basic_secret_yields_a_recorded_rfc9068_token() {
     assert_eq!(claims["exp"], T0 + 300);
     assert!(claims["exp"].is_i64());
     let jti = claims["jti"].as_str().unwrap().to_string();
-    let record = env
-        .state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = env.token_record(&jti).await;
     assert_eq!(record.client_kind, "service");
     assert_eq!(record.subject_kind, deputy::model::SubjectKind::Service);
     assert_eq!(record.audience, "https://api.example");

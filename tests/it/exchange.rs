@@ -214,14 +214,7 @@ async fn three_hop_chain_nests_act_and_only_narrows() {
     assert!(c2.get("task").is_none(), "the task is per hop");
     // Lineage is recorded: hop2's parent is hop1, hop1's parent is the person's token.
     let jti2 = c2["jti"].as_str().unwrap().to_string();
-    let rec = w
-        .env
-        .state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti2))
-        .await
-        .unwrap()
-        .unwrap();
+    let rec = w.env.token_record(&jti2).await;
     assert_eq!(rec.parent_jti.as_deref(), c1["jti"].as_str());
     assert_eq!(rec.rule_id.as_deref(), Some("rule-agent-y-21"));
     // Revoking the person's token kills every descendant.
@@ -488,14 +481,7 @@ async fn revoked_subject_and_may_act_mismatch_are_refused() {
     assert_eq!(claims(&b)["may_act"], json!({"sub": "stranger"}));
     // Kept in the record, so introspection and trace can show it.
     let jti = claims(&b)["jti"].as_str().unwrap().to_string();
-    let rec = w
-        .env
-        .state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap();
+    let rec = w.env.token_record(&jti).await;
     assert_eq!(rec.may_act.as_deref(), Some("stranger"));
     let (s, e) = exchange(
         &w,

@@ -251,13 +251,7 @@ async fn code_redemption_rules() {
         .as_str()
         .unwrap()
         .to_string();
-    let rec = env
-        .state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap();
+    let rec = env.token_record(&jti).await;
     assert!(
         rec.revoked_at.is_some(),
         "tokens from a replayed code are revoked"

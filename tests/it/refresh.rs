@@ -34,14 +34,7 @@ fn rt(v: &Value) -> String {
 
 async fn access_revoked(env: &Env, access_token: &str) -> bool {
     let jti = peek(access_token).1["jti"].as_str().unwrap().to_string();
-    env.state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
-        .is_some()
+    env.token_record(&jti).await.revoked_at.is_some()
 }
 
 #[actix_web::test]

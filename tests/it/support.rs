@@ -40,6 +40,17 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
 }
 
 impl Env {
+    /// The stored record of an issued token (panics when there is none).
+    pub async fn token_record(&self, jti: &str) -> deputy::store::tokens::TokenRecord {
+        let jti = jti.to_string();
+        self.state
+            .store
+            .read(move |c| deputy::store::tokens::get(c, &jti))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     pub fn new() -> Env {
         Self::in_dir(temp_dir(), T0)
     }

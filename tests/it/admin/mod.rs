@@ -146,14 +146,7 @@ pub fn grant_g1() -> GrantRecord {
 
 /// `revoked_at` of a token record, straight from the store.
 pub async fn revoked_at(env: &Env, jti: &str) -> Option<i64> {
-    let jti = jti.to_string();
-    env.state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
+    env.token_record(jti).await.revoked_at
 }
 
 /// Mint a real access token (JWT and record) for `client_id`, so it can be

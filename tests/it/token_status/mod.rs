@@ -53,13 +53,7 @@ pub fn jti_of(jwt: &str) -> String {
 }
 
 pub async fn record(env: &Env, jti: &str) -> TokenRecord {
-    let jti = jti.to_string();
-    env.state
-        .store
-        .read(move |c| deputy::store::tokens::get(c, &jti))
-        .await
-        .unwrap()
-        .unwrap()
+    env.token_record(jti).await
 }
 
 /// Mint and record an access token directly, for cases `/token` cannot make
