@@ -33,33 +33,20 @@ fn exists(conn: &Connection, sql: &str, arg: &str) -> StoreResult<bool> {
 /// True when every dependency is still live: the client registered, the
 /// person not disabled, the grant and every parent not revoked.
 pub fn still_live(conn: &Connection, d: &Dependencies) -> StoreResult<bool> {
-    if !exists(conn, "SELECT 1 FROM clients WHERE id = ?1", &d.client_id)? {
-        return Ok(false);
-    }
-    if let Some(p) = &d.person {
-        if !exists(
-            conn,
-            "SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL",
-            p,
-        )? {
-            return Ok(false);
-        }
-    }
-    if let Some(g) = &d.grant_id {
-        if !exists(
-            conn,
-            "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL",
-            g,
-        )? {
-            return Ok(false);
-        }
-    }
-    for jti in &d.parents {
-        if !exists(
-            conn,
-            "SELECT 1 FROM tokens WHERE jti = ?1 AND revoked_at IS NULL",
-            jti,
-        )? {
+    const CLIENT: &str = "SELECT 1 FROM clients WHERE id = ?1";
+    const PERSON: &str = "SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL";
+    const GRANT: &str = "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL";
+    const PARENT: &str = "SELECT 1 FROM tokens WHERE jti = ?1 AND revoked_at IS NULL";
+    let checks = [
+        Some((CLIENT, d.client_id.as_str())),
+        d.person.as_deref().map(|p| (PERSON, p)),
+        d.grant_id.as_deref().map(|g| (GRANT, g)),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(d.parents.iter().map(|j| (PARENT, j.as_str())));
+    for (sql, arg) in checks {
+        if !exists(conn, sql, arg)? {
             return Ok(false);
         }
     }
