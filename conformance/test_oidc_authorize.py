@@ -168,6 +168,16 @@ def test_oidc_loopback_only_the_port_varies_rfc8252_s7_3(env, browser, uri):
     assert_error_page(r, 400)
 
 
+@pytest.mark.parametrize("port", ["65536", "99999", "00080", "0"])
+def test_oidc_loopback_port_out_of_range_is_error_page_rfc8252_s7_3(env, browser, port):
+    """RFC 8252 §7.3 lets the port of a loopback redirect URI vary, but only
+    over real ports (1-65535, RFC 6335 §6) written plainly: anything else is
+    an unregistered redirect URI -> 400 page (RFC 6749 §4.1.2.1), never a
+    redirect and never a 5xx."""
+    r = start(browser, AuthRequest("loop", f"http://127.0.0.1:{port}/cb"))
+    assert_error_page(r, 400)
+
+
 # ------------------------------------------------ errors that redirect: state and iss
 
 

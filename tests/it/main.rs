@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod authorize_params;
 mod client_credentials;
 mod exchange;
 mod foundation;
