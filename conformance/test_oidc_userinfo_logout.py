@@ -83,15 +83,19 @@ def test_oidc_userinfo_omits_claims_the_person_lacks_oidc_core_s5_3_2(env):
     assert body == {"sub": users["nomail"]["id"], "preferred_username": "nomail"}
 
 
-def test_oidc_userinfo_without_token_is_401_without_error_rfc6750_s3_1(env):
-    """RFC 6750 §3.1: a request without authentication gets 401 with a Bearer
-    challenge that SHOULD NOT carry an error code."""
+@pytest.mark.parametrize("authorization", [None, "Basic d2ViOng="], ids=["none", "other-scheme"])
+def test_oidc_userinfo_without_token_is_401_without_error_rfc6750_s3_1(env, authorization):
+    """RFC 6750 §3.1: a request without authentication (no Authorization
+    header, or an unsupported scheme) gets 401 with a Bearer challenge; the
+    response SHOULD NOT carry an error code - in the header or the body."""
     d, _ = env
-    r = userinfo(d, None)
+    headers = {"Authorization": authorization} if authorization else {}
+    r = requests.get(d.url("/userinfo"), headers=headers, timeout=10)
     assert r.status_code == 401
     challenge = r.headers.get("WWW-Authenticate", "")
     assert challenge.split(" ")[0] == "Bearer", challenge
     assert "error=" not in challenge
+    assert r.content == b"" or r.json() == {}, r.text
 
 
 def bad_tokens(d: Deputy, t: dict) -> dict:
