@@ -217,6 +217,22 @@ def test_oidc_authorize_error_redirects_with_state_and_iss_rfc9207_s2(env, brows
     assert_error_redirect(r, APP, env.issuer, error, req.state)
 
 
+def test_oidc_unimplemented_oidc_scopes_are_ignored_oidc_core_s5_4(env, browser):
+    """OIDC Core §3.1.2.1 / §5.4 / §11: scope values the OP does not
+    understand SHOULD be ignored: offline_access, phone and address (defined
+    by OIDC, not implemented by deputy) are dropped, not invalid_scope; the
+    tokens carry the rest. Other unknown scopes stay invalid_scope (RFC 6749
+    §3.3, see REDIRECTED_ERRORS)."""
+    req = AuthRequest("web", APP, scope="openid offline_access phone address notes:read")
+    q = sign_in_and_allow(browser, req, "alice")
+    tok = redeem(env, req, q["code"])
+    assert tok.status_code == 200, tok.text
+    assert tok.json()["scope"] == "openid notes:read"
+    assert jwt_parts(tok.json()["access_token"])[1]["scope"] == "openid notes:read"
+    only_ignored = AuthRequest("web", APP, scope="offline_access")
+    assert_error_redirect(start(browser, only_ignored), APP, env.issuer, "invalid_scope", only_ignored.state)
+
+
 def test_oidc_response_mode_query_is_accepted_oauth_multiple_response_types_s2_1(env, browser):
     """OAuth 2.0 Multiple Response Types §2.1 / RFC 8414 response_modes_supported
     ["query"]: an explicit response_mode=query works like the default."""

@@ -1,5 +1,6 @@
-//! What /authorize does with awkward parameters: loopback ports out of range
-//! (RFC 8252 §7.3).
+//! What /authorize does with awkward parameters: OIDC scopes deputy does not
+//! implement (OIDC Core §5.4, §11) and loopback ports out of range (RFC 8252
+//! §7.3).
 
 use actix_web::test;
 use deputy::model::{AuthMethod, ClientKind, GrantType};
@@ -30,6 +31,37 @@ fn assert_page(resp: &actix_web::dev::ServiceResponse, what: &str) {
             .starts_with("text/html"),
         "{what}"
     );
+}
+
+#[actix_web::test]
+async fn unimplemented_oidc_scopes_are_ignored_oidc_core_s5_4() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let code = sign_in(
+        &app,
+        &mut Browser::default(),
+        "web",
+        "alice",
+        "&scope=openid+offline_access+phone+address+notes%3Aread",
+    )
+    .await;
+    let (status, body) = redeem(&app, "web", &code, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "openid notes:read");
+    let (_, at) = peek(body["access_token"].as_str().unwrap());
+    assert_eq!(at["scope"], "openid notes:read");
+    // Other unknown scopes are still refused (RFC 6749 §3.3), and nothing left is no scope.
+    for scope in ["openid+admin", "offline_access", "phone+address"] {
+        let resp = get(&app, &authorize_query("web", &format!("&scope={scope}"))).await;
+        assert_eq!(resp.status().as_u16(), 303, "{scope}");
+        assert_eq!(
+            query(&location(&resp), "error").as_deref(),
+            Some("invalid_scope"),
+            "{scope}"
+        );
+    }
 }
 
 #[actix_web::test]

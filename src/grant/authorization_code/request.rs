@@ -12,6 +12,11 @@ use crate::store::clients::Client;
 /// Scopes every client may ask a person for (OIDC Core §5.4).
 pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
 
+/// OIDC-defined scopes deputy does not implement. OIDC Core §3.1.2.1, §5.4
+/// and §11: values the OP does not understand SHOULD be ignored, so these
+/// are dropped; other unknown scopes stay `invalid_scope` (RFC 6749 §3.3).
+pub const IGNORED_OIDC_SCOPES: &[&str] = &["offline_access", "phone", "address"];
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prompt {
     pub none: bool,
@@ -144,7 +149,8 @@ pub fn validate(
         params.get("code_challenge_method"),
     )
     .map_err(to_client)?;
-    let scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
+    let mut scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
+    scope.retain(|s| !IGNORED_OIDC_SCOPES.contains(&s.as_str()));
     if scope.is_empty() {
         return Err(to_client(OAuthError::invalid_scope("scope is required")));
     }
@@ -262,6 +268,20 @@ mod tests {
             )),
             Err(AuthorizeError::Page(_))
         ));
+    }
+
+    #[test]
+    fn unimplemented_oidc_scopes_are_dropped() {
+        let r = run(&GOOD.replace(
+            "scope=openid+notes%3Aread",
+            "scope=offline_access+openid+phone+notes%3Aread+address",
+        ))
+        .unwrap();
+        assert_eq!(r.scope, ["openid", "notes:read"]);
+        assert_eq!(
+            redirect_error(&GOOD.replace("scope=openid+notes%3Aread", "scope=offline_access")),
+            "invalid_scope"
+        );
     }
 
     #[test]
