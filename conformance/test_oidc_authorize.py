@@ -8,6 +8,7 @@ RFC 9700 §2.1.1), prompt / max_age / login_hint (OIDC Core §3.1.2.1,
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -231,6 +232,37 @@ def test_oidc_unimplemented_oidc_scopes_are_ignored_oidc_core_s5_4(env, browser)
     assert jwt_parts(tok.json()["access_token"])[1]["scope"] == "openid notes:read"
     only_ignored = AuthRequest("web", APP, scope="offline_access")
     assert_error_redirect(start(browser, only_ignored), APP, env.issuer, "invalid_scope", only_ignored.state)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("repeat,error", [
+    pytest.param([("nonce", "n2")], "invalid_request", id="nonce"),
+    pytest.param([("prompt", "login"), ("prompt", "login")], "invalid_request", id="prompt"),
+    pytest.param([("resource", API), ("resource", API)], "invalid_target", id="resource"),
+])
+def test_oidc_repeated_parameter_redirects_rfc6749_s4_1_2_1(env, browser, method, repeat, error):
+    """RFC 6749 §3.1 (no parameter more than once) and §4.1.2.1: with
+    client_id and redirect_uri each sent once and valid, the error goes back
+    to the client with state and iss (RFC 9207 §2). Several resources are
+    invalid_target (RFC 8707 §2: deputy takes one per request)."""
+    req = AuthRequest("web", APP)
+    body = urlencode(list(req.params().items()) + repeat)
+    if method == "GET":
+        r = browser.get("/authorize?" + body)
+    else:
+        r = browser.post("/authorize", body)
+    assert_error_redirect(r, APP, env.issuer, error, req.state)
+
+
+@pytest.mark.parametrize("repeat", [
+    pytest.param([("client_id", "web")], id="client_id"),
+    pytest.param([("redirect_uri", APP)], id="redirect_uri"),
+])
+def test_oidc_repeated_client_id_or_redirect_uri_is_error_page_rfc6749_s4_1_2_1(env, browser, repeat):
+    """RFC 6749 §4.1.2.1: a repeated client_id or redirect_uri leaves the
+    client or its redirect URI in doubt: 400 page, never a redirect."""
+    body = urlencode(list(AuthRequest("web", APP).params().items()) + repeat)
+    assert_error_page(browser.post("/authorize", body), 400)
 
 
 def test_oidc_response_mode_query_is_accepted_oauth_multiple_response_types_s2_1(env, browser):

@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::error::OAuthError;
 use crate::grant::authorization_code::request::{validate, AuthorizationRequest, AuthorizeError};
 use crate::grant::authorization_code::{issue_code, SignedIn};
-use crate::http::form::{parse_form, Form, FormParams};
+use crate::http::form::{parse_form_keeping_repeats, FormKeepingRepeats, FormParams};
 use crate::http::pages::{self, ConsentPage, LoginPage};
 use crate::login::{self, CurrentSession};
 use crate::model::ClientKind;
@@ -20,7 +20,7 @@ use crate::store::sessions::Interaction;
 const INTERACTION_TTL: i64 = 600;
 
 pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match parse_form(req.query_string().as_bytes()) {
+    match parse_form_keeping_repeats(req.query_string().as_bytes()) {
         Ok(params) => handle(&state, &req, params).await,
         Err(_) => bad_request_page(),
     }
@@ -29,10 +29,10 @@ pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Http
 pub async fn authorize_post(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: Result<Form, OAuthError>,
+    form: Result<FormKeepingRepeats, OAuthError>,
 ) -> HttpResponse {
     match form {
-        Ok(Form(params)) => handle(&state, &req, params).await,
+        Ok(FormKeepingRepeats(params)) => handle(&state, &req, params).await,
         Err(e) => pages::form_error(&e, bad_request_page()),
     }
 }
@@ -41,7 +41,7 @@ fn bad_request_page() -> HttpResponse {
     pages::error(
         StatusCode::BAD_REQUEST,
         "Invalid request",
-        "The sign-in request is malformed (a parameter is repeated or badly encoded).",
+        "The sign-in request is malformed (a parameter is badly encoded).",
     )
 }
 

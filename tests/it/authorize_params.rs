@@ -1,6 +1,6 @@
-//! What /authorize does with awkward parameters: OIDC scopes deputy does not
-//! implement (OIDC Core §5.4, §11) and loopback ports out of range (RFC 8252
-//! §7.3).
+//! What /authorize does with awkward parameters: repeats (RFC 6749 §3.1,
+//! §4.1.2.1), OIDC scopes deputy does not implement (OIDC Core §5.4, §11) and
+//! loopback ports out of range (RFC 8252 §7.3).
 
 use actix_web::test;
 use deputy::model::{AuthMethod, ClientKind, GrantType};
@@ -31,6 +31,72 @@ fn assert_page(resp: &actix_web::dev::ServiceResponse, what: &str) {
             .starts_with("text/html"),
         "{what}"
     );
+}
+
+#[actix_web::test]
+async fn a_repeated_parameter_goes_back_to_a_trusted_client_rfc6749_s4_1_2_1() {
+    let env = Env::new();
+    env.app_client("web").await;
+    let app = env.app().await;
+    let base = authorize_query("web", "");
+    for (extra, error) in [
+        ("&scope=openid", "invalid_request"),
+        ("&nonce=n-2", "invalid_request"),
+        ("&response_type=code", "invalid_request"),
+        ("&code_challenge_method=S256", "invalid_request"),
+        // RFC 8707 §2: one resource per request here.
+        (
+            "&resource=https%3A%2F%2Fapi.example&resource=https%3A%2F%2Fapi.example",
+            "invalid_target",
+        ),
+    ] {
+        let resp = get(&app, &format!("{base}{extra}")).await;
+        assert_eq!(resp.status().as_u16(), 303, "{extra}");
+        let loc = location(&resp);
+        assert!(loc.as_str().starts_with(REDIRECT), "{extra}");
+        assert_eq!(query(&loc, "error").as_deref(), Some(error), "{extra}");
+        assert_eq!(query(&loc, "state").as_deref(), Some("st-1"), "{extra}");
+        assert_eq!(query(&loc, "iss").as_deref(), Some(ISSUER), "{extra}");
+        assert!(query(&loc, "code").is_none());
+    }
+    // A repeated state is not sent back (it was not sent exactly once).
+    let resp = get(&app, &format!("{base}&state=st-2")).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let loc = location(&resp);
+    assert_eq!(query(&loc, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(query(&loc, "state"), None);
+    assert_eq!(query(&loc, "iss").as_deref(), Some(ISSUER));
+    // The same through POST.
+    let body = format!("{}&nonce=n-2", base.trim_start_matches("/authorize?"));
+    let resp = test::call_service(&app, form_post("/authorize", &body).to_request()).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(
+        query(&location(&resp), "error").as_deref(),
+        Some("invalid_request")
+    );
+}
+
+#[actix_web::test]
+async fn a_repeated_client_id_or_redirect_uri_is_a_page_rfc6749_s4_1_2_1() {
+    let env = Env::new();
+    env.app_client("web").await;
+    let app = env.app().await;
+    let base = authorize_query("web", "");
+    let cb = enc(REDIRECT);
+    for extra in [
+        "&client_id=web".to_string(),
+        format!("&redirect_uri={cb}&redirect_uri={cb}"),
+        format!("&redirect_uri={cb}&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"),
+    ] {
+        assert_page(&get(&app, &format!("{base}{extra}")).await, &extra);
+    }
+    // An unknown client with a repeated parameter: still a page.
+    let resp = get(
+        &app,
+        &format!("{}&scope=openid", authorize_query("nobody", "")),
+    )
+    .await;
+    assert_page(&resp, "unknown client");
 }
 
 #[actix_web::test]
