@@ -265,6 +265,42 @@ def test_oidc_repeated_client_id_or_redirect_uri_is_error_page_rfc6749_s4_1_2_1(
     assert_error_page(browser.post("/authorize", body), 400)
 
 
+def id_token_of(env, browser, username: str) -> str:
+    req = AuthRequest("web", APP)
+    tok = redeem(env, req, sign_in_and_allow(browser, req, username)["code"])
+    assert tok.status_code == 200, tok.text
+    return tok.json()["id_token"]
+
+
+def test_oidc_id_token_hint_not_ours_is_invalid_request_oidc_core_s3_1_2_1(env, browser):
+    """OIDC Core §3.1.2.1: id_token_hint is an ID token the OP issued; one
+    that does not verify (garbage, a tampered signature) is invalid_request,
+    redirected with state and iss (RFC 6749 §4.1.2.1, RFC 9207 §2)."""
+    idt = id_token_of(env, Browser(env), "alice")
+    h, p, sig = idt.split(".")
+    tampered = f"{h}.{p}.{sig[:-4]}{'AAAA' if not sig.endswith('AAAA') else 'BBBB'}"
+    for hint in ("garbage", tampered):
+        req = AuthRequest("web", APP, extra={"id_token_hint": hint})
+        assert_error_redirect(start(browser, req), APP, env.issuer, "invalid_request", req.state)
+
+
+def test_oidc_id_token_hint_for_another_person_needs_login_oidc_core_s3_1_2_1(env, browser):
+    """OIDC Core §3.1.2.1 (id_token_hint) and §3.1.2.6: when the person the
+    hint names is not the one signed in, prompt=none is login_required and
+    otherwise the login page is shown; the signed-in person's own hint gets a
+    code without a page."""
+    bob_hint = id_token_of(env, Browser(env), "bob")
+    alice_hint = id_token_of(env, browser, "alice")
+    req = AuthRequest("web", APP, extra={"prompt": "none", "id_token_hint": bob_hint})
+    assert_error_redirect(start(browser, req), APP, env.issuer, "login_required", req.state)
+    r = start(browser, AuthRequest("web", APP, extra={"id_token_hint": bob_hint}))
+    assert r.status_code == 200
+    assert FormReader(r.text).form("/login")
+    req = AuthRequest("web", APP, extra={"prompt": "none", "id_token_hint": alice_hint})
+    q = assert_redirect_to(start(browser, req), APP)
+    assert q.get("code") and q["state"] == req.state, q
+
+
 def test_oidc_response_mode_query_is_accepted_oauth_multiple_response_types_s2_1(env, browser):
     """OAuth 2.0 Multiple Response Types §2.1 / RFC 8414 response_modes_supported
     ["query"]: an explicit response_mode=query works like the default."""

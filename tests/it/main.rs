@@ -10,6 +10,7 @@ mod client_credentials;
 mod exchange;
 mod foundation;
 mod oidc;
+mod oidc_sessions;
 mod people;
 mod private_key_jwt;
 mod properties;
