@@ -1,5 +1,5 @@
 //! ID tokens as hints about the browser's session: `id_token_hint` at
-//! /authorize (OIDC Core §3.1.2.1).
+//! /authorize (OIDC Core §3.1.2.1) and at /logout (RP-Initiated Logout 1.0 §2).
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
@@ -32,6 +32,67 @@ where
     .await;
     browser.absorb(&resp);
     resp
+}
+
+fn logout_uri(hint: &str) -> String {
+    format!("/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fapp.example%2Fbye")
+}
+
+async fn assert_asks(resp: ServiceResponse, what: &str) {
+    assert_eq!(resp.status().as_u16(), 200, "{what}");
+    assert!(resp.headers().get("location").is_none(), "{what}");
+    assert!(
+        body_text(resp).await.contains("name=\"confirm\""),
+        "{what}: the confirmation page"
+    );
+}
+
+#[actix_web::test]
+async fn a_hint_from_an_ended_session_asks_before_logging_out_rp_initiated_logout_s2() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    let old = tokens(&app, &mut browser, "alice").await;
+    let old_hint = old["id_token"].as_str().unwrap().to_string();
+    let resp = call(&app, &mut browser, &logout_uri(&old_hint)).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    // A new session for the same person, later.
+    env.clock.advance(600);
+    let new = tokens(&app, &mut browser, "alice").await;
+    // The expired hint of the ended session: the OP asks, the session lives on.
+    let resp = call(&app, &mut browser, &logout_uri(&old_hint)).await;
+    assert_asks(resp, "old session's hint").await;
+    assert_eq!(env.count("SELECT count(*) FROM sessions").await, 1);
+    // A refreshed ID token keeps the session's auth_time: it matches, even
+    // once expired (RP-Initiated Logout 1.0 §2 allows an expired hint).
+    let refreshed = json_of(
+        test::call_service(
+            &app,
+            form_post(
+                "/token",
+                &format!(
+                    "grant_type=refresh_token&client_id=web&refresh_token={}",
+                    new["refresh_token"].as_str().unwrap()
+                ),
+            )
+            .to_request(),
+        )
+        .await,
+    )
+    .await
+    .1;
+    let hint = refreshed["id_token"].as_str().unwrap().to_string();
+    env.clock.advance(env.state.settings.id_token_ttl + 1);
+    let resp = call(&app, &mut browser, &logout_uri(&hint)).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(
+        location(&resp).as_str(),
+        "https://app.example/bye",
+        "logged out at once"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM sessions").await, 0);
 }
 
 #[actix_web::test]
