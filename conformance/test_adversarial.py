@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import uuid
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 import requests
@@ -488,17 +488,33 @@ def test_duplicate_parameters_client_credentials_rfc6749_s3_2(env):
         assert_oauth_error(raw_token(d, body, auth), 400, "invalid_request")
 
 
-@pytest.mark.parametrize("param", ["client_id", "scope", "response_type", "state", "code_challenge",
-                                   "code_challenge_method"])
+def test_duplicate_client_id_at_authorize_rfc6749_s4_1_2_1(env):
+    """RFC 6749 §3.1 / §4.1.2.1: a repeated client_id means the client is not
+    known for sure: a 400 page, never a redirect."""
+    d = env.d
+    p = authorize_params()
+    qs = urlencode(p) + "&" + urlencode({"client_id": p["client_id"]})
+    r = requests.get(d.url("/authorize?" + qs), allow_redirects=False, timeout=10)
+    assert refused_page(r), (r.status_code, r.headers.get("Location"), r.text[:200])
+
+
+@pytest.mark.parametrize("param", ["scope", "response_type", "state", "code_challenge", "code_challenge_method"])
 def test_duplicate_parameters_at_authorize_rfc6749_s3_1(env, param):
     """RFC 6749 §3.1: a repeated authorization parameter is invalid_request;
-    before the client and redirect URI are trusted this is a 400 page, never
-    a redirect (RFC 6749 §4.1.2.1)."""
+    once client_id and redirect_uri are each sent once and valid, §4.1.2.1
+    sends it back to the client: 303 with error, iss (RFC 9207 §2) and state
+    unless state itself was the repeated one; never a code."""
     d = env.d
     p = authorize_params()
     qs = urlencode(p) + "&" + urlencode({param: p[param]})
     r = requests.get(d.url("/authorize?" + qs), allow_redirects=False, timeout=10)
-    assert refused_page(r), (r.status_code, r.headers.get("Location"), r.text[:200])
+    assert r.status_code == 303, (r.status_code, r.text[:200])
+    loc = r.headers["Location"]
+    assert loc.split("?")[0] == APP_CB, loc
+    q = parse_qs(urlsplit(loc).query)
+    assert q.get("error") == ["invalid_request"] and "code" not in q, q
+    assert q.get("iss") == [d.issuer], q
+    assert q.get("state") == (None if param == "state" else ["st"]), q
 
 
 def test_query_string_is_not_read_at_token_rfc6749_s3_2_s2_3_1(env):

@@ -8,6 +8,7 @@ RFC 9700 §2.1.1), prompt / max_age / login_hint (OIDC Core §3.1.2.1,
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -168,6 +169,16 @@ def test_oidc_loopback_only_the_port_varies_rfc8252_s7_3(env, browser, uri):
     assert_error_page(r, 400)
 
 
+@pytest.mark.parametrize("port", ["65536", "99999", "00080", "0"])
+def test_oidc_loopback_port_out_of_range_is_error_page_rfc8252_s7_3(env, browser, port):
+    """RFC 8252 §7.3 lets the port of a loopback redirect URI vary, but only
+    over real ports (1-65535, RFC 6335 §6) written plainly: anything else is
+    an unregistered redirect URI -> 400 page (RFC 6749 §4.1.2.1), never a
+    redirect and never a 5xx."""
+    r = start(browser, AuthRequest("loop", f"http://127.0.0.1:{port}/cb"))
+    assert_error_page(r, 400)
+
+
 # ------------------------------------------------ errors that redirect: state and iss
 
 
@@ -205,6 +216,89 @@ def test_oidc_authorize_error_redirects_with_state_and_iss_rfc9207_s2(env, brows
     req = AuthRequest("web", APP, extra=change)
     r = start(browser, req)
     assert_error_redirect(r, APP, env.issuer, error, req.state)
+
+
+def test_oidc_unimplemented_oidc_scopes_are_ignored_oidc_core_s5_4(env, browser):
+    """OIDC Core §3.1.2.1 / §5.4 / §11: scope values the OP does not
+    understand SHOULD be ignored: offline_access, phone and address (defined
+    by OIDC, not implemented by deputy) are dropped, not invalid_scope; the
+    tokens carry the rest. Other unknown scopes stay invalid_scope (RFC 6749
+    §3.3, see REDIRECTED_ERRORS)."""
+    req = AuthRequest("web", APP, scope="openid offline_access phone address notes:read")
+    q = sign_in_and_allow(browser, req, "alice")
+    tok = redeem(env, req, q["code"])
+    assert tok.status_code == 200, tok.text
+    assert tok.json()["scope"] == "openid notes:read"
+    assert jwt_parts(tok.json()["access_token"])[1]["scope"] == "openid notes:read"
+    only_ignored = AuthRequest("web", APP, scope="offline_access")
+    assert_error_redirect(start(browser, only_ignored), APP, env.issuer, "invalid_scope", only_ignored.state)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("repeat,error", [
+    pytest.param([("nonce", "n2")], "invalid_request", id="nonce"),
+    pytest.param([("prompt", "login"), ("prompt", "login")], "invalid_request", id="prompt"),
+    pytest.param([("resource", API), ("resource", API)], "invalid_target", id="resource"),
+])
+def test_oidc_repeated_parameter_redirects_rfc6749_s4_1_2_1(env, browser, method, repeat, error):
+    """RFC 6749 §3.1 (no parameter more than once) and §4.1.2.1: with
+    client_id and redirect_uri each sent once and valid, the error goes back
+    to the client with state and iss (RFC 9207 §2). Several resources are
+    invalid_target (RFC 8707 §2: deputy takes one per request)."""
+    req = AuthRequest("web", APP)
+    body = urlencode(list(req.params().items()) + repeat)
+    if method == "GET":
+        r = browser.get("/authorize?" + body)
+    else:
+        r = browser.post("/authorize", body)
+    assert_error_redirect(r, APP, env.issuer, error, req.state)
+
+
+@pytest.mark.parametrize("repeat", [
+    pytest.param([("client_id", "web")], id="client_id"),
+    pytest.param([("redirect_uri", APP)], id="redirect_uri"),
+])
+def test_oidc_repeated_client_id_or_redirect_uri_is_error_page_rfc6749_s4_1_2_1(env, browser, repeat):
+    """RFC 6749 §4.1.2.1: a repeated client_id or redirect_uri leaves the
+    client or its redirect URI in doubt: 400 page, never a redirect."""
+    body = urlencode(list(AuthRequest("web", APP).params().items()) + repeat)
+    assert_error_page(browser.post("/authorize", body), 400)
+
+
+def id_token_of(env, browser, username: str) -> str:
+    req = AuthRequest("web", APP)
+    tok = redeem(env, req, sign_in_and_allow(browser, req, username)["code"])
+    assert tok.status_code == 200, tok.text
+    return tok.json()["id_token"]
+
+
+def test_oidc_id_token_hint_not_ours_is_invalid_request_oidc_core_s3_1_2_1(env, browser):
+    """OIDC Core §3.1.2.1: id_token_hint is an ID token the OP issued; one
+    that does not verify (garbage, a tampered signature) is invalid_request,
+    redirected with state and iss (RFC 6749 §4.1.2.1, RFC 9207 §2)."""
+    idt = id_token_of(env, Browser(env), "alice")
+    h, p, sig = idt.split(".")
+    tampered = f"{h}.{p}.{sig[:-4]}{'AAAA' if not sig.endswith('AAAA') else 'BBBB'}"
+    for hint in ("garbage", tampered):
+        req = AuthRequest("web", APP, extra={"id_token_hint": hint})
+        assert_error_redirect(start(browser, req), APP, env.issuer, "invalid_request", req.state)
+
+
+def test_oidc_id_token_hint_for_another_person_needs_login_oidc_core_s3_1_2_1(env, browser):
+    """OIDC Core §3.1.2.1 (id_token_hint) and §3.1.2.6: when the person the
+    hint names is not the one signed in, prompt=none is login_required and
+    otherwise the login page is shown; the signed-in person's own hint gets a
+    code without a page."""
+    bob_hint = id_token_of(env, Browser(env), "bob")
+    alice_hint = id_token_of(env, browser, "alice")
+    req = AuthRequest("web", APP, extra={"prompt": "none", "id_token_hint": bob_hint})
+    assert_error_redirect(start(browser, req), APP, env.issuer, "login_required", req.state)
+    r = start(browser, AuthRequest("web", APP, extra={"id_token_hint": bob_hint}))
+    assert r.status_code == 200
+    assert FormReader(r.text).form("/login")
+    req = AuthRequest("web", APP, extra={"prompt": "none", "id_token_hint": alice_hint})
+    q = assert_redirect_to(start(browser, req), APP)
+    assert q.get("code") and q["state"] == req.state, q
 
 
 def test_oidc_response_mode_query_is_accepted_oauth_multiple_response_types_s2_1(env, browser):

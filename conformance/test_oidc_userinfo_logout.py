@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -83,15 +85,19 @@ def test_oidc_userinfo_omits_claims_the_person_lacks_oidc_core_s5_3_2(env):
     assert body == {"sub": users["nomail"]["id"], "preferred_username": "nomail"}
 
 
-def test_oidc_userinfo_without_token_is_401_without_error_rfc6750_s3_1(env):
-    """RFC 6750 §3.1: a request without authentication gets 401 with a Bearer
-    challenge that SHOULD NOT carry an error code."""
+@pytest.mark.parametrize("authorization", [None, "Basic d2ViOng="], ids=["none", "other-scheme"])
+def test_oidc_userinfo_without_token_is_401_without_error_rfc6750_s3_1(env, authorization):
+    """RFC 6750 §3.1: a request without authentication (no Authorization
+    header, or an unsupported scheme) gets 401 with a Bearer challenge; the
+    response SHOULD NOT carry an error code - in the header or the body."""
     d, _ = env
-    r = userinfo(d, None)
+    headers = {"Authorization": authorization} if authorization else {}
+    r = requests.get(d.url("/userinfo"), headers=headers, timeout=10)
     assert r.status_code == 401
     challenge = r.headers.get("WWW-Authenticate", "")
     assert challenge.split(" ")[0] == "Bearer", challenge
     assert "error=" not in challenge
+    assert r.content == b"" or r.json() == {}, r.text
 
 
 def bad_tokens(d: Deputy, t: dict) -> dict:
@@ -291,3 +297,29 @@ def test_oidc_logout_hint_for_another_person_asks_rp_initiated_logout_s2(env):
     assert r.status_code == 200 and "Location" not in r.headers, r.status_code
     assert FormReader(r.text).form("/logout")
     assert session_alive(d, b)
+
+
+def test_oidc_logout_hint_of_an_ended_session_asks_rp_initiated_logout_s2(env):
+    """RP-Initiated Logout 1.0 §2: the OP MUST ask the person whether to log
+    out when the id_token_hint does not belong to the current OP session. An
+    ID token of the same person from an earlier, ended session asks (and the
+    session lives on); an ID token of the current session - refreshed ones
+    included - still logs out at once. (auth_time counts whole seconds, so
+    the second login comes a second later.)"""
+    d, _ = env
+    b = Browser(d)
+    old = tokens_for(d, "alice", "openid", browser=b)
+    r = b.get("/logout", params={"id_token_hint": old["id_token"], "post_logout_redirect_uri": BYE})
+    assert r.status_code == 303 and not session_alive(d, b)
+    time.sleep(1.1)
+    new = tokens_for(d, "alice", "openid", browser=b)
+    r = b.get("/logout", params={"id_token_hint": old["id_token"], "post_logout_redirect_uri": BYE})
+    assert r.status_code == 200 and "Location" not in r.headers, (r.status_code, r.headers.get("Location"))
+    assert FormReader(r.text).form("/logout")
+    assert session_alive(d, b)
+    refreshed = requests.post(d.token_endpoint, data={"grant_type": "refresh_token", "client_id": "web",
+                                                      "refresh_token": new["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 200, refreshed.text
+    r = b.get("/logout", params={"id_token_hint": refreshed.json()["id_token"], "post_logout_redirect_uri": BYE})
+    assert r.status_code == 303, (r.status_code, r.text[:200])
+    assert not session_alive(d, b)

@@ -9,18 +9,19 @@ use crate::app::AppState;
 use crate::error::OAuthError;
 use crate::grant::authorization_code::request::{validate, AuthorizationRequest, AuthorizeError};
 use crate::grant::authorization_code::{issue_code, SignedIn};
-use crate::http::form::{parse_form, Form, FormParams};
+use crate::http::form::{parse_form_keeping_repeats, FormKeepingRepeats, FormParams};
 use crate::http::pages::{self, ConsentPage, LoginPage};
 use crate::login::{self, CurrentSession};
 use crate::model::ClientKind;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::sessions::Interaction;
+use crate::token::verify::verify_id_token_hint;
 
 /// How long a person has to log in and consent.
 const INTERACTION_TTL: i64 = 600;
 
 pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match parse_form(req.query_string().as_bytes()) {
+    match parse_form_keeping_repeats(req.query_string().as_bytes()) {
         Ok(params) => handle(&state, &req, params).await,
         Err(_) => bad_request_page(),
     }
@@ -29,10 +30,10 @@ pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Http
 pub async fn authorize_post(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: Result<Form, OAuthError>,
+    form: Result<FormKeepingRepeats, OAuthError>,
 ) -> HttpResponse {
     match form {
-        Ok(Form(params)) => handle(&state, &req, params).await,
+        Ok(FormKeepingRepeats(params)) => handle(&state, &req, params).await,
         Err(e) => pages::form_error(&e, bad_request_page()),
     }
 }
@@ -41,7 +42,7 @@ fn bad_request_page() -> HttpResponse {
     pages::error(
         StatusCode::BAD_REQUEST,
         "Invalid request",
-        "The sign-in request is malformed (a parameter is repeated or badly encoded).",
+        "The sign-in request is malformed (a parameter is badly encoded).",
     )
 }
 
@@ -140,7 +141,24 @@ async fn handle(state: &AppState, req: &HttpRequest, params: FormParams) -> Http
             )
         }
     };
-    match proceed(state, req, areq).await {
+    // OIDC Core §3.1.2.1: the hint must be an ID token deputy issued
+    // (signature and issuer; it may have expired).
+    let hint_sub = match params.get("id_token_hint") {
+        None => None,
+        Some(t) => match verify_id_token_hint(
+            &state.keys.ring(),
+            &state.settings.issuer,
+            state.clock.now(),
+            t,
+        ) {
+            Ok(h) => h.str_claim("sub").map(str::to_string),
+            Err(_) => {
+                let e = OAuthError::invalid_request("id_token_hint is not valid");
+                return redirect_error(&state.settings.issuer, &areq, &e);
+            }
+        },
+    };
+    match proceed(state, req, areq, hint_sub.as_deref()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "authorization failed");
@@ -154,6 +172,7 @@ async fn proceed(
     state: &AppState,
     req: &HttpRequest,
     areq: AuthorizationRequest,
+    hint_sub: Option<&str>,
 ) -> Result<HttpResponse, OAuthError> {
     let now = state.clock.now();
     let issuer = &state.settings.issuer;
@@ -164,9 +183,12 @@ async fn proceed(
         areq.max_age
             .is_some_and(|m| m == 0 || now - s.session.auth_time > m)
     };
+    // OIDC Core §3.1.2.1: a hint naming another person than the signed-in
+    // one needs that person's login (login_required with prompt=none).
+    let other_person = |s: &CurrentSession| hint_sub.is_some_and(|h| h != s.user.id);
     let need_login = match &session {
         None => true,
-        Some(s) => areq.prompt.login || too_old(s),
+        Some(s) => areq.prompt.login || too_old(s) || other_person(s),
     };
     if need_login && areq.prompt.none {
         return Ok(redirect_error(

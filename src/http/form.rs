@@ -23,6 +23,9 @@ pub const MAX_PARAMS: usize = 64;
 #[derive(Debug, Default, Clone)]
 pub struct FormParams {
     map: HashMap<String, String>,
+    /// Names sent more than once (only `parse_form_keeping_repeats` fills it;
+    /// their values are dropped).
+    repeated: Vec<String>,
 }
 
 impl FormParams {
@@ -46,6 +49,10 @@ impl FormParams {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
+    }
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
@@ -59,7 +66,19 @@ fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
 
 /// Parse a urlencoded string (a body or a query string).
 pub fn parse_form(body: &[u8]) -> Result<FormParams, OAuthError> {
+    parse(body, false)
+}
+
+/// Like `parse_form`, but a repeated parameter is not an error: it is left
+/// out and named in `repeated()`, for an endpoint that must answer it
+/// somewhere else than with a 400 (RFC 6749 §4.1.2.1).
+pub fn parse_form_keeping_repeats(body: &[u8]) -> Result<FormParams, OAuthError> {
+    parse(body, true)
+}
+
+fn parse(body: &[u8], keep_repeats: bool) -> Result<FormParams, OAuthError> {
     let mut map: HashMap<String, String> = HashMap::new();
+    let mut repeated: Vec<String> = Vec::new();
     for pair in body.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
@@ -74,16 +93,22 @@ pub fn parse_form(body: &[u8]) -> Result<FormParams, OAuthError> {
         if key.is_empty() || value.is_empty() {
             continue;
         }
-        if map.contains_key(&key) {
+        if map.contains_key(&key) || repeated.contains(&key) {
             // RFC 6749 §3.1: parameters MUST NOT be included more than once.
-            return Err(OAuthError::invalid_request("repeated parameter"));
+            if !keep_repeats {
+                return Err(OAuthError::invalid_request("repeated parameter"));
+            }
+            if map.remove(&key).is_some() {
+                repeated.push(key);
+            }
+            continue;
         }
-        if map.len() >= MAX_PARAMS {
+        if map.len() + repeated.len() >= MAX_PARAMS {
             return Err(OAuthError::invalid_request("too many parameters"));
         }
         map.insert(key, value);
     }
-    Ok(FormParams { map })
+    Ok(FormParams { map, repeated })
 }
 
 /// True when the Content-Type is urlencoded (with an optional UTF-8 charset).
@@ -112,6 +137,44 @@ fn is_form_content_type(req: &HttpRequest) -> bool {
     })
 }
 
+type FormFuture = Pin<Box<dyn Future<Output = Result<FormParams, OAuthError>>>>;
+
+/// Read a form body (size and content type checked first) and parse it.
+fn read_form(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    parse: fn(&[u8]) -> Result<FormParams, OAuthError>,
+) -> FormFuture {
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let content_type_ok = is_form_content_type(req);
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if declared_len.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(OAuthError::payload_too_large());
+        }
+        if !content_type_ok {
+            return Err(OAuthError::invalid_request(
+                "content type must be application/x-www-form-urlencoded",
+            ));
+        }
+        let mut body =
+            Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(OAuthError::payload_too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse(&body)
+    })
+}
+
 /// Extractor for a strict form body.
 pub struct Form(pub FormParams);
 
@@ -120,34 +183,22 @@ impl FromRequest for Form {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let content_type_ok = is_form_content_type(req);
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if declared_len.is_some_and(|n| n > MAX_BODY as u64) {
-                return Err(OAuthError::payload_too_large());
-            }
-            if !content_type_ok {
-                return Err(OAuthError::invalid_request(
-                    "content type must be application/x-www-form-urlencoded",
-                ));
-            }
-            let mut body =
-                Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(OAuthError::payload_too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse_form(&body).map(Form)
-        })
+        let fut = read_form(req, payload, parse_form);
+        Box::pin(async move { fut.await.map(Form) })
+    }
+}
+
+/// Extractor for a form body whose repeated parameters are reported, not
+/// refused (see `parse_form_keeping_repeats`).
+pub struct FormKeepingRepeats(pub FormParams);
+
+impl FromRequest for FormKeepingRepeats {
+    type Error = OAuthError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = read_form(req, payload, parse_form_keeping_repeats);
+        Box::pin(async move { fut.await.map(FormKeepingRepeats) })
     }
 }
 
@@ -173,6 +224,26 @@ mod tests {
             parse_form(b"scope=a&scope=").unwrap().get("scope"),
             Some("a")
         );
+    }
+
+    #[test]
+    fn repeats_can_be_reported_instead_of_refused() {
+        let f =
+            parse_form_keeping_repeats(b"scope=a&state=s&scope=b&scope=c&nonce=&nonce=n").unwrap();
+        assert_eq!(f.repeated(), ["scope"]);
+        assert_eq!(
+            f.get("scope"),
+            None,
+            "no value of a repeated parameter is used"
+        );
+        assert_eq!(f.get("state"), Some("s"));
+        assert_eq!(f.get("nonce"), Some("n"), "an empty repeat is no repeat");
+        assert!(parse_form(b"scope=a&scope=b").is_err());
+        assert!(parse_form_keeping_repeats(b"a=%FF").is_err());
+        let body: Vec<String> = (0..=MAX_PARAMS)
+            .map(|i| format!("p{}=x&p{}=y", i, i))
+            .collect();
+        assert!(parse_form_keeping_repeats(body.join("&").as_bytes()).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2, §3).
-//! With a valid `id_token_hint` the session ends at once; without one the
-//! person confirms on a page (with a CSRF token) first.
+//! With a valid `id_token_hint` issued from the current session the session
+//! ends at once; otherwise the person confirms on a page (with a CSRF token)
+//! first.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,7 +14,7 @@ use crate::http::form::{parse_form, Form, FormParams};
 use crate::http::pages::{self, LogoutPage, MessagePage};
 use crate::login;
 use crate::secret::{constant_time_eq, sha256_b64};
-use crate::token::verify::verify_own_jwt_ignoring_exp;
+use crate::token::verify::verify_id_token_hint;
 
 pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match parse_form(req.query_string().as_bytes()) {
@@ -66,16 +67,10 @@ async fn handle(
 ) -> Result<HttpResponse, OAuthError> {
     let settings = &state.settings;
     let now = state.clock.now();
-    // §2: the hint identifies the client (its `aud`) and the person.
+    // §2: the hint identifies the client (its `aud`) and the person; it may
+    // have expired, but must be signed by us for our issuer.
     let hint = match p.get("id_token_hint") {
-        Some(t) => match verify_own_jwt_ignoring_exp(
-            &state.keys.ring(),
-            &settings.issuer,
-            now,
-            i64::MAX / 4,
-            t,
-            Some("JWT"),
-        ) {
+        Some(t) => match verify_id_token_hint(&state.keys.ring(), &settings.issuer, now, t) {
             Ok(v) => Some(v),
             Err(_) => {
                 return Ok(pages::error(
@@ -128,9 +123,15 @@ async fn handle(
         None => None,
     };
     let session = login::current(state, req).await?;
-    // A hint for another person than the one signed in does not end this session.
+    // §2: the OP asks unless the hint belongs to this session: the same
+    // person and the same login. Every ID token of a session, refreshed ones
+    // included, carries the session's auth_time, and a new login is a new
+    // session with a new auth_time (the hint of an ended session asks).
     let hint_matches = match (&hint, &session) {
-        (Some(h), Some(s)) => h.str_claim("sub") == Some(s.user.id.as_str()),
+        (Some(h), Some(s)) => {
+            h.str_claim("sub") == Some(s.user.id.as_str())
+                && h.auth_time() == Some(s.session.auth_time)
+        }
         _ => false,
     };
     let confirmed = req.method() == actix_web::http::Method::POST

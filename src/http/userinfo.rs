@@ -34,10 +34,12 @@ pub async fn userinfo(
     req: HttpRequest,
 ) -> Result<HttpResponse, OAuthError> {
     let Some(token) = bearer(&req) else {
-        return Err(
-            OAuthError::new(ErrorCode::InvalidToken, "a Bearer access token is required")
-                .with_www_authenticate("Bearer"),
-        );
+        // RFC 6750 §3.1: no credentials at all is a bare challenge with no
+        // error code, in the header or the body.
+        return Ok(HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
     };
     let now = state.clock.now();
     let settings = &state.settings;

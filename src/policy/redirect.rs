@@ -17,7 +17,11 @@ fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
     let path = match after.strip_prefix(':') {
         Some(p) => {
             let digits = p.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || digits > 5 {
+            // RFC 8252 §7.3: a port is 1..=65535; written without leading
+            // zeros, so the response goes to the very string requested.
+            let port = p.get(..digits)?;
+            if port.starts_with('0') || !port.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+            {
                 return None;
             }
             p.get(digits..)?
@@ -101,6 +105,29 @@ mod tests {
         assert!(
             !matches("https://127.0.0.1/cb", "https://127.0.0.1:3/cb"),
             "http only"
+        );
+    }
+
+    #[test]
+    fn loopback_port_must_be_a_real_port_written_plainly() {
+        let reg = "http://127.0.0.1/cb";
+        assert!(matches(reg, "http://127.0.0.1:1/cb"));
+        assert!(matches(reg, "http://127.0.0.1:65535/cb"));
+        for bad in [
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:99999/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:00080/cb",
+            "http://127.0.0.1:080/cb",
+            "http://127.0.0.1:/cb",
+            "http://[::1]:70000/cb",
+        ] {
+            assert!(!matches(reg, bad), "{bad}");
+            assert!(!matches("http://[::1]/cb", bad), "{bad}");
+        }
+        assert_eq!(
+            select(&[reg.to_string()], Some("http://127.0.0.1:65536/cb")),
+            None
         );
     }
 

@@ -35,6 +35,26 @@ impl VerifiedJwt {
     pub fn exp(&self) -> Option<i64> {
         numeric_date(self.claims.get("exp"))
     }
+    pub fn auth_time(&self) -> Option<i64> {
+        numeric_date(self.claims.get("auth_time"))
+    }
+}
+
+/// An `id_token_hint` (OIDC Core §3.1.2.1, RP-Initiated Logout 1.0 §2): an
+/// ID token deputy signed (`typ` JWT, our key, our issuer) naming a person.
+/// It may have expired: a hint identifies, it does not authenticate.
+pub fn verify_id_token_hint(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    token: &str,
+) -> Result<VerifiedJwt, OwnTokenError> {
+    // Any key still loaded: the hint may be older than the JWKS window.
+    let v = verify_own_jwt_ignoring_exp(ring, issuer, now, i64::MAX / 4, token, Some("JWT"))?;
+    if v.str_claim("sub").is_none() {
+        return Err(OwnTokenError::WrongType);
+    }
+    Ok(v)
 }
 
 /// Verify a JWT deputy signed. `expected_typ` is checked exactly when given.

@@ -5,10 +5,12 @@
 mod support;
 
 mod admin;
+mod authorize_params;
 mod client_credentials;
 mod exchange;
 mod foundation;
 mod oidc;
+mod oidc_sessions;
 mod people;
 mod private_key_jwt;
 mod properties;

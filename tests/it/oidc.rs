@@ -741,3 +741,19 @@ async fn consent_for_one_resource_is_not_consent_for_another() {
         Some("consent_required")
     );
 }
+
+#[actix_web::test]
+async fn userinfo_without_credentials_is_a_bare_bearer_challenge_rfc6750_s3_1() {
+    let env = Env::new();
+    let app = env.app().await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/userinfo").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.headers().get("www-authenticate").unwrap(), "Bearer");
+    let body = test::read_body(resp).await;
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert!(
+        body.is_empty() || json == serde_json::json!({}),
+        "no error member (RFC 6750 §3.1): {body:?}"
+    );
+}

@@ -12,6 +12,11 @@ use crate::store::clients::Client;
 /// Scopes every client may ask a person for (OIDC Core §5.4).
 pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
 
+/// OIDC-defined scopes deputy does not implement. OIDC Core §3.1.2.1, §5.4
+/// and §11: values the OP does not understand SHOULD be ignored, so these
+/// are dropped; other unknown scopes stay `invalid_scope` (RFC 6749 §3.3).
+pub const IGNORED_OIDC_SCOPES: &[&str] = &["offline_access", "phone", "address"];
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prompt {
     pub none: bool,
@@ -85,6 +90,17 @@ pub fn validate(
     params: &FormParams,
     default_resource: &str,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
+    // RFC 6749 §4.1.2.1: until client_id and redirect_uri are each known
+    // good, nothing may be sent to the redirect URI.
+    let repeated = params.repeated();
+    if repeated
+        .iter()
+        .any(|k| k == "client_id" || k == "redirect_uri")
+    {
+        return Err(AuthorizeError::Page(
+            "The request repeats client_id or redirect_uri.",
+        ));
+    }
     if params.get("client_id").is_none() {
         return Err(AuthorizeError::Page("The request has no client_id."));
     }
@@ -100,6 +116,17 @@ pub fn validate(
         state: state.clone(),
         error,
     };
+    // RFC 6749 §3.1: no parameter more than once; now the client hears of it.
+    // A repeated state is not echoed (it was not sent exactly once).
+    if repeated.iter().any(|k| k != "resource") {
+        return Err(to_client(OAuthError::invalid_request("repeated parameter")));
+    }
+    if !repeated.is_empty() {
+        // RFC 8707 §2: the server may refuse several resources; deputy does.
+        return Err(to_client(OAuthError::invalid_target(
+            "only one resource per request",
+        )));
+    }
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -144,7 +171,8 @@ pub fn validate(
         params.get("code_challenge_method"),
     )
     .map_err(to_client)?;
-    let scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
+    let mut scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
+    scope.retain(|s| !IGNORED_OIDC_SCOPES.contains(&s.as_str()));
     if scope.is_empty() {
         return Err(to_client(OAuthError::invalid_scope("scope is required")));
     }
@@ -262,6 +290,52 @@ mod tests {
             )),
             Err(AuthorizeError::Page(_))
         ));
+    }
+
+    fn run_keeping_repeats(q: &str) -> Result<AuthorizationRequest, AuthorizeError> {
+        validate(
+            Some(&client()),
+            &crate::http::form::parse_form_keeping_repeats(q.as_bytes()).unwrap(),
+            "https://issuer.example",
+        )
+    }
+
+    #[test]
+    fn repeats_redirect_once_client_and_redirect_uri_are_trusted() {
+        for q in [
+            format!("{GOOD}&client_id=app"),
+            format!("{GOOD}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"),
+        ] {
+            assert!(matches!(run_keeping_repeats(&q), Err(AuthorizeError::Page(_))), "{q}");
+        }
+        let code = |q: &str| match run_keeping_repeats(q) {
+            Err(AuthorizeError::Redirect { error, state, .. }) => (error.code.as_str(), state),
+            other => panic!("expected a redirect error, got {other:?}"),
+        };
+        assert_eq!(
+            code(&format!("{GOOD}&nonce=a&nonce=b")),
+            ("invalid_request", Some("s1".into()))
+        );
+        assert_eq!(code(&format!("{GOOD}&state=s2")), ("invalid_request", None));
+        let r = "resource=https%3A%2F%2Fapi.example";
+        assert_eq!(
+            code(&format!("{GOOD}&{r}&{r}")),
+            ("invalid_target", Some("s1".into()))
+        );
+    }
+
+    #[test]
+    fn unimplemented_oidc_scopes_are_dropped() {
+        let r = run(&GOOD.replace(
+            "scope=openid+notes%3Aread",
+            "scope=offline_access+openid+phone+notes%3Aread+address",
+        ))
+        .unwrap();
+        assert_eq!(r.scope, ["openid", "notes:read"]);
+        assert_eq!(
+            redirect_error(&GOOD.replace("scope=openid+notes%3Aread", "scope=offline_access")),
+            "invalid_scope"
+        );
     }
 
     #[test]
