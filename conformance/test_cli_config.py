@@ -210,7 +210,8 @@ def test_output_to_a_reader_that_stops_early_is_not_a_crash(tmp_path):
     for i in range(200):
         d.cli("resource", "add", "--id", f"https://r{i}.example/")
     cmd = [DEPUTY_BIN, "--database", str(d.database), "--keys-dir", str(d.keys_dir), "resource", "list"]
-    p = subprocess.Popen(cmd, cwd=d.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, cwd=d.root, env=clean_env(d.settings), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     assert p.stdout.read(2) == b"[\n"
     p.stdout.close()  # the reader goes away before the rest is written
     _, err = p.communicate(timeout=30)
