@@ -39,6 +39,7 @@ pub fn token_json(r: &TokenRecord, now: i64) -> StoreResult<Value> {
         "grant_type": r.grant_type,
         "rule_id": r.rule_id,
         "may_act": r.may_act,
+        "actor_token_jti": r.actor_token_jti,
         "active": r.is_active(now),
         "revoked_at": r.revoked_at,
         "revoked_reason": r.revoked_reason,

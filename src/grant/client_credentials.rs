@@ -79,6 +79,7 @@ pub async fn issue(
             grant_type: GrantType::ClientCredentials,
             rule_id: None,
             may_act: None,
+            actor_token_jti: None,
         },
     )?;
     let mut audit = AuditEvent::new(now, "token_issued", Mode::Service)

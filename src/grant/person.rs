@@ -89,6 +89,7 @@ pub fn mint(
             grant_type: spec.grant_type,
             rule_id: None,
             may_act: None,
+            actor_token_jti: None,
         },
     )?;
     let mut records = vec![access.record.clone()];
@@ -142,6 +143,7 @@ pub fn mint(
             grant_type: spec.grant_type.as_str().to_string(),
             rule_id: None,
             may_act: None,
+            actor_token_jti: None,
             revoked_at: None,
             revoked_reason: None,
         };

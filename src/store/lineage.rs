@@ -98,15 +98,16 @@ pub fn descendants(conn: &Connection, jti: &str) -> StoreResult<Vec<TokenRecord>
     // UNION (not UNION ALL) visits each token once, so even a damaged,
     // cyclic lineage terminates.
     let jtis: Vec<String> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH RECURSIVE tree(jti) AS (
-                 SELECT jti FROM tokens WHERE parent_jti = ?1
+                 SELECT jti FROM tokens WHERE parent_jti = ?1 OR actor_token_jti = ?1
                  UNION
-                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+                 {}
              )
              SELECT jti FROM tokens WHERE jti IN tree AND jti <> ?1
              ORDER BY issued_at, jti",
-        )?
+            tokens::CHILDREN
+        ))?
         .query_map([jti], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     records(conn, &jtis)
@@ -218,9 +219,10 @@ fn tree_cte(roots: Roots) -> String {
         "WITH RECURSIVE tree(jti) AS (
              SELECT jti FROM tokens WHERE {}
              UNION
-             SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+             {}
          )",
-        roots.condition()
+        roots.condition(),
+        tokens::CHILDREN
     )
 }
 

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_may_act",
         include_str!("../../migrations/0005_may_act.sql"),
     ),
+    (
+        6,
+        "0006_actor_token",
+        include_str!("../../migrations/0006_actor_token.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -100,7 +105,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))

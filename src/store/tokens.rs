@@ -28,6 +28,8 @@ pub struct TokenRecord {
     pub rule_id: Option<String>,
     /// RFC 8693 §4.4: the only client that may exchange this token next.
     pub may_act: Option<String>,
+    /// RFC 8693 §2.1: the actor's own token a broker presented; a second parent.
+    pub actor_token_jti: Option<String>,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
 }
@@ -38,9 +40,15 @@ impl TokenRecord {
     }
 }
 
+/// The recursive step of a lineage walk over `tree(jti)`: tokens derived
+/// from a token in the tree, through either of their parents.
+pub(crate) const CHILDREN: &str =
+    "SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti \
+     UNION SELECT t.jti FROM tokens t JOIN tree ON t.actor_token_jti = tree.jti";
+
 const COLUMNS: &str = "jti, kind, subject, subject_kind, client_id, client_kind, actor_chain, \
     audience, scope, task, issued_at, expires_at, parent_jti, grant_id, grant_type, rule_id, \
-    revoked_at, revoked_reason, may_act";
+    revoked_at, revoked_reason, may_act, actor_token_jti";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
     let kind: String = r.get(1)?;
@@ -73,13 +81,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
         revoked_at: r.get(16)?,
         revoked_reason: r.get(17)?,
         may_act: r.get(18)?,
+        actor_token_jti: r.get(19)?,
     }))
 }
 
 pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
     ))?
     .execute(params![
         t.jti,
@@ -101,6 +110,7 @@ pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
         t.revoked_at,
         t.revoked_reason,
         t.may_act,
+        t.actor_token_jti,
     ])?;
     Ok(())
 }
@@ -120,15 +130,15 @@ pub fn get(conn: &Connection, jti: &str) -> StoreResult<Option<TokenRecord>> {
 /// statement. Returns how many tokens changed state.
 pub fn revoke_tree(conn: &Connection, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH RECURSIVE tree(jti) AS (
                  SELECT jti FROM tokens WHERE jti = ?1
                  UNION
-                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+                 {CHILDREN}
              )
              UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
-             WHERE jti IN tree AND revoked_at IS NULL",
-        )?
+             WHERE jti IN tree AND revoked_at IS NULL"
+        ))?
         .execute(params![jti, now, reason])?)
 }
 
@@ -146,7 +156,7 @@ fn revoke_where(
             "WITH RECURSIVE tree(jti) AS (
                  SELECT jti FROM tokens WHERE {where_sql}
                  UNION
-                 SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti
+                 {CHILDREN}
              )
              UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
              WHERE jti IN tree AND revoked_at IS NULL"

@@ -71,6 +71,7 @@ pub fn mint_id_token(
         grant_type: spec.grant_type.to_string(),
         rule_id: None,
         may_act: None,
+        actor_token_jti: None,
         revoked_at: None,
         revoked_reason: None,
     };

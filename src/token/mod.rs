@@ -36,6 +36,8 @@ pub struct AccessTokenSpec {
     pub rule_id: Option<String>,
     /// RFC 8693 §4.4 `may_act`: the only client that may exchange the token next.
     pub may_act: Option<String>,
+    /// RFC 8693 §2.1: the actor token presented with the subject token, if any.
+    pub actor_token_jti: Option<String>,
 }
 
 /// A signed token and the record to store for it.
@@ -128,6 +130,7 @@ pub fn mint_access_token(
         grant_type: spec.grant_type.as_str().to_string(),
         rule_id: spec.rule_id,
         may_act: spec.may_act,
+        actor_token_jti: spec.actor_token_jti,
         revoked_at: None,
         revoked_reason: None,
     };

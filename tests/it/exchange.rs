@@ -300,6 +300,39 @@ async fn broker_pattern_uses_the_actors_own_token() {
     )
     .await;
     assert_eq!(s, 200);
+    // The brokered token hangs from the actor token too: revoking svc's own
+    // token (RFC 7009 §2.1) ends it, and the trace lists it as a descendant.
+    let brokered = c["jti"].as_str().unwrap().to_string();
+    let own_jti = peek(actor_token).1["jti"].as_str().unwrap().to_string();
+    assert_eq!(
+        w.env
+            .token_record(&brokered)
+            .await
+            .actor_token_jti
+            .as_deref(),
+        Some(own_jti.as_str())
+    );
+    let j = own_jti.clone();
+    let below = w
+        .env
+        .state
+        .store
+        .read(move |c| deputy::store::lineage::descendants(c, &j))
+        .await
+        .unwrap();
+    assert_eq!(
+        below.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
+        [brokered.as_str()]
+    );
+    let n = w
+        .env
+        .state
+        .store
+        .write(move |c| deputy::store::tokens::revoke_tree(c, &own_jti, T0, "test"))
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "the actor token and the token brokered with it");
+    assert!(w.env.token_record(&brokered).await.revoked_at.is_some());
 }
 
 #[actix_web::test]

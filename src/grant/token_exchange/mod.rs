@@ -336,6 +336,8 @@ async fn issue(
             rule_id: Some(rule.id.clone()),
             // deputy extension: who may exchange this token next (RFC 8693 §4.4).
             may_act: next_actor.map(str::to_string),
+            // parents are [subject token, actor token if any]
+            actor_token_jti: deps.parents.get(1).cloned(),
         },
     )?;
     t.jti = Some(minted.record.jti.clone());

@@ -80,6 +80,7 @@ pub fn rec(jti: &str, client_id: &str, parent: Option<&str>, act: Option<Value>)
         grant_type: GrantType::TokenExchange.as_str().into(),
         rule_id: None,
         may_act: None,
+        actor_token_jti: None,
         revoked_at: None,
         revoked_reason: None,
     }
@@ -172,6 +173,7 @@ pub async fn mint(env: &Env, client_id: &str, parent: Option<&str>, act: Option<
             grant_type: GrantType::TokenExchange,
             rule_id: None,
             may_act: None,
+            actor_token_jti: None,
         },
     )
     .unwrap();

@@ -79,6 +79,7 @@ pub async fn mint(env: &Env, client_id: &str, kind: ClientKind, parent: Option<&
             grant_type: GrantType::TokenExchange,
             rule_id: None,
             may_act: None,
+            actor_token_jti: None,
         },
     )
     .unwrap();
