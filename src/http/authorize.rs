@@ -351,14 +351,11 @@ pub async fn has_consent(
         .read(move |conn| crate::store::sessions::consent(conn, &u, &c))
         .await?
         .unwrap_or_default();
-    Ok(crate::policy::is_subset(&areq.scope, &consented)
-        && consented.contains(&resource_consent(&areq.resource)))
-}
-
-/// How consent to a resource is remembered beside the scopes: a consent for
-/// one API is not a consent for another (RFC 8707 §2).
-pub fn resource_consent(resource: &str) -> String {
-    format!("resource:{resource}")
+    Ok(crate::store::sessions::consent_covers(
+        &consented,
+        &areq.scope,
+        &areq.resource,
+    ))
 }
 
 /// Issue the code and send the person back to the client.
@@ -367,16 +364,24 @@ pub async fn complete(
     areq: &AuthorizationRequest,
     s: &CurrentSession,
 ) -> Result<HttpResponse, OAuthError> {
-    let code = issue_code(
+    // A refusal decided at issuance (signed out, consent withdrawn meanwhile)
+    // goes back to the client like any other (RFC 6749 §4.1.2.1).
+    let issued = issue_code(
         state,
         areq,
         SignedIn {
+            session_hash: &s.id_hash,
             user_id: &s.user.id,
             auth_time: s.session.auth_time,
             amr: &s.session.amr,
         },
     )
-    .await?;
+    .await;
+    let code = match issued {
+        Ok(code) => code,
+        Err(e) if e.code == crate::error::ErrorCode::ServerError => return Err(e),
+        Err(e) => return Ok(redirect_error(&state.settings.issuer, areq, &e)),
+    };
     Ok(redirect_to_client(
         &state.settings.issuer,
         &areq.redirect_uri,

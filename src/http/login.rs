@@ -247,7 +247,7 @@ async fn do_consent(
     let consented: Vec<String> = scope
         .iter()
         .cloned()
-        .chain(std::iter::once(crate::http::authorize::resource_consent(
+        .chain(std::iter::once(crate::store::sessions::resource_consent(
             &areq.resource,
         )))
         .collect();

@@ -106,6 +106,17 @@ pub fn purge_expired(conn: &Connection, now: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// How consent to a resource is remembered beside the scopes: a consent for
+/// one API is not a consent for another (RFC 8707 §2).
+pub fn resource_consent(resource: &str) -> String {
+    format!("resource:{resource}")
+}
+
+/// True when a remembered consent covers every scope and the resource.
+pub fn consent_covers(consented: &[String], scope: &[String], resource: &str) -> bool {
+    crate::policy::is_subset(scope, consented) && consented.contains(&resource_consent(resource))
+}
+
 /// The scopes a person has consented to for a client.
 pub fn consent(
     conn: &Connection,

@@ -183,3 +183,107 @@ async fn authorize_hint_for_another_person_needs_a_new_login_oidc_core_s3_1_2_1(
     .await;
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+async fn authorize_silently<S>(app: &S, cookie: &str) -> (Option<String>, Option<String>)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let resp = test::call_service(
+        app,
+        test::TestRequest::get()
+            .uri(&authorize_query("web", "&prompt=none"))
+            .insert_header(("Cookie", cookie.to_string()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let loc = location(&resp);
+    (query(&loc, "code"), query(&loc, "error"))
+}
+
+/// Codes issued from a remembered consent while the consent is withdrawn, or
+/// the person signs out: the check ran on a reader, so the issuing
+/// transaction looks again. Every code either went out before the withdrawal
+/// (and its grant is revoked by it) or is refused with consent_required /
+/// login_required; no grant for the client is left alive.
+#[actix_web::test]
+async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
+    let env = Env::new();
+    env.app_client("web").await;
+    let alice = env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    for round in 0..4 {
+        // (Re)consent, then race silent authorizations against the cut.
+        sign_in(&app, &mut browser, "web", "alice", "").await;
+        let cookie = browser.header();
+        let answers =
+            futures_util::future::join_all((0..12).map(|_| authorize_silently(&app, &cookie)));
+        let (uid, session) = (
+            alice.clone(),
+            browser.get("deputy_session").map(str::to_string),
+        );
+        let cut = async {
+            for _ in 0..(round + 1) {
+                actix_web::rt::task::yield_now().await;
+            }
+            if round % 2 == 0 {
+                env.state
+                    .store
+                    .write(move |c| {
+                        deputy::admin::revoke::withdraw_consent(
+                            c,
+                            &uid,
+                            "web",
+                            None,
+                            &deputy::admin::Origin::Cli,
+                            T0,
+                        )
+                    })
+                    .await
+                    .unwrap();
+            } else {
+                let hash = deputy::secret::sha256_b64(session.unwrap().as_bytes());
+                env.state
+                    .store
+                    .write(move |c| deputy::store::sessions::delete_session(c, &hash))
+                    .await
+                    .unwrap();
+            }
+        };
+        let (answers, ()) = futures_util::future::join(answers, cut).await;
+        let mut codes = Vec::new();
+        for (code, error) in answers {
+            match (code, error.as_deref()) {
+                (Some(code), None) => codes.push(code),
+                (None, Some("consent_required" | "login_required")) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        if round % 2 == 0 {
+            // Withdrawn: no grant survives, so no issued code redeems.
+            let uid = alice.clone();
+            let live: i64 = env
+                .state
+                .store
+                .read(move |c| {
+                    Ok(c.query_row(
+                        "SELECT COUNT(*) FROM grants WHERE subject = ?1 AND client_id = 'web' \
+                         AND revoked_at IS NULL",
+                        [&uid],
+                        |r| r.get(0),
+                    )?)
+                })
+                .await
+                .unwrap();
+            assert_eq!(live, 0, "round {round}: a grant outlived the withdrawal");
+            for code in codes {
+                assert_eq!(redeem(&app, "web", &code, "").await.0, 400, "round {round}");
+            }
+        } else {
+            // Signed out: the next silent request needs a login.
+            let (code, error) = authorize_silently(&app, &cookie).await;
+            assert_eq!((code, error.as_deref()), (None, Some("login_required")));
+        }
+    }
+}

@@ -22,6 +22,8 @@ use request::AuthorizationRequest;
 
 /// Who is signed in when the code is issued.
 pub struct SignedIn<'a> {
+    /// The session's id hash (the row, not the cookie value).
+    pub session_hash: &'a str,
     pub user_id: &'a str,
     pub auth_time: i64,
     pub amr: &'a str,
@@ -67,15 +69,61 @@ pub async fn issue_code(
     event.scope = Some(record.scope.clone());
     event.audience = Some(record.resource.clone());
     event.detail = Some(serde_json::json!({"grant_id": grant.id}).to_string());
+    let deps = Dependencies {
+        client_id: req.client_id.clone(),
+        person: Some(who.user_id.to_string()),
+        ..Dependencies::default()
+    };
+    let session_hash = who.session_hash.to_string();
+    let scope = req.scope.clone();
     state
         .store
         .write(move |c| {
+            // Decided on reader threads before; a logout, a consent withdrawn,
+            // a person disabled or a client removed since then must not
+            // leave a new grant that their cascade never saw.
+            if let Some(refusal) = issuance_refused(c, &deps, &session_hash, &scope, &record)? {
+                return Ok(Err(refusal));
+            }
             crate::store::tokens::insert_grant(c, &grant)?;
             crate::store::codes::insert(c, &record)?;
-            crate::store::audit::insert(c, &event)
+            crate::store::audit::insert(c, &event)?;
+            Ok(Ok(()))
         })
-        .await?;
+        .await??;
     Ok(code)
+}
+
+/// Why a code may no longer be issued, checked in the issuing transaction.
+fn issuance_refused(
+    c: &rusqlite::Connection,
+    deps: &Dependencies,
+    session_hash: &str,
+    scope: &[String],
+    record: &CodeRecord,
+) -> crate::store::StoreResult<Option<OAuthError>> {
+    use crate::error::ErrorCode;
+    use crate::store::sessions;
+    if !still_live(c, deps)? {
+        return Ok(Some(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the authorization is no longer possible",
+        )));
+    }
+    if sessions::get_session(c, session_hash)?.is_none() {
+        return Ok(Some(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "the person signed out",
+        )));
+    }
+    let consented = sessions::consent(c, &record.user_id, &record.client_id)?.unwrap_or_default();
+    if !sessions::consent_covers(&consented, scope, &record.resource) {
+        return Ok(Some(OAuthError::new(
+            ErrorCode::ConsentRequired,
+            "consent was withdrawn",
+        )));
+    }
+    Ok(None)
 }
 
 /// A parsed token request for this grant.
