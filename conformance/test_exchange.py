@@ -505,3 +505,34 @@ def test_removing_an_actor_ends_what_it_holds_through_a_broker_rfc7009_s2_1(new_
     person = e.person(S, scope="openid notes:read")
     refused(e.ex(BROKER, person["access_token"], actor_token=cc_token(e, S), actor_token_type=AT_TYPE,
                  audience=NOTES), "invalid_target")
+
+
+def test_delegation_list_and_remove_default_deny_rfc8693_s2_2_2(new_deputy):
+    """RFC 8693 §2.2.2 invalid_target once the rule is gone (default deny):
+    `delegation list` shows each rule with its limits; `delegation remove`
+    by --actor/--audience or by id ends it at once for new exchanges, is
+    refused (exit 1, one line) for an unknown rule, and both the grant and the
+    removal of a rule are in the audit trail."""
+    d = new_deputy(settings())
+    c = install(d)
+    d.start()
+    e = Env(d, c)
+    rules = {(r["actor"], r["audience"]): r for r in d.cli("delegation", "list")}
+    r = rules[(X, NOTES)]
+    assert r["scopes"] == ["notes:read"] and r["max_lifetime"] == 3600, r
+    person = e.person()
+    e.ok(X, person["access_token"], audience=NOTES)
+    out = d.cli("delegation", "remove", "--actor", X, "--audience", NOTES)
+    assert out == {"removed": True, "id": r["id"]}
+    refused(e.ex(X, person["access_token"], audience=NOTES), "invalid_target")
+    again = d.run("delegation", "remove", "--actor", X, "--audience", NOTES)
+    assert again.returncode == 1 and again.stderr.strip().count("\n") == 0, again
+    new = allow_delegation(d, X, NOTES, ["notes:read"])
+    e.ok(X, person["access_token"], audience=NOTES)
+    assert d.cli("delegation", "remove", new["id"])["removed"] is True
+    refused(e.ex(X, person["access_token"], audience=NOTES), "invalid_target")
+    removed = d.cli("audit", "--event", "delegation_removed")
+    assert [(ev["rule_id"], ev["client_id"], ev["aud"]) for ev in removed] == \
+        [(r["id"], X, NOTES), (new["id"], X, NOTES)], removed
+    allowed = {ev["rule_id"] for ev in d.cli("audit", "--event", "delegation_allowed")}
+    assert {r["id"], new["id"]} <= allowed

@@ -143,19 +143,28 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
             actor,
             audience,
         } => {
-            let removed = match (id, actor, audience) {
-                (Some(id), None, None) => {
-                    delegation::remove(&conn, id).map_err(|e| e.to_string())?
-                }
-                (None, Some(a), Some(b)) => {
-                    delegation::remove_pair(&conn, a, b).map_err(|e| e.to_string())?
-                }
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+            let rule = match (id, actor, audience) {
+                (Some(id), None, None) => delegation::get(&tx, id),
+                (None, Some(a), Some(b)) => delegation::find(&tx, a, b),
                 _ => return Err("give a rule id, or --actor and --audience".to_string()),
-            };
-            if !removed {
-                return Err("no such rule".to_string());
             }
-            print_json(&serde_json::json!({"removed": true}));
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no such rule".to_string())?;
+            delegation::remove(&tx, &rule.id).map_err(|e| e.to_string())?;
+            // Rule changes are part of the trail: which rule allowed what, until when.
+            let t = now();
+            let mut e =
+                crate::audit::AuditEvent::new(t, "delegation_removed", crate::audit::Mode::Admin);
+            e.client_id = Some(rule.actor.clone());
+            e.audience = Some(rule.audience.clone());
+            e.rule_id = Some(rule.id.clone());
+            e.scope = Some(rule.scopes.join(" "));
+            crate::store::audit::insert(&tx, &e).map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({"removed": true, "id": rule.id}));
             Ok(())
         }
     }

@@ -44,6 +44,20 @@ pub fn insert(conn: &Connection, rule: &DelegationRule) -> StoreResult<()> {
     Ok(())
 }
 
+/// A rule by id.
+pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<DelegationRule>> {
+    match conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM delegation_rules WHERE id = ?1"
+        ))?
+        .query_row([id], from_row)
+        .optional()?
+    {
+        Some(r) => Ok(Some(r?)),
+        None => Ok(None),
+    }
+}
+
 /// The rule for this actor and target, if any.
 pub fn find(conn: &Connection, actor: &str, audience: &str) -> StoreResult<Option<DelegationRule>> {
     match conn
@@ -70,14 +84,7 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<DelegationRule>> {
     Ok(out)
 }
 
-/// Remove by rule id, or by actor and audience.
+/// Remove a rule by id.
 pub fn remove(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM delegation_rules WHERE id = ?1", [id])? > 0)
-}
-
-pub fn remove_pair(conn: &Connection, actor: &str, audience: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM delegation_rules WHERE actor = ?1 AND audience = ?2",
-        params![actor, audience],
-    )? > 0)
 }

@@ -20,6 +20,9 @@ pub struct Dependencies {
     pub grant_id: Option<String>,
     /// Tokens it is derived from (subject and actor tokens of an exchange).
     pub parents: Vec<String>,
+    /// The delegation rule that allows it (rules are never edited in place:
+    /// a changed rule is a new id, so existing means unchanged).
+    pub rule_id: Option<String>,
 }
 
 fn exists(conn: &Connection, sql: &str, arg: &str) -> StoreResult<bool> {
@@ -30,27 +33,48 @@ fn exists(conn: &Connection, sql: &str, arg: &str) -> StoreResult<bool> {
         .is_some())
 }
 
+/// Which dependency is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lapsed {
+    Client,
+    Person,
+    Grant,
+    Rule,
+    Parent,
+}
+
 /// True when every dependency is still live: the client registered, the
-/// person not disabled, the grant and every parent not revoked.
+/// person not disabled, the grant and every parent not revoked, the rule there.
 pub fn still_live(conn: &Connection, d: &Dependencies) -> StoreResult<bool> {
+    Ok(lapsed(conn, d)?.is_none())
+}
+
+/// The first dependency that is no longer live, if any.
+pub fn lapsed(conn: &Connection, d: &Dependencies) -> StoreResult<Option<Lapsed>> {
     const CLIENT: &str = "SELECT 1 FROM clients WHERE id = ?1";
     const PERSON: &str = "SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL";
     const GRANT: &str = "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL";
     const PARENT: &str = "SELECT 1 FROM tokens WHERE jti = ?1 AND revoked_at IS NULL";
+    const RULE: &str = "SELECT 1 FROM delegation_rules WHERE id = ?1";
     let checks = [
-        Some((CLIENT, d.client_id.as_str())),
-        d.person.as_deref().map(|p| (PERSON, p)),
-        d.grant_id.as_deref().map(|g| (GRANT, g)),
+        Some((Lapsed::Client, CLIENT, d.client_id.as_str())),
+        d.person.as_deref().map(|p| (Lapsed::Person, PERSON, p)),
+        d.grant_id.as_deref().map(|g| (Lapsed::Grant, GRANT, g)),
+        d.rule_id.as_deref().map(|r| (Lapsed::Rule, RULE, r)),
     ]
     .into_iter()
     .flatten()
-    .chain(d.parents.iter().map(|j| (PARENT, j.as_str())));
-    for (sql, arg) in checks {
+    .chain(
+        d.parents
+            .iter()
+            .map(|j| (Lapsed::Parent, PARENT, j.as_str())),
+    );
+    for (what, sql, arg) in checks {
         if !exists(conn, sql, arg)? {
-            return Ok(false);
+            return Ok(Some(what));
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -64,6 +88,8 @@ mod tests {
              CREATE TABLE users (id TEXT PRIMARY KEY, disabled_at INTEGER);
              CREATE TABLE grants (id TEXT PRIMARY KEY, revoked_at INTEGER);
              CREATE TABLE tokens (jti TEXT PRIMARY KEY, revoked_at INTEGER);
+             CREATE TABLE delegation_rules (id TEXT PRIMARY KEY);
+             INSERT INTO delegation_rules VALUES ('r1');
              INSERT INTO clients VALUES ('c');
              INSERT INTO users VALUES ('alice', NULL), ('bob', 5);
              INSERT INTO grants VALUES ('g1', NULL), ('g2', 5);
@@ -84,6 +110,7 @@ mod tests {
             person: person.map(Into::into),
             grant_id: grant.map(Into::into),
             parents: parents.iter().map(|p| p.to_string()).collect(),
+            rule_id: None,
         }
     }
 
@@ -98,5 +125,15 @@ mod tests {
         assert!(!still_live(&c, &deps("c", None, Some("g2"), &[])).unwrap());
         assert!(!still_live(&c, &deps("c", None, None, &["t1", "t2"])).unwrap());
         assert!(!still_live(&c, &deps("c", None, None, &["unknown"])).unwrap());
+        let ruled = |r: &str| Dependencies {
+            rule_id: Some(r.into()),
+            ..deps("c", None, None, &[])
+        };
+        assert!(still_live(&c, &ruled("r1")).unwrap());
+        assert_eq!(lapsed(&c, &ruled("removed")).unwrap(), Some(Lapsed::Rule));
+        assert_eq!(
+            lapsed(&c, &deps("c", None, Some("g2"), &["t1"])).unwrap(),
+            Some(Lapsed::Grant)
+        );
     }
 }

@@ -632,3 +632,63 @@ async fn a_revocation_racing_exchanges_leaves_no_active_child() {
         );
     }
 }
+
+/// Default deny holds at the moment of issue: a delegation rule removed while
+/// exchanges under it are in flight lets none of them be recorded after the
+/// removal (they get invalid_target), since rules are read on a reader thread.
+#[actix_web::test]
+async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
+    let w = World::new().await;
+    let app = w.env.app().await;
+    for round in 0..3 {
+        w.rule("agent-x", "agent-y", &["notes:read"], 300, 1, None)
+            .await;
+        let rule_id = "rule-agent-x-7".to_string();
+        let person = person_token_for_x(&w, &app).await;
+        let exchanges = futures_util::future::join_all(
+            (0..24).map(|_| exchange(&w, &app, "agent-x", &person, "&audience=agent-y")),
+        );
+        let id = rule_id.clone();
+        let remove = async {
+            for _ in 0..(round * 3 + 2) {
+                actix_web::rt::task::yield_now().await;
+            }
+            // Remove the rule and note how far the token table had got.
+            w.env
+                .state
+                .store
+                .write(move |c| {
+                    deputy::store::delegation::remove(c, &id)?;
+                    Ok(
+                        c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM tokens", [], |r| {
+                            r.get::<_, i64>(0)
+                        })?,
+                    )
+                })
+                .await
+                .unwrap()
+        };
+        let (answers, mark) = futures_util::future::join(exchanges, remove).await;
+        for (s, b) in &answers {
+            assert!(
+                *s == 200 || (*s == 400 && b["error"] == "invalid_target"),
+                "{s} {b}"
+            );
+        }
+        let id = rule_id.clone();
+        let after: i64 = w
+            .env
+            .state
+            .store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1 AND rowid > ?2",
+                    rusqlite::params![id, mark],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(after, 0, "round {round}: issued under a removed rule");
+    }
+}

@@ -283,7 +283,7 @@ pub async fn redeem(
         client_id: client.id.clone(),
         person: Some(rec.user_id.clone()),
         grant_id: Some(rec.grant_id.clone()),
-        parents: Vec::new(),
+        ..Dependencies::default()
     };
     state
         .store

@@ -17,7 +17,7 @@ use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
 use crate::policy::parse_scope;
 use crate::store::clients::Client;
-use crate::store::liveness::{still_live, Dependencies};
+use crate::store::liveness::{lapsed, Dependencies, Lapsed};
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
 use presented::{refusal, validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
 
@@ -48,6 +48,13 @@ fn event(now: i64, client: &Client, t: &Trail) -> AuditEvent {
     e.jti = t.jti.clone();
     e.detail = Some(json!({"scope_requested": t.scope_asked}).to_string());
     e
+}
+
+/// RFC 8693 §2.2.2 `invalid_target`: default deny.
+fn no_rule() -> OAuthError {
+    OAuthError::invalid_target(
+        "no delegation rule allows this actor to obtain tokens for this target",
+    )
 }
 
 /// RFC 8693 §2.1 and §2.2.
@@ -216,11 +223,7 @@ async fn evaluate(
             .read(move |c| crate::store::delegation::find(c, &a, &tg))
             .await?
     }
-    .ok_or_else(|| {
-        OAuthError::invalid_target(
-            "no delegation rule allows this actor to obtain tokens for this target",
-        )
-    })?;
+    .ok_or_else(no_rule)?;
     t.rule_id = Some(rule.id.clone());
     if actor_token.is_some() && rule.broker.as_deref() != Some(client.id.as_str()) {
         return Err(OAuthError::unauthorized_client(
@@ -265,6 +268,7 @@ async fn evaluate(
             .then(|| subject.record.subject.clone()),
         grant_id: subject.record.grant_id.clone(),
         parents,
+        rule_id: Some(rule.id.clone()),
     };
     issue(
         state,
@@ -354,8 +358,11 @@ async fn issue(
             }
             // A parent revoked (or person disabled, client removed) since it
             // was checked: the cascade ran before this child existed.
-            if !still_live(c, &deps)? {
-                return Ok(Err(refusal("subject_token", "is not active")));
+            match lapsed(c, &deps)? {
+                None => {}
+                // Removed since it was read: default deny (the rule is gone).
+                Some(Lapsed::Rule) => return Ok(Err(no_rule())),
+                Some(_) => return Ok(Err(refusal("subject_token", "is not active"))),
             }
             crate::store::tokens::insert(c, &record)?;
             crate::store::audit::insert(c, &ev)?;
