@@ -13,6 +13,9 @@ GET /admin/audit?person=&client_id=&actor=&task=&event=&since=&until=&limit=.
 from __future__ import annotations
 
 import json
+import socket
+import time
+import urllib.parse
 import uuid
 from urllib.parse import quote
 
@@ -204,6 +207,32 @@ def test_admin_token_works_and_revoked_admin_token_stops_at_once_rfc7009_s2(env)
     assert revoke(e.d, tok, "ops", e.sec["ops"]).status_code == 200
     r = e.api("GET", "/admin/tokens?limit=5", tok)
     assert r.status_code == 401 and 'error="invalid_token"' in r.headers.get("WWW-Authenticate", ""), r.text
+
+
+def test_admin_revoke_with_a_slow_body_rechecks_the_caller_rfc6750_s3_1(env):
+    """RFC 6750 §3.1 / RFC 7009 §2: the admin gate reads the headers, but the
+    revocation acts only once the body is in. Headers sent, then the admin
+    token revoked, then the body: 401 invalid_token, and the target token
+    stays active."""
+    e = env
+    victim = e.admin_token()
+    tok = e.admin_token()
+    body = json.dumps({"jti": jwt_parts(victim)[1]["jti"]}).encode()
+    u = urllib.parse.urlsplit(e.d.url("/admin/revoke"))
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall((f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {tok}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                   "Connection: close\r\n\r\n").encode())
+        time.sleep(0.3)  # the gate has run on the headers
+        assert revoke(e.d, tok, "ops", e.sec["ops"]).status_code == 200
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 401"), head
+    assert 'error="invalid_token"' in head, head
+    assert e.active(victim, "ops")
 
 
 # --------------------------------------------------------------------------

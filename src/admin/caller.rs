@@ -98,3 +98,25 @@ pub async fn authorize(state: &AppState, token: Option<&str>) -> Result<AdminCal
         jti: record.jti,
     })
 }
+
+/// Inside the transaction that acts for `caller`: is its admin token still
+/// active and its client still registered? The gate read the headers; a
+/// request body may arrive much later (a slow client holds the connection),
+/// and a revocation or client removal in between must stop the action.
+pub fn still_authorized(
+    conn: &rusqlite::Connection,
+    caller: &AdminCaller,
+    now: i64,
+) -> crate::store::StoreResult<Result<(), OAuthError>> {
+    let deps = crate::store::liveness::Dependencies {
+        client_id: caller.client_id.clone(),
+        ..Default::default()
+    };
+    let token_active =
+        crate::store::tokens::get(conn, &caller.jti)?.is_some_and(|r| r.is_active(now));
+    if token_active && crate::store::liveness::still_live(conn, &deps)? {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(invalid_token()))
+    }
+}

@@ -95,17 +95,19 @@ pub async fn issue(
     state
         .store
         .write_outcome(move |c| {
-            if let Err(e) = super::consume_assertion(c, &record.client_id, assertion.as_ref())? {
-                return Ok(Err(e));
-            }
             // Removed since it authenticated: nothing is issued (the removal's
-            // cascade ran before this token existed).
+            // cascade ran before this token existed). Checked before the
+            // assertion is recorded: a refusal here rolls the savepoint back,
+            // and the caller then records the assertion on its own.
             let deps = Dependencies {
                 client_id: record.client_id.clone(),
                 ..Dependencies::default()
             };
             if !still_live(c, &deps)? {
                 return Ok(Err(OAuthError::invalid_client()));
+            }
+            if let Err(e) = super::consume_assertion(c, &record.client_id, assertion.as_ref())? {
+                return Ok(Err(e));
             }
             crate::store::tokens::insert(c, &record)?;
             crate::store::audit::insert(c, &audit)?;

@@ -166,11 +166,16 @@ async fn revoke(
     let now = state.clock.now();
     let admin_client = caller.client_id.clone();
     let (kind, value) = (selector.name(), selector.value().to_string());
-    let origin = Origin::Api(caller);
+    let origin = Origin::Api(caller.clone());
     let revoked = state
         .store
-        .write(move |c| admin::revoke::revoke(c, &selector, &origin, now))
-        .await?;
+        .write(move |c| {
+            if let Err(e) = admin::caller::still_authorized(c, &caller, now)? {
+                return Ok(Err(e));
+            }
+            admin::revoke::revoke(c, &selector, &origin, now).map(Ok)
+        })
+        .await??;
     tracing::info!(client_id = %admin_client, selector = kind, value = %value, revoked, "admin revocation");
     Ok(no_store_json(serde_json::json!({ "revoked": revoked })))
 }

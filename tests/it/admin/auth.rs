@@ -257,3 +257,62 @@ async fn a_persons_token_never_administers_even_with_the_admin_scope() {
         insufficient()
     );
 }
+
+/// The gate reads the headers; `POST /admin/revoke` acts only after its body
+/// arrived, which a slow client can delay at will. The action re-checks the
+/// caller in its own transaction: a token revoked, or a client removed, in
+/// between stops it with 401 invalid_token.
+#[actix_web::test]
+async fn the_admin_caller_is_checked_again_where_the_action_commits() {
+    let env = Env::new();
+    let app = env.app().await;
+    let token = admin_token(&app, &env).await;
+    let caller = deputy::admin::caller::authorize(&env.state, Some(&token))
+        .await
+        .unwrap();
+    let check = |caller: deputy::admin::caller::AdminCaller| {
+        env.state.store.write(move |c| {
+            Ok(deputy::admin::caller::still_authorized(c, &caller, T0)?
+                .map_err(|e| (e.status.as_u16(), e.code.as_str())))
+        })
+    };
+    assert_eq!(check(caller.clone()).await.unwrap(), Ok(()));
+    // The admin token revoked after the gate let the request in.
+    let jti = caller.jti.clone();
+    env.state
+        .store
+        .write(move |c| deputy::store::tokens::revoke_tree(c, &jti, T0, "test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        check(caller.clone()).await.unwrap(),
+        Err((401, "invalid_token"))
+    );
+    // A fresh token, then its client removed.
+    let token = token_for(
+        &app,
+        "admin",
+        &admin_client_secret_again(&env).await,
+        &format!("&scope=deputy%3Aadmin&resource={}", enc(ISSUER)),
+    )
+    .await;
+    let caller = deputy::admin::caller::authorize(&env.state, Some(&token))
+        .await
+        .unwrap();
+    env.state
+        .store
+        .write(|c| deputy::store::clients::remove(c, "admin"))
+        .await
+        .unwrap();
+    assert_eq!(check(caller).await.unwrap(), Err((401, "invalid_token")));
+}
+
+/// Register the `admin` client again with a new secret.
+async fn admin_client_secret_again(env: &Env) -> String {
+    env.state
+        .store
+        .write(|c| deputy::store::clients::remove(c, "admin"))
+        .await
+        .unwrap();
+    admin_client(env, "admin").await
+}
