@@ -29,7 +29,9 @@ pub fn is_implemented(g: GrantType) -> bool {
 }
 
 /// Inside a grant's transaction: record the client assertion's `jti` as used.
-/// `Err(invalid_client)` on replay (RFC 7523 §3 item 7).
+/// `Err(invalid_client)` on replay (RFC 7523 §3 item 7). Under `write_outcome`
+/// a later refusal rolls the record back while `spent` stays set, so refuse
+/// before calling this there.
 pub fn consume_assertion(
     conn: &Connection,
     client_id: &str,
