@@ -270,6 +270,18 @@ async fn do_consent(
             if !crate::store::sessions::take_interaction(c, &iid)? {
                 return Ok(false);
             }
+            // A client removed while the page was open gets no consent that a
+            // client registered again under its id would inherit.
+            let client_there = crate::store::liveness::still_live(
+                c,
+                &crate::store::liveness::Dependencies {
+                    client_id: cid.clone(),
+                    ..Default::default()
+                },
+            )?;
+            if !client_there {
+                return Ok(false);
+            }
             if allow {
                 crate::store::sessions::remember_consent(c, &uid, &cid, &consented, now)?;
             }

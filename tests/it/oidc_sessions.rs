@@ -287,3 +287,43 @@ async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
         }
     }
 }
+
+/// A client removed while its consent page is open: allowing it records no
+/// consent (a client registered again under the id would inherit it) and
+/// issues no code — 403 like any stale form.
+#[actix_web::test]
+async fn consent_for_a_client_removed_meanwhile_is_not_remembered() {
+    let env = Env::new();
+    env.app_client("web").await;
+    let alice = env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    let html = login_to_consent(&app, &mut browser, "web").await;
+    env.state
+        .store
+        .write(|c| deputy::store::clients::remove(c, "web"))
+        .await
+        .unwrap();
+    let resp = test::call_service(
+        &app,
+        form_post(
+            "/consent",
+            &format!(
+                "interaction={}&csrf={}&decision=allow",
+                hidden(&html, "interaction"),
+                hidden(&html, "csrf")
+            ),
+        )
+        .insert_header(("Cookie", browser.header()))
+        .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let consent = env
+        .state
+        .store
+        .read(move |c| deputy::store::sessions::consent(c, &alice, "web"))
+        .await
+        .unwrap();
+    assert_eq!(consent, None);
+}
