@@ -692,3 +692,73 @@ async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
         assert_eq!(after, 0, "round {round}: issued under a removed rule");
     }
 }
+
+/// The same race for an agent that authenticates with private_key_jwt: a
+/// refusal decided where the child would be recorded is the exchange's own
+/// error (RFC 8693 §2.2.2 invalid_request), never an `invalid_client` from
+/// recording the request's assertion twice; and each assertion is recorded.
+#[actix_web::test]
+async fn a_revocation_racing_jwt_authenticated_exchanges_answers_invalid_request() {
+    use josekit::jws::ES256;
+    let w = World::new().await;
+    let kp = ES256.generate_key_pair().unwrap();
+    let mut jwk = kp.to_jwk_public_key();
+    jwk.set_key_id("k1");
+    let mut agent = client("agent-j", ClientKind::Agent, AuthMethod::PrivateKeyJwt);
+    agent.jwks = Some(json!({"keys": [serde_json::to_value(jwk.as_ref()).unwrap()]}).to_string());
+    agent.grant_types = vec![GrantType::TokenExchange];
+    w.env.add_client(agent).await;
+    w.rule("agent-x", "agent-j", &["notes:read"], 300, 2, None)
+        .await;
+    w.rule("agent-j", "agent-y", &["notes:read"], 300, 2, None)
+        .await;
+    let app = w.env.app().await;
+    let mut refused = 0;
+    for round in 0..6 {
+        let person = person_token_for_x(&w, &app).await;
+        let (_, hop) = exchange(&w, &app, "agent-x", &person, "&audience=agent-j").await;
+        let subject = hop["access_token"].as_str().unwrap().to_string();
+        let parent = peek(&subject).1["jti"].as_str().unwrap().to_string();
+        let requests = (0..12).map(|i| {
+            let jti = format!("race-{round}-{i}");
+            let a = assertion(&kp, std_claims("agent-j", T0, &jti), json!({}));
+            let body = format!(
+                "grant_type={TE}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+                 &client_assertion={a}&subject_token={subject}&subject_token_type={AT}&audience=agent-y"
+            );
+            let app = &app;
+            async move {
+                json_of(test::call_service(app, form_post("/token", &body).to_request()).await)
+                    .await
+            }
+        });
+        let p = parent.clone();
+        let revoke = async {
+            for _ in 0..round * 2 {
+                actix_web::rt::task::yield_now().await;
+            }
+            w.env
+                .state
+                .store
+                .write(move |c| deputy::store::tokens::revoke_tree(c, &p, T0, "test"))
+                .await
+                .unwrap()
+        };
+        let (answers, _) =
+            futures_util::future::join(futures_util::future::join_all(requests), revoke).await;
+        for (s, b) in &answers {
+            assert!(
+                *s == 200 || (*s == 400 && b["error"] == "invalid_request"),
+                "round {round}: {s} {b}"
+            );
+            refused += usize::from(*s != 200);
+        }
+    }
+    assert!(refused > 0, "the revocation came after every exchange");
+    assert_eq!(
+        w.env
+            .count("SELECT count(*) FROM used_assertions WHERE jti LIKE 'race-%'")
+            .await,
+        72
+    );
+}

@@ -57,6 +57,19 @@ fn no_rule() -> OAuthError {
     )
 }
 
+/// The answer when a dependency lapsed between the checks and the write.
+fn lapsed_refusal(what: Lapsed) -> OAuthError {
+    match what {
+        // Default deny: the rule is gone.
+        Lapsed::Rule => no_rule(),
+        // The requesting client was removed: it no longer authenticates.
+        Lapsed::Client => OAuthError::invalid_client(),
+        Lapsed::Person => refusal("subject_token", "belongs to a disabled person"),
+        Lapsed::Grant => refusal("subject_token", "hangs from a revoked grant"),
+        Lapsed::Parent => refusal("a presented token", "is no longer active"),
+    }
+}
+
 /// RFC 8693 §2.1 and §2.2.
 pub async fn exchange(
     state: &AppState,
@@ -351,18 +364,17 @@ async fn issue(
     let outcome = state
         .store
         .write(move |c| {
+            // A parent revoked (or person disabled, client removed, rule
+            // removed) since it was checked: the cascade ran before this child
+            // existed. Checked before the assertion is recorded: the refusal
+            // path of `exchange` records it, once.
+            if let Some(what) = lapsed(c, &deps)? {
+                return Ok(Err(lapsed_refusal(what)));
+            }
             if let Err(e) =
                 crate::grant::consume_assertion(c, &record.client_id, assertion.as_ref())?
             {
                 return Ok(Err(e));
-            }
-            // A parent revoked (or person disabled, client removed) since it
-            // was checked: the cascade ran before this child existed.
-            match lapsed(c, &deps)? {
-                None => {}
-                // Removed since it was read: default deny (the rule is gone).
-                Some(Lapsed::Rule) => return Ok(Err(no_rule())),
-                Some(_) => return Ok(Err(refusal("subject_token", "is not active"))),
             }
             crate::store::tokens::insert(c, &record)?;
             crate::store::audit::insert(c, &ev)?;
