@@ -298,6 +298,22 @@ def test_assertion_spent_by_a_refused_request(env):
     refused(post(d, a))
 
 
+@pytest.mark.parametrize("path,params,error", [
+    ("/revoke", {"token": "x", "token_type_hint": "id_token"}, "unsupported_token_type"),
+    ("/revoke", {"token_type_hint": "access_token"}, "invalid_request"),
+    ("/introspect", {"token_type_hint": "access_token"}, "invalid_request"),
+])
+def test_assertion_spent_by_a_refused_introspection_or_revocation_rfc7523_s3_item_7(env, path, params, error):
+    """RFC 7523 §3 item 7: an assertion that authenticated a request the
+    endpoint then refuses (RFC 7009 §2.2.1 / RFC 7662 §2.1 parameter errors)
+    is spent all the same: at /token it is a replay (401 invalid_client)."""
+    d, keys, _ = env
+    a = make_assertion(keys["main"], CID, d.issuer)
+    r = requests.post(d.url(path), data=assertion_form(a, **params), timeout=10)
+    assert_oauth_error(r, 400, error)
+    refused(post(d, a))
+
+
 def test_concurrent_replay_race_exactly_one_wins_rfc7523_s3_item_7(env):
     """20 threads POST the same valid assertion at once: exactly one 200, the
     other 19 are 401 invalid_client, no 5xx."""

@@ -1,6 +1,6 @@
 //! `POST /introspect` (RFC 7662 §2), as a visible pipeline:
 //! no-store → strict form → client authentication (confidential clients
-//! only) → `token` present → assertion spent → the store decides →
+//! only) → assertion spent → `token` present → the store decides →
 //! JSON, or a signed JWT when the caller asks for one (RFC 9701).
 
 use actix_web::http::header;
@@ -26,12 +26,12 @@ pub async fn introspect(
     if auth.method == AuthMethod::None {
         return Err(OAuthError::invalid_client());
     }
+    // RFC 7523 §3 item 7: introspection writes nothing else, so the client
+    // assertion is spent here, before anything is answered (errors too).
+    client_auth::burn_assertion(&state, &auth).await?;
     // RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint and
     // the search covers every type whatever it says, so it is not read.
     let token = form.require("token")?;
-    // RFC 7523 §3 item 7: introspection writes nothing else, so the client
-    // assertion is spent here, before anything is answered.
-    client_auth::burn_assertion(&state, &auth).await?;
     let answer = introspection::introspect(&state, &auth.client.id, token).await?;
     if accepts_jwt(&req) {
         let jwt = introspection::signed_response(&state, &auth.client.id, &answer)?;
