@@ -380,6 +380,13 @@ pub async fn complete(
     let code = match issued {
         Ok(code) => code,
         Err(e) if e.code == crate::error::ErrorCode::ServerError => return Err(e),
+        Err(e) if e.code == crate::error::ErrorCode::InvalidClient => {
+            return Ok(pages::error(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "This application is no longer registered.",
+            ))
+        }
         Err(e) => return Ok(redirect_error(&state.settings.issuer, areq, &e)),
     };
     Ok(redirect_to_client(

@@ -213,6 +213,7 @@ async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
     let alice = env.person("alice").await;
     let app = env.app().await;
     let mut browser = Browser::default();
+    let mut refusals = 0;
     for round in 0..4 {
         // (Re)consent, then race silent authorizations against the cut.
         sign_in(&app, &mut browser, "web", "alice", "").await;
@@ -256,7 +257,7 @@ async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
         for (code, error) in answers {
             match (code, error.as_deref()) {
                 (Some(code), None) => codes.push(code),
-                (None, Some("consent_required" | "login_required")) => {}
+                (None, Some("consent_required" | "login_required")) => refusals += 1,
                 other => panic!("round {round}: {other:?}"),
             }
         }
@@ -286,6 +287,12 @@ async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
             assert_eq!((code, error.as_deref()), (None, Some("login_required")));
         }
     }
+    // Refusals at issuance are in the audit trail (requests that already saw
+    // the cut on their reader are refused earlier, without an event).
+    let stored = env
+        .count("SELECT count(*) FROM audit_events WHERE event = 'code_refused' AND outcome = 'refused'")
+        .await;
+    assert!(stored <= refusals, "{stored} of {refusals}");
 }
 
 /// A client removed while its consent page is open: allowing it records no
@@ -326,4 +333,74 @@ async fn consent_for_a_client_removed_meanwhile_is_not_remembered() {
         .await
         .unwrap();
     assert_eq!(consent, None);
+}
+
+/// Each reason a code is refused where it would be recorded, with its answer
+/// and its audit event: no session row (login_required), no consent covering
+/// the request (consent_required), a disabled person (access_denied), a
+/// removed client (invalid_client: the caller shows a page, never redirects).
+#[actix_web::test]
+async fn issuance_refusals_name_their_reason_and_are_audited() {
+    use deputy::grant::authorization_code::{issue_code, request::AuthorizationRequest, SignedIn};
+    let env = Env::new();
+    env.app_client("web").await;
+    let alice = env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    sign_in(&app, &mut browser, "web", "alice", "").await;
+    let session = deputy::secret::sha256_b64(browser.get("deputy_session").unwrap().as_bytes());
+    let areq: AuthorizationRequest = serde_json::from_value(serde_json::json!({
+        "client_id": "web", "redirect_uri": REDIRECT, "redirect_uri_sent": true,
+        "scope": ["openid", "profile", "email", "notes:read"], "state": null, "nonce": null,
+        "code_challenge": CHALLENGE, "resource": ISSUER,
+        "prompt": {"none": false, "login": false, "consent": false},
+        "max_age": null, "login_hint": null,
+    }))
+    .unwrap();
+    let issue = |session_hash: String, areq: AuthorizationRequest| {
+        let (state, user) = (env.state.clone(), alice.clone());
+        async move {
+            let who = SignedIn {
+                session_hash: &session_hash,
+                user_id: &user,
+                auth_time: T0,
+                amr: "pwd",
+            };
+            issue_code(&state, &areq, who)
+                .await
+                .map_err(|e| e.code.as_str())
+        }
+    };
+    assert!(
+        issue(session.clone(), areq.clone()).await.is_ok(),
+        "control"
+    );
+    assert_eq!(
+        issue("no-such-session".into(), areq.clone()).await,
+        Err("login_required")
+    );
+    let mut wider = areq.clone();
+    wider.scope.push("notes:write".into());
+    assert_eq!(issue(session.clone(), wider).await, Err("consent_required"));
+    let uid = alice.clone();
+    env.state
+        .store
+        .write(move |c| Ok(c.execute("UPDATE users SET disabled_at = 1 WHERE id = ?1", [&uid])?))
+        .await
+        .unwrap();
+    assert_eq!(
+        issue(session.clone(), areq.clone()).await,
+        Err("access_denied")
+    );
+    env.state
+        .store
+        .write(|c| deputy::store::clients::remove(c, "web"))
+        .await
+        .unwrap();
+    assert_eq!(issue(session, areq).await, Err("invalid_client"));
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE event = 'code_refused' AND outcome = 'refused'")
+            .await,
+        4
+    );
 }

@@ -13,7 +13,7 @@ use crate::model::GrantType;
 use crate::policy::pkce;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::codes::CodeRecord;
-use crate::store::liveness::{still_live, Dependencies};
+use crate::store::liveness::{lapsed, still_live, Dependencies, Lapsed};
 use crate::store::tokens::GrantRecord;
 use crate::token::TokenResponse;
 
@@ -83,6 +83,13 @@ pub async fn issue_code(
             // a person disabled or a client removed since then must not
             // leave a new grant that their cascade never saw.
             if let Some(refusal) = issuance_refused(c, &deps, &session_hash, &scope, &record)? {
+                let mut refused = AuditEvent::new(now, "code_refused", Mode::Person)
+                    .person(Some(&record.user_id))
+                    .refused(&refusal.description);
+                refused.client_id = Some(record.client_id.clone());
+                refused.scope = Some(record.scope.clone());
+                refused.audience = Some(record.resource.clone());
+                crate::store::audit::insert(c, &refused)?;
                 return Ok(Err(refusal));
             }
             crate::store::tokens::insert_grant(c, &grant)?;
@@ -104,11 +111,17 @@ fn issuance_refused(
 ) -> crate::store::StoreResult<Option<OAuthError>> {
     use crate::error::ErrorCode;
     use crate::store::sessions;
-    if !still_live(c, deps)? {
-        return Ok(Some(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "the authorization is no longer possible",
-        )));
+    match lapsed(c, deps)? {
+        None => {}
+        // Never redirect to a client that is no longer registered
+        // (RFC 6749 §4.1.2.1): the caller shows a page for this one.
+        Some(Lapsed::Client) => return Ok(Some(OAuthError::invalid_client())),
+        Some(_) => {
+            return Ok(Some(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the person's account is disabled",
+            )))
+        }
     }
     if sessions::get_session(c, session_hash)?.is_none() {
         return Ok(Some(OAuthError::new(
