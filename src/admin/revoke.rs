@@ -57,7 +57,8 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
     };
     let mut count = revoke_grants(conn, &grants, now, REASON)?;
     // Then the selected tokens themselves, and everything derived from them
-    // (recursive over parent_jti, one statement each).
+    // (recursive over both parents, parent_jti and actor_token_jti; one
+    // statement each).
     count += match sel {
         Selector::Jti(j) => tokens::revoke_tree(conn, j, now, REASON)?,
         Selector::Actor(a) => lineage::revoke_tree_of(conn, Roots::Actor, a, now, REASON)?,

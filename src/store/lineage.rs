@@ -1,5 +1,6 @@
 //! SQL for the admin views and the admin cascade: which tokens match a filter,
-//! a token's ancestors and descendants (`parent_jti`), the grants tokens hang
+//! a token's ancestors (`parent_jti`) and descendants (through `parent_jti`
+//! and `actor_token_jti`, a brokered token's second parent), the grants tokens hang
 //! from, and tokens that name an actor anywhere in their `act` chain.
 //!
 //! Queries here return `jti`s and grant ids; full records are read with

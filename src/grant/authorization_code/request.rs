@@ -172,7 +172,8 @@ pub fn validate(
     )
     .map_err(to_client)?;
     let mut scope = parse_scope(params.get("scope").unwrap_or("")).map_err(to_client)?;
-    scope.retain(|s| !IGNORED_OIDC_SCOPES.contains(&s.as_str()));
+    // Unless the client registered the name as one of its own scopes.
+    scope.retain(|s| !IGNORED_OIDC_SCOPES.contains(&s.as_str()) || client.scopes.contains(s));
     if scope.is_empty() {
         return Err(to_client(OAuthError::invalid_scope("scope is required")));
     }
