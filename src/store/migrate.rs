@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_actor_token",
         include_str!("../../migrations/0006_actor_token.sql"),
     ),
+    (
+        7,
+        "0007_audit_no_replace",
+        include_str!("../../migrations/0007_audit_no_replace.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -105,7 +110,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
@@ -139,5 +144,30 @@ mod tests {
             .execute("UPDATE audit_events SET event = 'y'", [])
             .is_err());
         assert!(conn.execute("DELETE FROM audit_events", []).is_err());
+        // REPLACE deletes the old row without DELETE triggers: refused too.
+        let id: i64 = conn
+            .query_row("SELECT id FROM audit_events", [], |r| r.get(0))
+            .unwrap();
+        for verb in ["REPLACE", "INSERT OR REPLACE"] {
+            assert!(conn
+                .execute(
+                    &format!(
+                        "{verb} INTO audit_events (id, at, event, mode, outcome) \
+                         VALUES (?1, 2, 'forged', 'system', 'ok')"
+                    ),
+                    [id],
+                )
+                .is_err());
+        }
+        let event: String = conn
+            .query_row("SELECT event FROM audit_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(event, "x");
+        // New events still go in.
+        conn.execute(
+            "INSERT INTO audit_events (at, event, mode, outcome) VALUES (3, 'z', 'system', 'ok')",
+            [],
+        )
+        .unwrap();
     }
 }
