@@ -155,7 +155,14 @@ async fn revoke_refresh(
             let families = crate::store::refresh::revoke_family(c, &rec.family_id, now)?;
             let count = tokens::revoke_grant(c, &rec.family_id, now, REASON)?;
             if families > 0 || count > 0 {
-                let mut e = AuditEvent::new(now, "token_revoked", Mode::Person)
+                // The client holding the person's grant acts: an agent for
+                // the person (delegated), the person's own app as the person.
+                let mode = if kind == crate::model::ClientKind::Agent.as_str() {
+                    Mode::Delegated
+                } else {
+                    Mode::Person
+                };
+                let mut e = AuditEvent::new(now, "token_revoked", mode)
                     .client(&caller, &kind)
                     .person(Some(&rec.user_id))
                     .detail(serde_json::json!({ "kind": "refresh", "family_id": rec.family_id, "revoked_count": count }));

@@ -36,7 +36,9 @@ pub struct IssuedSet {
     pub audit: Vec<AuditEvent>,
 }
 
-fn mode_for(client: &Client) -> Mode {
+/// A person's own client acts for them as `person`; an agent client's use of
+/// the person's grant is `delegated`.
+pub fn mode_for(client: &Client) -> Mode {
     match client.kind {
         crate::model::ClientKind::Agent => Mode::Delegated,
         _ => Mode::Person,

@@ -252,9 +252,10 @@ pub async fn refresh(
                 return Ok(Err(bad_token()));
             }
             store(c, &set)?;
-            let mut e =
-                AuditEvent::new(now, "refresh_rotated", Mode::Person).person(Some(&rec.user_id));
-            e.client_id = Some(client.id.clone());
+            // An agent refreshing a person's grant acts for them (delegated).
+            let mut e = AuditEvent::new(now, "refresh_rotated", super::person::mode_for(&client))
+                .client(&client.id, client.kind.as_str())
+                .person(Some(&rec.user_id));
             e.jti = Some(rec.jti.clone());
             e.detail = Some(serde_json::json!({"family_id": rec.family_id}).to_string());
             crate::store::audit::insert(c, &e)?;

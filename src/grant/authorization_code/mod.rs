@@ -298,6 +298,12 @@ pub async fn redeem(
         grant_id: Some(rec.grant_id.clone()),
         ..Dependencies::default()
     };
+    let mut redeemed = AuditEvent::new(now, "code_redeemed", super::person::mode_for(client))
+        .client(&client.id, client.kind.as_str())
+        .person(Some(&rec.user_id));
+    redeemed.scope = Some(rec.scope.clone());
+    redeemed.audience = Some(rec.resource.clone());
+    redeemed.detail = Some(serde_json::json!({"grant_id": rec.grant_id}).to_string());
     state
         .store
         .write(move |c| {
@@ -316,6 +322,7 @@ pub async fn redeem(
                 return Ok(Err(bad_code()));
             }
             store(c, &set)?;
+            crate::store::audit::insert(c, &redeemed)?;
             Ok(Ok(()))
         })
         .await??;

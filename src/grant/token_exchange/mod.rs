@@ -46,7 +46,14 @@ fn event(now: i64, client: &Client, t: &Trail) -> AuditEvent {
     e.rule_id = t.rule_id.clone();
     e.parent_jti = t.subject_jti.clone();
     e.jti = t.jti.clone();
-    e.detail = Some(json!({"scope_requested": t.scope_asked}).to_string());
+    // A granted exchange is a token issued: say what kind, like token_issued.
+    e.detail = Some(
+        match t.jti {
+            Some(_) => json!({"scope_requested": t.scope_asked, "kind": "access"}),
+            None => json!({"scope_requested": t.scope_asked}),
+        }
+        .to_string(),
+    );
     e
 }
 
