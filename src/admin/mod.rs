@@ -30,9 +30,10 @@ pub enum Selector {
     Sub(String),
     /// Everything issued to this client, its grants and refresh families.
     Client(String),
-    /// Every token whose `act` chain names this actor anywhere, and
-    /// everything derived from those.
-    Actor(String),
+    /// What an actor can still do — tokens issued to it, naming it in their
+    /// `act` chain, or addressed to it (which it may exchange) — and
+    /// everything derived from those; for one person only when `sub` is given.
+    Actor(String, Option<String>),
     /// A grant, its refresh family and every token issued under it.
     Grant(String),
 }
@@ -44,7 +45,7 @@ impl Selector {
             Selector::Jti(_) => "jti",
             Selector::Sub(_) => "sub",
             Selector::Client(_) => "client_id",
-            Selector::Actor(_) => "actor",
+            Selector::Actor(..) => "actor",
             Selector::Grant(_) => "grant_id",
         }
     }
@@ -54,16 +55,20 @@ impl Selector {
             Selector::Jti(v)
             | Selector::Sub(v)
             | Selector::Client(v)
-            | Selector::Actor(v)
+            | Selector::Actor(v, _)
             | Selector::Grant(v) => v,
         }
     }
 
     pub fn to_json(&self) -> Value {
-        json!({ self.name(): self.value() })
+        match self {
+            Selector::Actor(a, Some(s)) => json!({ "actor": a, "sub": s }),
+            _ => json!({ self.name(): self.value() }),
+        }
     }
 
-    /// Exactly one of the candidates, none of them empty; `Err` says what is
+    /// Exactly one of the candidates (or `actor` with `sub`: what one agent
+    /// can still do for one person), none of them empty; `Err` says what is
     /// wrong in words that fit both the API and the CLI.
     pub fn exactly_one(
         jti: Option<String>,
@@ -72,11 +77,20 @@ impl Selector {
         actor: Option<String>,
         grant: Option<String>,
     ) -> Result<Selector, &'static str> {
+        let (sub, actor) = match (sub, actor) {
+            (Some(s), Some(a)) => {
+                if s.is_empty() || s.len() > 512 {
+                    return Err("the selector value must be 1-512 characters");
+                }
+                (None, Some((a, Some(s))))
+            }
+            (s, a) => (s, a.map(|a| (a, None))),
+        };
         let mut chosen: Vec<Selector> = [
             jti.map(Selector::Jti),
             sub.map(Selector::Sub),
             client.map(Selector::Client),
-            actor.map(Selector::Actor),
+            actor.map(|(a, s)| Selector::Actor(a, s)),
             grant.map(Selector::Grant),
         ]
         .into_iter()
@@ -90,7 +104,9 @@ impl Selector {
                     Ok(s)
                 }
             }
-            _ => Err("exactly one selector is required: jti, sub, client_id, actor or grant_id"),
+            _ => Err(
+                "exactly one selector is required: jti, sub, client_id, actor (optionally with sub) or grant_id",
+            ),
         }
     }
 }

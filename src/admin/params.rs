@@ -144,11 +144,18 @@ mod tests {
     fn revoke_bodies() {
         assert_eq!(
             revoke_selector(br#"{"actor":"agent-a"}"#).unwrap(),
-            Selector::Actor("agent-a".into())
+            Selector::Actor("agent-a".into(), None)
+        );
+        assert_eq!(
+            revoke_selector(br#"{"actor":"agent-a","sub":"p1"}"#).unwrap(),
+            Selector::Actor("agent-a".into(), Some("p1".into()))
         );
         for bad in [
             &br#"{}"#[..],
             br#"{"jti":"a","sub":"b"}"#,
+            br#"{"client_id":"a","sub":"b"}"#,
+            br#"{"actor":"a","sub":""}"#,
+            br#"{"actor":"a","sub":"b","jti":"c"}"#,
             br#"{"jti":""}"#,
             br#"{"token":"x"}"#,
             br#"{"jti":5}"#,

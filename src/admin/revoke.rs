@@ -50,7 +50,9 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
     // revokes its family).
     let grants = match sel {
         Selector::Jti(j) => lineage::refresh_grants_in_tree(conn, Roots::Jti, j)?,
-        Selector::Actor(a) => lineage::refresh_grants_in_tree(conn, Roots::Actor, a)?,
+        Selector::Actor(a, s) => {
+            lineage::refresh_grants_in_tree(conn, Roots::Actor(s.as_deref()), a)?
+        }
         Selector::Sub(s) => lineage::grants_of_subject(conn, s)?,
         Selector::Client(c) => lineage::grants_of_client(conn, c)?,
         Selector::Grant(g) => vec![g.clone()],
@@ -61,7 +63,9 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
     // statement each).
     count += match sel {
         Selector::Jti(j) => tokens::revoke_tree(conn, j, now, REASON)?,
-        Selector::Actor(a) => lineage::revoke_tree_of(conn, Roots::Actor, a, now, REASON)?,
+        Selector::Actor(a, s) => {
+            lineage::revoke_tree_of(conn, Roots::Actor(s.as_deref()), a, now, REASON)?
+        }
         Selector::Sub(s) => tokens::revoke_subject(conn, s, now, REASON)?,
         Selector::Client(c) => tokens::revoke_client(conn, c, now, REASON)?,
         Selector::Grant(_) => 0,
@@ -82,7 +86,8 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
                 event.person = person(conn, &row.grant.subject)?;
             }
         }
-        Selector::Client(_) | Selector::Actor(_) => {}
+        Selector::Actor(_, Some(s)) => event.person = person(conn, s)?,
+        Selector::Client(_) | Selector::Actor(_, None) => {}
     }
     event.detail = Some(Value::Object(detail).to_string());
     crate::store::audit::insert(conn, &event)?;

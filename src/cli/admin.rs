@@ -90,7 +90,7 @@ pub fn run(cli: &Cli, cmd: &AdminCmd) -> CliResult {
                 a.grant.clone(),
             )
             .map_err(|_| {
-                "exactly one of --jti, --sub, --client, --actor, --grant is required (non-empty)"
+                "exactly one of --jti, --sub, --client, --actor, --grant is required (non-empty), or --actor with --sub"
                     .to_string()
             })?;
             let tx = conn

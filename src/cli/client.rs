@@ -250,7 +250,7 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
             let mut revoked = 0;
             for sel in [
                 crate::admin::Selector::Client(id.clone()),
-                crate::admin::Selector::Actor(id.clone()),
+                crate::admin::Selector::Actor(id.clone(), None),
             ] {
                 revoked += crate::admin::revoke::revoke(&tx, &sel, &crate::admin::Origin::Cli, t)
                     .map_err(|e| e.to_string())?;

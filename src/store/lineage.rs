@@ -6,7 +6,7 @@
 //! Queries here return `jti`s and grant ids; full records are read with
 //! `tokens::get`, so there is one row decoder for tokens.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 
 use super::tokens::{self, TokenRecord};
 use super::{StoreError, StoreResult};
@@ -15,10 +15,10 @@ use super::{StoreError, StoreResult};
 /// anywhere: as `sub` at the top level or in any nested `act`
 /// (RFC 8693 §4.1). JSON-aware, so spacing and escaping in the stored text,
 /// and LIKE wildcards in the name, cannot widen or narrow the match.
-fn names_actor(param: usize) -> String {
+fn names_actor(param: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM json_tree(tokens.actor_chain) AS j \
-         WHERE j.key = 'sub' AND j.type = 'text' AND j.atom = ?{param} \
+         WHERE j.key = 'sub' AND j.type = 'text' AND j.atom = {param} \
          AND replace(j.path, '.act', '') = '$')"
     )
 }
@@ -28,8 +28,8 @@ fn names_actor(param: usize) -> String {
 pub struct TokenFilter {
     pub sub: Option<String>,
     pub client_id: Option<String>,
-    /// Matches an actor named anywhere in the `act` chain, or the client the
-    /// token was issued to (the party that presents it).
+    /// Matches what an actor can use: tokens issued to it (it presents them),
+    /// naming it anywhere in the `act` chain, or addressed to it.
     pub actor: Option<String>,
     pub aud: Option<String>,
     /// `Some(true)`: not revoked and not expired at `now`; `Some(false)`: the rest.
@@ -47,7 +47,7 @@ pub fn list(conn: &Connection, f: &TokenFilter, now: i64) -> StoreResult<Vec<Tok
               OR (?5 = 1 AND revoked_at IS NULL AND expires_at > ?6) \
               OR (?5 = 0 AND (revoked_at IS NOT NULL OR expires_at <= ?6))) \
          ORDER BY issued_at, jti LIMIT ?7",
-        names_actor(3)
+        can_act_on("?3")
     );
     let jtis: Vec<String> = conn
         .prepare_cached(&sql)?
@@ -196,23 +196,45 @@ pub fn live_grants(conn: &Connection, grant_ids: &[String]) -> StoreResult<usize
     Ok(n)
 }
 
-/// The tokens a selector starts from, as a condition on `tokens` using `?1`.
+/// The tokens a selector starts from, as a condition on `tokens` using the
+/// named parameters `:root` and `:sub` (a person, or NULL for everyone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Roots {
+pub enum Roots<'a> {
     Jti,
-    Actor,
+    /// What an actor can do, for everyone or for one person (`sub`).
+    Actor(Option<&'a str>),
 }
 
-impl Roots {
+impl<'a> Roots<'a> {
     fn condition(self) -> String {
         match self {
-            Roots::Jti => "jti = ?1".to_string(),
-            // What an actor can do: tokens issued to it (it presents them)
-            // and tokens whose `act` chain names it — the same set the
-            // listing's `actor` filter shows.
-            Roots::Actor => format!("(client_id = ?1 OR {})", names_actor(1)),
+            Roots::Jti => "jti = :root AND (:sub IS NULL OR subject = :sub)".to_string(),
+            // The same set the listing's `actor` filter shows.
+            Roots::Actor(_) => format!(
+                "{} AND (:sub IS NULL OR subject = :sub)",
+                can_act_on(":root")
+            ),
         }
     }
+
+    fn person(self) -> Option<&'a str> {
+        match self {
+            Roots::Actor(sub) => sub,
+            Roots::Jti => None,
+        }
+    }
+}
+
+/// Tokens the actor in `param` can use: issued to it (it presents them),
+/// naming it in their `act` chain, or addressed to it — directly or through
+/// a resource that is this client — which entitles it to exchange them
+/// (RFC 8693 §2.1, deputy's exchange rule 3).
+fn can_act_on(param: &str) -> String {
+    format!(
+        "(client_id = {param} OR {} OR audience = {param} \
+         OR audience IN (SELECT id FROM resources WHERE client_id = {param}))",
+        names_actor(param)
+    )
 }
 
 fn tree_cte(roots: Roots) -> String {
@@ -241,7 +263,7 @@ pub fn refresh_grants_in_tree(
              WHERE jti IN tree AND kind = 'refresh' AND grant_id IS NOT NULL ORDER BY 1",
             tree_cte(roots)
         ),
-        [arg],
+        named_params! {":root": arg, ":sub": roots.person()},
     )
 }
 
@@ -256,10 +278,10 @@ pub fn revoke_tree_of(
 ) -> StoreResult<usize> {
     Ok(conn.execute(
         &format!(
-            "{} UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3 \
+            "{} UPDATE tokens SET revoked_at = :now, revoked_reason = :reason \
              WHERE jti IN tree AND revoked_at IS NULL",
             tree_cte(roots)
         ),
-        params![arg, now, reason],
+        named_params! {":root": arg, ":sub": roots.person(), ":now": now, ":reason": reason},
     )?)
 }

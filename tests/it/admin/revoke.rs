@@ -274,3 +274,61 @@ async fn a_store_failure_is_a_5xx_never_a_401_or_a_success() {
     let (status, _) = post_revoke(&app, &admin, json!({"jti": "root"})).await;
     assert_eq!(status, 500);
 }
+
+/// The issue's "what can this agent still do for this person, and end it in
+/// one command": the listing answers it, and `{"actor", "sub"}` ends it for
+/// that person only — tokens issued to the agent, naming it in `act`, or
+/// addressed to it (which it may exchange, RFC 8693 §2.1), with descendants.
+#[actix_web::test]
+async fn revoking_an_actor_for_one_person_ends_what_it_can_use_for_that_person_only() {
+    let env = Env::new();
+    let app = env.app().await;
+    let admin = admin_token(&app, &env).await;
+    let mut to_agent = rec("p1-to-agent", "app1", None, None);
+    to_agent.audience = "agent-a".into();
+    let derived = rec(
+        "p1-derived",
+        "agent-a",
+        Some("p1-to-agent"),
+        Some(json!({"sub": "agent-a"})),
+    );
+    let plain = rec("p1-plain", "app1", None, None);
+    let mut other_to = rec("p2-to-agent", "app1", None, None);
+    other_to.subject = "person-2".into();
+    other_to.audience = "agent-a".into();
+    let mut other_own = rec("p2-own", "agent-a", None, Some(json!({"sub": "agent-a"})));
+    other_own.subject = "person-2".into();
+    insert(&env, vec![to_agent, derived, plain, other_to, other_own]).await;
+
+    let (status, body) = get(
+        &app,
+        "/admin/tokens?actor=agent-a&sub=person-1&active=true",
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["jti"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["p1-derived", "p1-to-agent"]);
+
+    let (status, body) =
+        post_revoke(&app, &admin, json!({"actor": "agent-a", "sub": "person-1"})).await;
+    assert_eq!((status, body), (200, json!({"revoked": 2})));
+    for (jti, revoked) in [
+        ("p1-to-agent", true),
+        ("p1-derived", true),
+        ("p1-plain", false),
+        ("p2-to-agent", false),
+        ("p2-own", false),
+    ] {
+        assert_eq!(revoked_at(&env, jti).await.is_some(), revoked, "{jti}");
+    }
+    let (status, body) = post_revoke(&app, &admin, json!({"actor": "agent-a"})).await;
+    assert_eq!((status, body), (200, json!({"revoked": 2})));
+    assert!(revoked_at(&env, "p2-own").await.is_some());
+    assert!(revoked_at(&env, "p1-plain").await.is_none());
+}
