@@ -711,6 +711,42 @@ def test_slowloris_is_cut_off_rfc6819_s4_4_1_11(env):
     assert answers and all(st == 200 and dt < 2 for st, dt in answers), answers
 
 
+def test_slow_body_is_cut_off_rfc6819_s4_4_1_11(env):
+    """RFC 6819 §4.4.1.11 (resource exhaustion): complete headers, then a
+    form body dribbled one byte every 2 s, at /token and /login: answered
+    408 (or closed) within 15 s — the body has 10 s to arrive — instead of
+    holding the connection for as long as the client likes."""
+    d = env.d
+    for path in ("/token", "/login"):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n").encode())
+        s.settimeout(0.1)
+        t0 = time.monotonic()
+        answer = None
+        try:
+            while time.monotonic() - t0 < 15 and answer is None:
+                try:
+                    s.send(b"a")
+                except OSError:
+                    answer = b""
+                    break
+                end = time.monotonic() + 2
+                while time.monotonic() < end and answer is None:
+                    try:
+                        answer = s.recv(4096)
+                    except (socket.timeout, BlockingIOError):
+                        pass
+                    except OSError:
+                        answer = b""
+        finally:
+            s.close()
+        took = time.monotonic() - t0
+        assert answer is not None, f"{path}: still open after {took:.1f} s"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), (path, answer[:100])
+        assert 9 <= took <= 15, (path, took)
+
+
 # --------------------------------------------------------------------------
 # 6. Invalid encodings
 # --------------------------------------------------------------------------

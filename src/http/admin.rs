@@ -112,15 +112,25 @@ async fn json_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
             "content type must be application/json",
         ));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(OAuthError::payload_too_large());
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(OAuthError::payload_too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    // The headers' timeout does not cover the body (slow-body attacks).
+    actix_web::rt::time::timeout(crate::http::form::BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            OAuthError::invalid_request("the request body did not arrive in time")
+                .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
+        })?
 }
 
 /// `GET /admin/tokens`

@@ -18,6 +18,11 @@ use crate::error::OAuthError;
 pub const MAX_BODY: usize = 64 * 1024;
 /// More distinct parameters than any OAuth request needs.
 pub const MAX_PARAMS: usize = 64;
+/// How long a form body may take to arrive once the headers are in; the
+/// server's request timeout covers only the headers (slow-body attacks).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The refusal of a body that is not a form at all (wrong content type).
+pub const NOT_A_FORM: &str = "content type must be application/x-www-form-urlencoded";
 
 /// Parsed, de-duplicated form parameters.
 #[derive(Debug, Default, Clone)]
@@ -157,20 +162,27 @@ fn read_form(
             return Err(OAuthError::payload_too_large());
         }
         if !content_type_ok {
-            return Err(OAuthError::invalid_request(
-                "content type must be application/x-www-form-urlencoded",
-            ));
+            return Err(OAuthError::invalid_request(NOT_A_FORM));
         }
-        let mut body =
-            Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(OAuthError::payload_too_large());
+        let read = async {
+            let mut body =
+                Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(OAuthError::payload_too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok(body)
+        };
+        let body = actix_web::rt::time::timeout(BODY_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                OAuthError::invalid_request("the request body did not arrive in time")
+                    .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
+            })??;
         parse(&body)
     })
 }

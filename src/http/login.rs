@@ -108,9 +108,16 @@ async fn do_login(
                 .refused("bad credentials or throttled");
             e.client_id = Some(areq.client_id.clone());
             e.detail = Some(serde_json::json!({"address": address, "throttled": matches!(failure, LoginFailure::Throttled(_))}).to_string());
+            // The person, when the name is an account's, so their failed
+            // logins show in their trail; an unknown name is not recorded
+            // (people type passwords into the name field).
+            let name = username.clone();
             state
                 .store
-                .write(move |c| crate::store::audit::insert(c, &e))
+                .write(move |c| {
+                    e.person = crate::store::users::by_username(c, &name)?.map(|u| u.id);
+                    crate::store::audit::insert(c, &e)
+                })
                 .await?;
             return Ok(match failure {
                 LoginFailure::Throttled(wait) => {

@@ -99,6 +99,23 @@ pub fn form_error(e: &crate::error::OAuthError, fallback: HttpResponse) -> HttpR
             "The form is too large.",
         );
     }
+    // A body that is a form but not a readable one (invalid UTF-8, too many
+    // or repeated fields): 400, like every other endpoint. A body that is
+    // not a form at all (wrong content type) keeps the caller's answer.
+    if e.status == StatusCode::REQUEST_TIMEOUT {
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            "The form did not arrive in time.",
+        );
+    }
+    if e.status == StatusCode::BAD_REQUEST && e.description != crate::http::form::NOT_A_FORM {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form could not be read.",
+        );
+    }
     fallback
 }
 

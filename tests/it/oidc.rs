@@ -399,7 +399,7 @@ async fn csrf_and_browser_binding_are_enforced() {
 async fn failed_logins_share_one_message_and_are_throttled() {
     let env = Env::new();
     env.app_client("web").await;
-    env.person("alice").await;
+    let alice = env.person("alice").await;
     let app = env.app().await;
     let resp = test::call_service(
         &app,
@@ -448,6 +448,31 @@ async fn failed_logins_share_one_message_and_are_throttled() {
             .await,
         8
     );
+    // Alice's failures are in her trail; the unknown name is recorded as no one.
+    let persons: Vec<Option<String>> = env
+        .state
+        .store
+        .read(|c| {
+            let mut s = c.prepare(
+                "SELECT person FROM audit_events WHERE event = 'login_failed' ORDER BY id",
+            )?;
+            let rows = s.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap();
+    let mut expected = vec![Some(alice.clone()); 8];
+    expected[1] = None;
+    assert_eq!(persons, expected);
+    // A form that is not readable (invalid UTF-8) is 400, not a CSRF refusal.
+    let resp = test::call_service(
+        &app,
+        form_post("/login", "interaction=x&csrf=y&username=%FF")
+            .insert_header(("Cookie", browser.header()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 400);
 }
 
 #[actix_web::test]
