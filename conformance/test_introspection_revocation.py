@@ -236,7 +236,9 @@ def test_caller_must_authenticate_rfc7662_s2_1(env):
     t = sign_in(d, "web", "alice", PW, SCOPE)
     tok = t["access_token"]
     assert_oauth_error(introspect(d, tok, "web", None), 401, "invalid_client")
-    assert_oauth_error(post(d, "/introspect", None, None, {"token": tok}), 401, "invalid_client")
+    r = post(d, "/introspect", None, None, {"token": tok})
+    assert_oauth_error(r, 401, "invalid_client")
+    assert r.headers["WWW-Authenticate"].startswith("Basic")  # RFC 9110 §15.5.2: a 401 challenges
     assert_oauth_error(introspect(d, tok, "conf", "wrong-secret"), 401, "invalid_client")
     # credentials are checked first: a wrong secret without `token` is still 401
     assert_oauth_error(post(d, "/introspect", "conf", "wrong-secret", {"token_type_hint": "access_token"}),

@@ -128,8 +128,11 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidRequest, d)
     }
     /// RFC 6749 §5.2: the same answer for an unknown client and a bad credential.
+    /// A 401 carries a challenge (RFC 9110 §15.5.2); Basic is the scheme a
+    /// client can answer it with (RFC 6749 §2.3.1).
     pub fn invalid_client() -> Self {
         Self::new(ErrorCode::InvalidClient, "client authentication failed")
+            .with_www_authenticate("Basic realm=\"deputy\"")
     }
     pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, d)

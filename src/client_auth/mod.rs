@@ -61,29 +61,29 @@ enum Presented<'a> {
     },
 }
 
-fn basic_failure() -> OAuthError {
-    OAuthError::invalid_client().with_www_authenticate("Basic realm=\"deputy\"")
-}
-
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
 fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     let b64 = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))
-        .ok_or_else(basic_failure)?;
-    let raw = STANDARD.decode(b64.trim()).map_err(|_| basic_failure())?;
-    let text = String::from_utf8(raw).map_err(|_| basic_failure())?;
-    let (id, secret) = text.split_once(':').ok_or_else(basic_failure)?;
+        .ok_or_else(OAuthError::invalid_client)?;
+    let raw = STANDARD
+        .decode(b64.trim())
+        .map_err(|_| OAuthError::invalid_client())?;
+    let text = String::from_utf8(raw).map_err(|_| OAuthError::invalid_client())?;
+    let (id, secret) = text
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
     let decode = |s: &str| -> Result<String, OAuthError> {
         let plus_fixed = s.replace('+', " ");
         percent_encoding::percent_decode_str(&plus_fixed)
             .decode_utf8()
             .map(|c| c.into_owned())
-            .map_err(|_| basic_failure())
+            .map_err(|_| OAuthError::invalid_client())
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
     if id.is_empty() || secret.is_empty() {
-        return Err(basic_failure());
+        return Err(OAuthError::invalid_client());
     }
     Ok((id, secret))
 }
@@ -91,7 +91,7 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
 fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a>, OAuthError> {
     let basic = match req.headers().get(header::AUTHORIZATION) {
         Some(v) => {
-            let v = v.to_str().map_err(|_| basic_failure())?;
+            let v = v.to_str().map_err(|_| OAuthError::invalid_client())?;
             let scheme = v.split(' ').next().unwrap_or("");
             if scheme.eq_ignore_ascii_case("basic") {
                 let creds = v.get(scheme.len()..).unwrap_or("").trim();
@@ -168,7 +168,7 @@ pub async fn authenticate(
             let client = load_client(state, &id).await?;
             secret::check(state, client, &secret, AuthMethod::ClientSecretBasic)
                 .await
-                .map_err(|_| basic_failure())
+                .map_err(|_| OAuthError::invalid_client())
         }
         Presented::Post { id, secret } => {
             let client = load_client(state, id).await?;
