@@ -472,6 +472,11 @@ def test_audit_by_actor_shows_the_exchanges_with_their_task_rfc8693_s4_1(env):
         assert ev["rule_id"] == rule
     by_task = e.admin("GET", "/admin/audit", params={"task": ch["tasks"][1]}).json()
     assert [ev["jti"] for ev in by_task] == [c2["jti"]], by_task
+    # person= takes the person's id (sub) or their username: the same trail
+    by_id = e.admin("GET", "/admin/audit", params={"person": ch["sub"], "limit": "1000"}).json()
+    by_name = e.admin("GET", "/admin/audit", params={"person": "u-audit", "limit": "1000"}).json()
+    assert by_id and by_name == by_id
+    assert e.d.cli("audit", "--person", "u-audit", "--limit", "1000") == by_id
     # A refused exchange is in the trail with its task and a reason.
     task = "refused-" + uuid.uuid4().hex[:6]
     r = exchange(e.d, X, e.sec[X], ch["person"]["access_token"], audience="https://no-rule.example", task=task)

@@ -131,9 +131,18 @@ pub fn event_json(e: &AuditEvent) -> Value {
 }
 
 /// `GET /admin/audit`, `deputy audit`: the trail, oldest first (newest last).
+/// `person` is the person's id (a token's `sub`) or their username.
 pub fn audit(conn: &Connection, q: &AuditQuery) -> StoreResult<Value> {
+    let mut q = q.clone();
+    if let Some(p) = &q.person {
+        if crate::store::users::by_id(conn, p)?.is_none() {
+            if let Some(u) = crate::store::users::by_username(conn, p)? {
+                q.person = Some(u.id);
+            }
+        }
+    }
     Ok(Value::Array(
-        crate::store::audit::query(conn, q)?
+        crate::store::audit::query(conn, &q)?
             .iter()
             .map(event_json)
             .collect(),
