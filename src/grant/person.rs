@@ -22,6 +22,8 @@ pub struct PersonTokenSpec<'a> {
     pub auth_time: i64,
     pub amr: &'a str,
     pub nonce: Option<&'a str>,
+    /// The login session, for the ID token's `sid`.
+    pub sid: Option<&'a str>,
     pub grant_id: &'a str,
     pub grant_type: GrantType,
     /// The refresh token to hand out with its record, if any.
@@ -113,6 +115,7 @@ pub fn mint(
                 subject: spec.user_id,
                 auth_time: spec.auth_time,
                 nonce: spec.nonce,
+                sid: spec.sid,
                 amr: spec.amr,
                 access_token: &access.jwt,
                 scope: &access.record.scope,
@@ -195,6 +198,7 @@ pub fn refresh_record(
         consumed_by: None,
         successor_hash: None,
         revoked_at: None,
+        sid: None,
     }
 }
 

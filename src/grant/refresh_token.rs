@@ -148,7 +148,7 @@ pub async fn refresh(
     });
     let set = match scope {
         Ok(scope) => {
-            let successor_rec = refresh_record(
+            let mut successor_rec = refresh_record(
                 &successor,
                 &pre.family_id,
                 &client.id,
@@ -161,6 +161,8 @@ pub async fn refresh(
                 settings.refresh_idle_ttl,
                 pre.absolute_expires_at,
             );
+            // The family stays tied to the login session it started in.
+            successor_rec.sid = pre.sid.clone();
             Ok(mint(
                 &state.keys.ring(),
                 &settings,
@@ -173,6 +175,7 @@ pub async fn refresh(
                     auth_time: pre.auth_time,
                     amr: &pre.amr,
                     nonce: None,
+                    sid: pre.sid.as_deref(),
                     grant_id: &pre.family_id,
                     grant_type: GrantType::RefreshToken,
                     refresh: Some((successor, successor_rec)),

@@ -125,12 +125,16 @@ async fn handle(
     let session = login::current(state, req).await?;
     // §2: the OP asks unless the hint belongs to this session: the same
     // person and the same login. Every ID token of a session, refreshed ones
-    // included, carries the session's auth_time, and a new login is a new
-    // session with a new auth_time (the hint of an ended session asks).
+    // included, carries the session's `sid`; a new login is a new session
+    // (the hint of an ended session asks, even one from the same second).
+    // ID tokens issued before `sid` existed fall back to auth_time.
     let hint_matches = match (&hint, &session) {
         (Some(h), Some(s)) => {
             h.str_claim("sub") == Some(s.user.id.as_str())
-                && h.auth_time() == Some(s.session.auth_time)
+                && match h.str_claim("sid") {
+                    Some(sid) => sid == login::session_sid(&s.id_hash),
+                    None => h.auth_time() == Some(s.session.auth_time),
+                }
         }
         _ => false,
     };

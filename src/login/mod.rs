@@ -28,6 +28,15 @@ fn cookie(settings: &Settings, name: &'static str, value: String, max_age: i64) 
         .finish()
 }
 
+/// The session's public identifier, the ID token's `sid` (OIDC
+/// Front-Channel Logout 1.0 §3): derived one way from the stored id hash, so
+/// it names the session without being a credential for it.
+pub fn session_sid(id_hash: &str) -> String {
+    use base64::Engine;
+    let digest = crate::secret::sha256(format!("sid:{id_hash}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or(&digest))
+}
+
 pub fn session_cookie(settings: &Settings, value: String) -> Cookie<'static> {
     cookie(settings, SESSION_COOKIE, value, settings.session_ttl)
 }

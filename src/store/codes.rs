@@ -21,13 +21,15 @@ pub struct CodeRecord {
     pub issued_at: i64,
     pub expires_at: i64,
     pub consumed_at: Option<i64>,
+    /// The login session the code was issued in (the ID token's `sid`).
+    pub sid: Option<String>,
 }
 
 pub fn insert(conn: &Connection, c: &CodeRecord) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_id, redirect_uri, \
-         redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, sid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             c.code_hash,
             c.client_id,
@@ -42,7 +44,8 @@ pub fn insert(conn: &Connection, c: &CodeRecord) -> StoreResult<()> {
             c.auth_time,
             c.amr,
             c.issued_at,
-            c.expires_at
+            c.expires_at,
+            c.sid
         ],
     )?;
     Ok(())
@@ -52,7 +55,7 @@ pub fn get(conn: &Connection, code_hash: &str) -> StoreResult<Option<CodeRecord>
     Ok(conn
         .prepare_cached(
             "SELECT code_hash, client_id, user_id, grant_id, redirect_uri, redirect_uri_sent, \
-             code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, consumed_at \
+             code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, consumed_at, sid \
              FROM authorization_codes WHERE code_hash = ?1",
         )?
         .query_row([code_hash], |r| {
@@ -72,6 +75,7 @@ pub fn get(conn: &Connection, code_hash: &str) -> StoreResult<Option<CodeRecord>
                 issued_at: r.get(12)?,
                 expires_at: r.get(13)?,
                 consumed_at: r.get(14)?,
+                sid: r.get(15)?,
             })
         })
         .optional()?)

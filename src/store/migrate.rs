@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_audit_no_replace",
         include_str!("../../migrations/0007_audit_no_replace.sql"),
     ),
+    (
+        8,
+        "0008_session_sid",
+        include_str!("../../migrations/0008_session_sid.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -110,7 +115,7 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))

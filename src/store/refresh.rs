@@ -22,10 +22,12 @@ pub struct RefreshRecord {
     pub consumed_by: Option<String>,
     pub successor_hash: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The login session the family started in (the ID token's `sid`).
+    pub sid: Option<String>,
 }
 
 const COLUMNS: &str = "token_hash, jti, family_id, client_id, user_id, scope, resource, auth_time, amr, \
-    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at";
+    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
     Ok(RefreshRecord {
@@ -45,13 +47,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
         consumed_by: r.get(13)?,
         successor_hash: r.get(14)?,
         revoked_at: r.get(15)?,
+        sid: r.get(16)?,
     })
 }
 
 pub fn insert(conn: &Connection, t: &RefreshRecord) -> StoreResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
         t.token_hash,
@@ -69,7 +72,8 @@ pub fn insert(conn: &Connection, t: &RefreshRecord) -> StoreResult<()> {
         t.consumed_at,
         t.consumed_by,
         t.successor_hash,
-        t.revoked_at
+        t.revoked_at,
+        t.sid
     ])?;
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct IdTokenSpec<'a> {
     pub subject: &'a str,
     pub auth_time: i64,
     pub nonce: Option<&'a str>,
+    /// The login session (OIDC Front-Channel Logout 1.0 §3 `sid`).
+    pub sid: Option<&'a str>,
     pub amr: &'a str,
     pub access_token: &'a str,
     pub scope: &'a str,
@@ -51,6 +53,9 @@ pub fn mint_id_token(
     c.insert("amr".into(), json!(amr));
     if let Some(n) = spec.nonce {
         c.insert("nonce".into(), json!(n));
+    }
+    if let Some(sid) = spec.sid {
+        c.insert("sid".into(), json!(sid));
     }
     let jwt = sign(ring, now, "JWT", &Value::Object(c))?;
     let record = TokenRecord {

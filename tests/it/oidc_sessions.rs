@@ -95,6 +95,64 @@ async fn a_hint_from_an_ended_session_asks_before_logging_out_rp_initiated_logou
     assert_eq!(env.count("SELECT count(*) FROM sessions").await, 0);
 }
 
+/// Two sessions of the same person in the same second have the same
+/// auth_time; the ID token's `sid` still tells them apart (OIDC Front-Channel
+/// Logout 1.0 §3 claim), and refreshed ID tokens keep the session's sid.
+#[actix_web::test]
+async fn sid_tells_apart_two_sessions_started_in_the_same_second() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    let old = tokens(&app, &mut browser, "alice").await;
+    let old_hint = old["id_token"].as_str().unwrap().to_string();
+    let old_sid = peek(&old_hint).1["sid"].as_str().unwrap().to_string();
+    assert!(old_sid.len() >= 22, "{old_sid}");
+    assert_eq!(
+        call(&app, &mut browser, &logout_uri(&old_hint))
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    // The clock does not move: the new login has the same auth_time.
+    let new = tokens(&app, &mut browser, "alice").await;
+    let new_hint = new["id_token"].as_str().unwrap();
+    assert_eq!(
+        peek(new_hint).1["auth_time"],
+        peek(&old_hint).1["auth_time"]
+    );
+    assert_ne!(peek(new_hint).1["sid"].as_str().unwrap(), old_sid);
+    assert_asks(
+        call(&app, &mut browser, &logout_uri(&old_hint)).await,
+        "same-second old hint",
+    )
+    .await;
+    // The refreshed ID token carries the new session's sid, and logs out at once.
+    let refreshed = json_of(
+        test::call_service(
+            &app,
+            form_post(
+                "/token",
+                &format!(
+                    "grant_type=refresh_token&client_id=web&refresh_token={}",
+                    new["refresh_token"].as_str().unwrap()
+                ),
+            )
+            .to_request(),
+        )
+        .await,
+    )
+    .await
+    .1;
+    let hint = refreshed["id_token"].as_str().unwrap().to_string();
+    assert_eq!(peek(&hint).1["sid"], peek(new_hint).1["sid"]);
+    let resp = call(&app, &mut browser, &logout_uri(&hint)).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(env.count("SELECT count(*) FROM sessions").await, 0);
+}
+
 #[actix_web::test]
 async fn authorize_refuses_a_hint_that_is_not_ours_oidc_core_s3_1_2_1() {
     let env = Env::new();

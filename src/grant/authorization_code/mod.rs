@@ -63,6 +63,7 @@ pub async fn issue_code(
         issued_at: now,
         expires_at: now + state.settings.code_ttl,
         consumed_at: None,
+        sid: Some(crate::login::session_sid(who.session_hash)),
     };
     let mut event = AuditEvent::new(now, "code_issued", Mode::Person).person(Some(who.user_id));
     event.client_id = Some(req.client_id.clone());
@@ -257,7 +258,7 @@ pub async fn redeem(
         .collect();
     let refresh = client.may_use(GrantType::RefreshToken).then(|| {
         let plaintext = random_token(32);
-        let r = refresh_record(
+        let mut r = refresh_record(
             &plaintext,
             &rec.grant_id,
             &client.id,
@@ -270,6 +271,7 @@ pub async fn redeem(
             state.settings.refresh_idle_ttl,
             now + state.settings.refresh_absolute_ttl,
         );
+        r.sid = rec.sid.clone();
         (plaintext, r)
     });
     let set = mint(
@@ -284,6 +286,7 @@ pub async fn redeem(
             auth_time: rec.auth_time,
             amr: &rec.amr,
             nonce: rec.nonce.as_deref(),
+            sid: rec.sid.as_deref(),
             grant_id: &rec.grant_id,
             grant_type: GrantType::AuthorizationCode,
             refresh,
