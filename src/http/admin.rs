@@ -12,7 +12,6 @@ use actix_web::dev::{HttpServiceFactory, Payload, ServiceRequest, ServiceRespons
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::admin::{self, params, AdminCaller, Origin};
 use crate::app::AppState;
@@ -112,25 +111,7 @@ async fn json_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
             "content type must be application/json",
         ));
     }
-    let read = async {
-        let mut body = Vec::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(OAuthError::payload_too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    };
-    // The headers' timeout does not cover the body (slow-body attacks).
-    actix_web::rt::time::timeout(crate::http::form::BODY_TIMEOUT, read)
-        .await
-        .map_err(|_| {
-            OAuthError::invalid_request("the request body did not arrive in time")
-                .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
-        })?
+    crate::http::form::read_body(&mut payload, MAX_BODY, 256).await
 }
 
 /// `GET /admin/tokens`

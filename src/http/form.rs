@@ -164,27 +164,40 @@ fn read_form(
         if !content_type_ok {
             return Err(OAuthError::invalid_request(NOT_A_FORM));
         }
-        let read = async {
-            let mut body =
-                Vec::with_capacity(declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize);
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(OAuthError::payload_too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        let body = actix_web::rt::time::timeout(BODY_TIMEOUT, read)
-            .await
-            .map_err(|_| {
-                OAuthError::invalid_request("the request body did not arrive in time")
-                    .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
-            })??;
-        parse(&body)
+        let capacity = declared_len.unwrap_or(256).min(MAX_BODY as u64) as usize;
+        parse(&read_body(&mut payload, MAX_BODY, capacity).await?)
     })
+}
+
+/// A request body of at most `max` bytes (413 beyond), which must arrive
+/// within `BODY_TIMEOUT` (408): the server's request timeout covers only
+/// the headers, and a body dribbled byte by byte would hold the connection.
+pub async fn read_body<S, E>(
+    payload: &mut S,
+    max: usize,
+    capacity: usize,
+) -> Result<Vec<u8>, OAuthError>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+{
+    let read = async {
+        let mut body = Vec::with_capacity(capacity.min(max));
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+            if body.len() + chunk.len() > max {
+                return Err(OAuthError::payload_too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    actix_web::rt::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            OAuthError::invalid_request("the request body did not arrive in time")
+                .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
+        })?
 }
 
 /// Extractor for a strict form body.
