@@ -483,20 +483,7 @@ async fn denied_consent_returns_access_denied() {
     let app = env.app().await;
     let mut browser = Browser::default();
     let html = login_to_consent(&app, &mut browser, "web").await;
-    let resp = test::call_service(
-        &app,
-        form_post(
-            "/consent",
-            &format!(
-                "interaction={}&csrf={}&decision=deny",
-                hidden(&html, "interaction"),
-                hidden(&html, "csrf")
-            ),
-        )
-        .insert_header(("Cookie", browser.header()))
-        .to_request(),
-    )
-    .await;
+    let resp = post_consent(&app, &browser, &html, "deny").await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         query(&location(&resp), "error").as_deref(),

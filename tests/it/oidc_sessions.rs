@@ -34,6 +34,21 @@ where
     resp
 }
 
+/// Refresh `tokens`' refresh token at client `web`; the new ID token.
+async fn refreshed_id_token<S>(app: &S, tokens: &serde_json::Value) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let body = format!(
+        "grant_type=refresh_token&client_id=web&refresh_token={}",
+        tokens["refresh_token"].as_str().unwrap()
+    );
+    let (status, refreshed) =
+        json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await;
+    assert_eq!(status, 200, "{refreshed}");
+    refreshed["id_token"].as_str().unwrap().to_string()
+}
+
 fn logout_uri(hint: &str) -> String {
     format!("/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fapp.example%2Fbye")
 }
@@ -67,23 +82,7 @@ async fn a_hint_from_an_ended_session_asks_before_logging_out_rp_initiated_logou
     assert_eq!(env.count("SELECT count(*) FROM sessions").await, 1);
     // A refreshed ID token keeps the session's auth_time: it matches, even
     // once expired (RP-Initiated Logout 1.0 §2 allows an expired hint).
-    let refreshed = json_of(
-        test::call_service(
-            &app,
-            form_post(
-                "/token",
-                &format!(
-                    "grant_type=refresh_token&client_id=web&refresh_token={}",
-                    new["refresh_token"].as_str().unwrap()
-                ),
-            )
-            .to_request(),
-        )
-        .await,
-    )
-    .await
-    .1;
-    let hint = refreshed["id_token"].as_str().unwrap().to_string();
+    let hint = refreshed_id_token(&app, &new).await;
     env.clock.advance(env.state.settings.id_token_ttl + 1);
     let resp = call(&app, &mut browser, &logout_uri(&hint)).await;
     assert_eq!(resp.status().as_u16(), 303);
@@ -130,23 +129,7 @@ async fn sid_tells_apart_two_sessions_started_in_the_same_second() {
     )
     .await;
     // The refreshed ID token carries the new session's sid, and logs out at once.
-    let refreshed = json_of(
-        test::call_service(
-            &app,
-            form_post(
-                "/token",
-                &format!(
-                    "grant_type=refresh_token&client_id=web&refresh_token={}",
-                    new["refresh_token"].as_str().unwrap()
-                ),
-            )
-            .to_request(),
-        )
-        .await,
-    )
-    .await
-    .1;
-    let hint = refreshed["id_token"].as_str().unwrap().to_string();
+    let hint = refreshed_id_token(&app, &new).await;
     assert_eq!(peek(&hint).1["sid"], peek(new_hint).1["sid"]);
     let resp = call(&app, &mut browser, &logout_uri(&hint)).await;
     assert_eq!(resp.status().as_u16(), 303);
@@ -369,20 +352,7 @@ async fn consent_for_a_client_removed_meanwhile_is_not_remembered() {
         .write(|c| deputy::store::clients::remove(c, "web"))
         .await
         .unwrap();
-    let resp = test::call_service(
-        &app,
-        form_post(
-            "/consent",
-            &format!(
-                "interaction={}&csrf={}&decision=allow",
-                hidden(&html, "interaction"),
-                hidden(&html, "csrf")
-            ),
-        )
-        .insert_header(("Cookie", browser.header()))
-        .to_request(),
-    )
-    .await;
+    let resp = post_consent(&app, &browser, &html, "allow").await;
     assert_eq!(resp.status().as_u16(), 403);
     let consent = env
         .state

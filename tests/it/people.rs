@@ -164,6 +164,36 @@ where
     body_text(resp).await
 }
 
+/// Answer the consent page `html` with `decision` (allow or deny).
+pub async fn post_consent<S>(
+    app: &S,
+    browser: &Browser,
+    html: &str,
+    decision: &str,
+) -> actix_web::dev::ServiceResponse
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    test::call_service(
+        app,
+        form_post(
+            "/consent",
+            &format!(
+                "interaction={}&csrf={}&decision={decision}",
+                hidden(html, "interaction"),
+                hidden(html, "csrf")
+            ),
+        )
+        .insert_header(("Cookie", browser.header()))
+        .to_request(),
+    )
+    .await
+}
+
 /// Run authorize -> login -> consent and return the code.
 pub async fn sign_in<S>(
     app: &S,
@@ -211,20 +241,7 @@ where
     if resp.status().as_u16() == 200 {
         let html = body_text(resp).await;
         assert!(html.contains("wants access"), "{html}");
-        resp = test::call_service(
-            app,
-            form_post(
-                "/consent",
-                &format!(
-                    "interaction={}&csrf={}&decision=allow",
-                    hidden(&html, "interaction"),
-                    hidden(&html, "csrf")
-                ),
-            )
-            .insert_header(("Cookie", browser.header()))
-            .to_request(),
-        )
-        .await;
+        resp = post_consent(app, browser, &html, "allow").await;
     }
     assert_eq!(resp.status().as_u16(), 303);
     let loc = location(&resp);
