@@ -237,6 +237,62 @@ def test_issuer_with_query_fragment_or_bad_scheme_rfc8414_s2(tmp_path, issuer):
     assert_one_line_error(d.run(*serve_cmd(d, issuer=issuer)), "issuer")
 
 
+@pytest.mark.parametrize("issuer", ["https://user:pw@id.example", "https://user@id.example",
+                                    "http://127.0.0.1:1/", "http://127.0.0.1:1/tenant", "https://id.example/a/"])
+def test_issuer_with_userinfo_or_path_is_refused_rfc8414_s3_1(tmp_path, issuer):
+    """RFC 8414 §2/§3.1, OIDC Discovery §4: deputy serves its endpoints and
+    discovery at the origin root, and publishes the issuer exactly as
+    configured, so a path, a trailing slash or credentials are refused, not
+    rewritten or advertised."""
+    d = Deputy(tmp_path)
+    assert_one_line_error(d.run(*serve_cmd(d, issuer=issuer)), "setting `issuer`")
+
+
+def _empty_setting_runs(d: Deputy, key: str):
+    """The ways to set `key` to "": flag, DEPUTY_* variable, TOML file."""
+    flag = "--" + key.replace("_", "-")
+    other = {"database": ["--keys-dir", str(d.keys_dir)], "keys_dir": ["--database", str(d.database)]}[key]
+    cfg = d.root / f"empty-{key}.toml"
+    cfg.write_text(f'{key} = ""\n')
+    return {
+        "flag": ([flag, "", *other], {}),
+        "env": (other, {f"DEPUTY_{key.upper()}": ""}),
+        "toml": (["--config", str(cfg), *other], {}),
+    }
+
+
+EMPTY_SETTING_COMMANDS = [["migrate"], ["client", "list"], ["resource", "list"], ["user", "list"],
+                          ["keys", "list"], ["keys", "rotate"], ["delegation", "list"], ["audit"]]
+
+
+@pytest.mark.parametrize("key", ["database", "keys_dir"])
+def test_empty_database_or_keys_dir_is_refused(tmp_path, key):
+    """An empty `database` would make SQLite open a throw-away temporary
+    database (changes "succeed" and vanish); an empty `keys_dir` is the
+    current directory. Both are refused with one line naming the setting, by
+    `serve` and by every command, and nothing is written."""
+    d = Deputy(tmp_path / "inst")
+    for how, (opts, env) in _empty_setting_runs(d, key).items():
+        for cmd in [serve_cmd(d, issuer=f"http://127.0.0.1:{d.port}"), *EMPTY_SETTING_COMMANDS]:
+            r = d.run(*opts, *cmd, env_extra=env, global_opts=False)
+            line = assert_one_line_error(r, f"setting `{key}`")
+            assert line == f"deputy: error: setting `{key}`: must not be empty", (how, cmd, line)
+    left = sorted(p.name for p in d.root.iterdir() if not p.name.startswith("empty-"))
+    assert left == [], left
+
+
+@pytest.mark.parametrize("env", [{"DEPUTY_JWKS_MAX_AGE": "1000"}, {"DEPUTY_KEY_PREPUBLISH": "0"},
+                                 {"DEPUTY_KEY_PREPUBLISH": "300"}])
+def test_key_prepublish_must_outlast_jwks_max_age(tmp_path, env):
+    """README (Keys): a rotated key is published longer than the JWKS cache
+    max-age before it signs. Settings that break that promise stop start-up
+    (and `keys rotate`) with one line naming both settings."""
+    d = Deputy(tmp_path)
+    for cmd in [serve_cmd(d, issuer=f"http://127.0.0.1:{d.port}"), ["keys", "rotate"]]:
+        assert_one_line_error(d.run(*cmd, env_extra=env), "key_prepublish", "jwks_max_age")
+    assert not d.keys_dir.exists() or list(d.keys_dir.iterdir()) == []
+
+
 def test_unknown_key_in_config_file_is_named(tmp_path):
     d = Deputy(tmp_path)
     cfg = tmp_path / "deputy.toml"
