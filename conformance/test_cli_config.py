@@ -219,6 +219,38 @@ def test_output_to_a_reader_that_stops_early_is_not_a_crash(tmp_path):
     assert b"panicked" not in err, err
 
 
+# ---------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--bogus", "client", "list"], "unexpected argument '--bogus' found"),
+    (["nosuch"], "unrecognized subcommand 'nosuch'"),
+    (["audit", "--since", "abc"], "invalid value 'abc' for '--since <SINCE>': invalid digit found in string"),
+    (["client", "add", "--id", "c1"], "the following required arguments were not provided: "
+                                      "--kind <KIND>, --auth <AUTH>"),
+    (["client", "add", "--id", "c1", "--kind", "service", "--auth", "private_key_jwt",
+      "--jwks-file", "a.json", "--jwks-uri", "https://a.example/jwks"],
+     "the argument '--jwks-file <JWKS_FILE>' cannot be used with '--jwks-uri <JWKS_URI>'"),
+    (["client"], "a command is required (usage: deputy client [OPTIONS] <COMMAND>)"),
+])
+def test_usage_errors_are_one_line_exit_1(tmp_path, args, line):
+    """README (Command line): a refused command line is one line
+    `deputy: error: ...` and exit 1, like every other failure (not clap's
+    multi-line usage and exit 2); nothing is written."""
+    d = Deputy(tmp_path)
+    r = d.run(*args)
+    assert assert_one_line_error(r) == f"deputy: error: {line}"
+    assert list(d.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["client", "--help"]])
+def test_help_and_version_exit_0(tmp_path, args):
+    d = Deputy(tmp_path)
+    r = d.run(*args, global_opts=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and r.stderr == ""
+
+
 # ---------------------------------------------------------------- serve configuration errors
 
 
