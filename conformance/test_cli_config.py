@@ -193,6 +193,22 @@ def test_user_add_reads_password_from_stdin(tmp_path):
     assert d.cli("user", "list")[0]["disabled"] is True
 
 
+def test_user_add_is_audited(tmp_path):
+    """README (Audit trail): person changes are audited. `user add` records one
+    `person_added` event by an administrator naming the new person; refused
+    adds record nothing."""
+    d = Deputy(tmp_path)
+    before = int(time.time())
+    u = d.cli("user", "add", "--username", "carol", "--password-stdin", input="long enough pw\n")
+    assert_one_line_error(d.run("user", "add", "--username", "carol", "--password-stdin", input="another pw\n"))
+    assert_one_line_error(d.run("user", "add", "--username", "dave", "--password-stdin", input="short\n"))
+    events = d.cli("audit", "--event", "person_added")
+    assert [(e["event"], e["mode"], e["outcome"], e["person"]) for e in events] == \
+        [("person_added", "admin", "ok", u["id"])], events
+    assert before <= events[0]["at"] <= int(time.time())
+    assert d.cli("audit", "--person", u["id"]) == events
+
+
 def test_resource_add_list_remove(tmp_path):
     d = Deputy(tmp_path)
     r = d.cli("resource", "add", "--id", API, "--scope", "read=Read things", "--scope", "write=Write")
