@@ -193,6 +193,22 @@ def test_user_add_reads_password_from_stdin(tmp_path):
     assert d.cli("user", "list")[0]["disabled"] is True
 
 
+def test_user_add_is_audited(tmp_path):
+    """README (Audit trail): person changes are audited. `user add` records one
+    `person_added` event by an administrator naming the new person; refused
+    adds record nothing."""
+    d = Deputy(tmp_path)
+    before = int(time.time())
+    u = d.cli("user", "add", "--username", "carol", "--password-stdin", input="long enough pw\n")
+    assert_one_line_error(d.run("user", "add", "--username", "carol", "--password-stdin", input="another pw\n"))
+    assert_one_line_error(d.run("user", "add", "--username", "dave", "--password-stdin", input="short\n"))
+    events = d.cli("audit", "--event", "person_added")
+    assert [(e["event"], e["mode"], e["outcome"], e["person"]) for e in events] == \
+        [("person_added", "admin", "ok", u["id"])], events
+    assert before <= events[0]["at"] <= int(time.time())
+    assert d.cli("audit", "--person", u["id"]) == events
+
+
 def test_resource_add_list_remove(tmp_path):
     d = Deputy(tmp_path)
     r = d.cli("resource", "add", "--id", API, "--scope", "read=Read things", "--scope", "write=Write")
@@ -219,6 +235,38 @@ def test_output_to_a_reader_that_stops_early_is_not_a_crash(tmp_path):
     assert b"panicked" not in err, err
 
 
+# ---------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--bogus", "client", "list"], "unexpected argument '--bogus' found"),
+    (["nosuch"], "unrecognized subcommand 'nosuch'"),
+    (["audit", "--since", "abc"], "invalid value 'abc' for '--since <SINCE>': invalid digit found in string"),
+    (["client", "add", "--id", "c1"], "the following required arguments were not provided: "
+                                      "--kind <KIND>, --auth <AUTH>"),
+    (["client", "add", "--id", "c1", "--kind", "service", "--auth", "private_key_jwt",
+      "--jwks-file", "a.json", "--jwks-uri", "https://a.example/jwks"],
+     "the argument '--jwks-file <JWKS_FILE>' cannot be used with '--jwks-uri <JWKS_URI>'"),
+    (["client"], "a command is required (usage: deputy client [OPTIONS] <COMMAND>)"),
+])
+def test_usage_errors_are_one_line_exit_1(tmp_path, args, line):
+    """README (Command line): a refused command line is one line
+    `deputy: error: ...` and exit 1, like every other failure (not clap's
+    multi-line usage and exit 2); nothing is written."""
+    d = Deputy(tmp_path)
+    r = d.run(*args)
+    assert assert_one_line_error(r) == f"deputy: error: {line}"
+    assert list(d.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["client", "--help"]])
+def test_help_and_version_exit_0(tmp_path, args):
+    d = Deputy(tmp_path)
+    r = d.run(*args, global_opts=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and r.stderr == ""
+
+
 # ---------------------------------------------------------------- serve configuration errors
 
 
@@ -235,6 +283,62 @@ def test_issuer_with_query_fragment_or_bad_scheme_rfc8414_s2(tmp_path, issuer):
     """RFC 8414 §2: the issuer is an https/http URL with no query or fragment."""
     d = Deputy(tmp_path)
     assert_one_line_error(d.run(*serve_cmd(d, issuer=issuer)), "issuer")
+
+
+@pytest.mark.parametrize("issuer", ["https://user:pw@id.example", "https://user@id.example",
+                                    "http://127.0.0.1:1/", "http://127.0.0.1:1/tenant", "https://id.example/a/"])
+def test_issuer_with_userinfo_or_path_is_refused_rfc8414_s3_1(tmp_path, issuer):
+    """RFC 8414 §2/§3.1, OIDC Discovery §4: deputy serves its endpoints and
+    discovery at the origin root, and publishes the issuer exactly as
+    configured, so a path, a trailing slash or credentials are refused, not
+    rewritten or advertised."""
+    d = Deputy(tmp_path)
+    assert_one_line_error(d.run(*serve_cmd(d, issuer=issuer)), "setting `issuer`")
+
+
+def _empty_setting_runs(d: Deputy, key: str):
+    """The ways to set `key` to "": flag, DEPUTY_* variable, TOML file."""
+    flag = "--" + key.replace("_", "-")
+    other = {"database": ["--keys-dir", str(d.keys_dir)], "keys_dir": ["--database", str(d.database)]}[key]
+    cfg = d.root / f"empty-{key}.toml"
+    cfg.write_text(f'{key} = ""\n')
+    return {
+        "flag": ([flag, "", *other], {}),
+        "env": (other, {f"DEPUTY_{key.upper()}": ""}),
+        "toml": (["--config", str(cfg), *other], {}),
+    }
+
+
+EMPTY_SETTING_COMMANDS = [["migrate"], ["client", "list"], ["resource", "list"], ["user", "list"],
+                          ["keys", "list"], ["keys", "rotate"], ["delegation", "list"], ["audit"]]
+
+
+@pytest.mark.parametrize("key", ["database", "keys_dir"])
+def test_empty_database_or_keys_dir_is_refused(tmp_path, key):
+    """An empty `database` would make SQLite open a throw-away temporary
+    database (changes "succeed" and vanish); an empty `keys_dir` is the
+    current directory. Both are refused with one line naming the setting, by
+    `serve` and by every command, and nothing is written."""
+    d = Deputy(tmp_path / "inst")
+    for how, (opts, env) in _empty_setting_runs(d, key).items():
+        for cmd in [serve_cmd(d, issuer=f"http://127.0.0.1:{d.port}"), *EMPTY_SETTING_COMMANDS]:
+            r = d.run(*opts, *cmd, env_extra=env, global_opts=False)
+            line = assert_one_line_error(r, f"setting `{key}`")
+            assert line == f"deputy: error: setting `{key}`: must not be empty", (how, cmd, line)
+    left = sorted(p.name for p in d.root.iterdir() if not p.name.startswith("empty-"))
+    assert left == [], left
+
+
+@pytest.mark.parametrize("env", [{"DEPUTY_JWKS_MAX_AGE": "1000"}, {"DEPUTY_KEY_PREPUBLISH": "0"},
+                                 {"DEPUTY_KEY_PREPUBLISH": "300"}])
+def test_key_prepublish_must_outlast_jwks_max_age(tmp_path, env):
+    """README (Keys): a rotated key is published longer than the JWKS cache
+    max-age before it signs. Settings that break that promise stop start-up
+    (and `keys rotate`) with one line naming both settings."""
+    d = Deputy(tmp_path)
+    for cmd in [serve_cmd(d, issuer=f"http://127.0.0.1:{d.port}"), ["keys", "rotate"]]:
+        assert_one_line_error(d.run(*cmd, env_extra=env), "key_prepublish", "jwks_max_age")
+    assert not d.keys_dir.exists() or list(d.keys_dir.iterdir()) == []
 
 
 def test_unknown_key_in_config_file_is_named(tmp_path):

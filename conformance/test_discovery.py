@@ -1,6 +1,8 @@
 """Metadata (RFC 8414, OpenID Connect Discovery 1.0), JWKS (RFC 7517/7638),
 health endpoints, and "everything advertised actually works"."""
 
+import socket
+
 import pytest
 from jwcrypto import jwk
 
@@ -185,3 +187,33 @@ def test_public_client_cannot_use_client_credentials_rfc6749_s4_4(env):
     d.add_client("disc-public", "none", kind="app", redirect_uris=["https://app.example/cb"])
     r = d.token({"grant_type": "client_credentials", "client_id": "disc-public"})
     assert_oauth_error(r, 400, "unauthorized_client")
+
+
+def _raw(d, method: str, path: str) -> tuple[str, dict, bytes]:
+    """One request on its own connection, read until the server closes it:
+    (status line, headers, every byte after the header block)."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{d.port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    return status, headers, body
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server",
+                                  "/jwks", "/healthz", "/readyz"])
+def test_head_on_public_documents_rfc9110_s9_3_2(env, path):
+    """RFC 9110 §9.1/§9.3.2: a general-purpose server MUST support HEAD; the
+    response has the same status and header fields as GET and no content."""
+    d, _, _ = env
+    get_status, get_headers, get_body = _raw(d, "GET", path)
+    status, headers, body = _raw(d, "HEAD", path)
+    assert (status, body) == ("HTTP/1.1 200 OK", b""), (status, body[:200])
+    assert get_status == status and get_body
+    same = {"content-type", "content-length", "cache-control"}
+    assert {k: v for k, v in headers.items() if k in same} == \
+        {k: v for k, v in get_headers.items() if k in same}
+    assert int(headers["content-length"]) == len(get_body)

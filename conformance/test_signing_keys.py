@@ -97,11 +97,17 @@ def test_keys_list_shows_one_active_key(env):
     assert keys[0]["kid"] == d.jwks()["keys"][0]["kid"]
 
 
-def test_rotation_with_zero_prepublish_rfc7517_s5(new_deputy):
-    """With key_prepublish=0: rotate publishes the new key within ~3 s, new tokens
-    are signed by it and verify, the old key stays published and its tokens
-    still verify; keys list: new active, old retired."""
-    d = new_deputy({"DEPUTY_KEY_PREPUBLISH": "0"})
+# The shortest pre-publication deputy accepts: it must outlast the JWKS
+# max-age, so the cache is switched off.
+SHORT_PREPUBLISH = {"DEPUTY_KEY_PREPUBLISH": "1", "DEPUTY_JWKS_MAX_AGE": "0"}
+
+
+def test_rotation_with_short_prepublish_rfc7517_s5(new_deputy):
+    """With key_prepublish=1 (jwks_max_age=0): rotate publishes the new key
+    within ~3 s, new tokens are signed by it once it activates and verify, the
+    old key stays published and its tokens still verify; keys list: new
+    active, old retired."""
+    d = new_deputy(SHORT_PREPUBLISH)
     c = d.add_client("rot-svc", "client_secret_basic", audiences=[API])
     d.start()
     tok_a = get_token(d, c)
@@ -120,7 +126,8 @@ def test_rotation_with_zero_prepublish_rfc7517_s5(new_deputy):
     assert len(published) == 2
     assert len({k["kid"] for k in published}) == 2
 
-    tok_b = wait_for(lambda: (lambda t: t if jwt_parts(t)[0]["kid"] == kid_b else None)(get_token(d, c)))
+    tok_b = wait_for(lambda: (lambda t: t if jwt_parts(t)[0]["kid"] == kid_b else None)(get_token(d, c)),
+                     timeout=8)
     assert tok_b, "new tokens are not signed by the rotated key"
     assert verify_jwcrypto(d, tok_b)["sub"] == "rot-svc"
     assert verify_pyjwt(d, tok_b)["sub"] == "rot-svc"
@@ -133,13 +140,21 @@ def test_rotation_with_zero_prepublish_rfc7517_s5(new_deputy):
 
 
 def test_same_second_rotation_activates_the_new_key(new_deputy):
-    """`keys rotate` with key_prepublish=0 makes the NEW key the signing key,
-    even when it lands in the same second as its predecessor (checked several
-    times on fresh key dirs: the order must not depend on the random kid)."""
-    failures = []
+    """Of two keys rotated in the same second (so activating in the same
+    second), the NEW one becomes the signing key (checked several times on
+    fresh key dirs: the order must not depend on the random kid)."""
+    rotations = []
     for i in range(8):
-        d = new_deputy({"DEPUTY_KEY_PREPUBLISH": "0"}, name=f"same-second-{i}")
-        rot = d.cli("keys", "rotate")  # creates the first key, then rotates
+        d = new_deputy(SHORT_PREPUBLISH, name=f"same-second-{i}")
+        first, second = d.cli("keys", "rotate"), d.cli("keys", "rotate")
+        rotations.append((d, first, second))
+    same = [r for r in rotations if r[1]["activates_at"] == r[2]["activates_at"]]
+    assert len(same) >= 4, "rotations did not land in the same second often enough"
+    latest = max(r[2]["activates_at"] for r in rotations)
+    while time.time() < latest + 1:
+        time.sleep(0.1)
+    failures = []
+    for d, _, rot in same:
         keys = d.cli("keys", "list")
         active = [k["kid"] for k in keys if k["state"] == "active"]
         if active != [rot["kid"]]:

@@ -62,6 +62,39 @@ pub enum Command {
     Admin(admin::AdminCmd),
 }
 
+/// A command line clap refused, as the README promises: help and version
+/// requests (`None`) are printed as clap renders them and exit 0; anything
+/// else becomes the one line after `deputy: error: ` (exit 1), not clap's
+/// multi-line usage with exit 2.
+pub fn usage_error(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => None,
+        // `deputy` or `deputy client` alone: clap would print the whole help.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let usage = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Usage: "))
+                .unwrap_or("deputy --help");
+            Some(format!("a command is required (usage: {usage})"))
+        }
+        // The first paragraph: the message and, for missing arguments, the
+        // indented list that follows it; tips and usage come after a blank line.
+        _ => {
+            let mut lines = text.lines().take_while(|l| !l.trim().is_empty());
+            let first = lines.next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let rest: Vec<&str> = lines.map(str::trim).collect();
+            Some(if rest.is_empty() {
+                first.to_string()
+            } else {
+                format!("{} {}", first, rest.join(", "))
+            })
+        }
+    }
+}
+
 /// A command's failure: one line for the user.
 pub type CliResult = Result<(), String>;
 
@@ -139,5 +172,37 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Keys(cmd) => keys::run(&cli, cmd),
         Command::Delegation(cmd) => delegation::run(&cli, cmd),
         Command::Admin(cmd) => admin::run(&cli, cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(args: &[&str]) -> Option<String> {
+        let argv = std::iter::once("deputy").chain(args.iter().copied());
+        usage_error(&Cli::try_parse_from(argv).unwrap_err())
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_help_is_not_an_error() {
+        assert_eq!(refused(&["--help"]), None);
+        assert_eq!(refused(&["--version"]), None);
+        assert_eq!(
+            refused(&["--bogus"]).unwrap(),
+            "unexpected argument '--bogus' found"
+        );
+        assert_eq!(
+            refused(&["audit", "--since", "abc"]).unwrap(),
+            "invalid value 'abc' for '--since <SINCE>': invalid digit found in string"
+        );
+        assert_eq!(
+            refused(&["user", "add", "--username", "x"]).unwrap(),
+            "the following required arguments were not provided: --password-stdin"
+        );
+        assert_eq!(
+            refused(&["client"]).unwrap(),
+            "a command is required (usage: deputy client [OPTIONS] <COMMAND>)"
+        );
     }
 }

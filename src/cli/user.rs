@@ -80,6 +80,14 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
                 return Err(format!("user `{username}` already exists"));
             }
             users::insert(&tx, &user).map_err(|e| e.to_string())?;
+            // Person changes are audited in the same transaction (README, Audit trail).
+            let event = crate::audit::AuditEvent::new(
+                user.created_at,
+                "person_added",
+                crate::audit::Mode::Admin,
+            )
+            .person(Some(&user.id));
+            crate::store::audit::insert(&tx, &event).map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
             print_json(&user.to_json());
             Ok(())

@@ -1,4 +1,5 @@
-//! `/healthz`: the process is up. `/readyz`: the database answers.
+//! `/healthz`: the process is up. `/readyz`: the database answers, and its
+//! path still names the file the server opened.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -10,13 +11,18 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    // On a reader thread: the file check touches the file system too.
     let probe = state
         .store
-        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .read(move |c| {
+            let answers = c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))? == 1;
+            Ok(answers && store.file_is_current())
+        })
         .await;
     match probe {
-        Ok(1) => HttpResponse::Ok().json(json!({"status": "ready"})),
-        Ok(_) | Err(_) => {
+        Ok(true) => HttpResponse::Ok().json(json!({"status": "ready"})),
+        Ok(false) | Err(_) => {
             tracing::warn!("readiness probe failed");
             HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable"}))
         }

@@ -25,6 +25,8 @@ use crate::app::AppState;
 use crate::error::{Allow, ErrorCode, OAuthError};
 
 /// The answer for any other method on a resource that supports `allow`.
+/// GET resources also answer HEAD (RFC 9110 §9.1: general-purpose servers
+/// MUST support it), with the same handler; the server sends no body.
 fn only(allow: Allow) -> actix_web::Route {
     web::to(move || async move { Err::<HttpResponse, _>(OAuthError::method_not_allowed(allow)) })
 }
@@ -72,16 +74,19 @@ pub fn app(
         .service(
             web::resource("/.well-known/openid-configuration")
                 .route(web::get().to(discovery::openid_configuration))
+                .route(web::head().to(discovery::openid_configuration))
                 .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/.well-known/oauth-authorization-server")
                 .route(web::get().to(discovery::oauth_authorization_server))
+                .route(web::head().to(discovery::oauth_authorization_server))
                 .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/jwks")
                 .route(web::get().to(jwks::jwks))
+                .route(web::head().to(jwks::jwks))
                 .default_service(only(Allow::Get)),
         )
         .service(
@@ -131,11 +136,13 @@ pub fn app(
         .service(
             web::resource("/healthz")
                 .route(web::get().to(health::healthz))
+                .route(web::head().to(health::healthz))
                 .default_service(only(Allow::Get)),
         )
         .service(
             web::resource("/readyz")
                 .route(web::get().to(health::readyz))
+                .route(web::head().to(health::readyz))
                 .default_service(only(Allow::Get)),
         )
         .default_service(web::to(not_found))

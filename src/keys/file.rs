@@ -1,6 +1,7 @@
 //! Signing keys on disk: `<kid>.pem` (PKCS#8, mode 0600) and `<kid>.json`
 //! (metadata). A key counts only once its metadata file exists, and that file is
-//! written last, so a half-written key is never used.
+//! written last, so a half-written key is never used. Each file is written
+//! under a temporary name and renamed, so a failed write leaves nothing.
 
 use std::fs;
 use std::io::Write;
@@ -51,16 +52,35 @@ fn coordinates(sk: &p256::SecretKey) -> Result<(String, String), String> {
     Ok((URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y)))
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
+/// Write `dir/name` so that it is either complete or absent: a hidden temporary
+/// file in the same directory, created with `mode` (a private key is never
+/// readable by others, not even briefly), filled by `fill`, fsynced, renamed
+/// into place, and the directory fsynced. On any error the temporary file is
+/// removed, so a failed write (disk full) leaves no partial file behind.
+fn write_atomic<F>(dir: &Path, name: &str, mode: u32, fill: F) -> Result<(), String>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::secret::random_token(6)));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(data)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let target = dir.join(name);
+    let written = fill(&mut f)
         .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .and_then(|_| fs::rename(&tmp, &target));
+    drop(f);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", target.display()));
+    }
+    // The rename itself must survive a crash too.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
 /// Generate a P-256 key into `dir`, signing from `activates_at`.
@@ -72,7 +92,6 @@ pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, Stri
     let pem = sk
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| format!("cannot encode key: {e}"))?;
-    write_new(&dir.join(format!("{kid}.pem")), pem.as_bytes(), 0o600)?;
     let meta = KeyMeta {
         kid: kid.clone(),
         alg: "ES256".to_string(),
@@ -84,11 +103,13 @@ pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, Stri
             .unwrap_or(0),
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
-    let tmp = dir.join(format!(".{kid}.json.tmp"));
-    let _ = fs::remove_file(&tmp);
-    write_new(&tmp, &json, 0o600)?;
-    fs::rename(&tmp, dir.join(format!("{kid}.json")))
-        .map_err(|e| format!("cannot write key metadata: {e}"))?;
+    let pem_name = format!("{kid}.pem");
+    write_atomic(dir, &pem_name, 0o600, |w| w.write_all(pem.as_bytes()))?;
+    // The metadata goes last: only then does the key count.
+    if let Err(e) = write_atomic(dir, &format!("{kid}.json"), 0o600, |w| w.write_all(&json)) {
+        let _ = fs::remove_file(dir.join(&pem_name));
+        return Err(e);
+    }
     Ok(meta)
 }
 
@@ -158,6 +179,41 @@ mod tests {
         assert_eq!(keys[0].meta, meta);
         assert_eq!(ec_thumbprint(&keys[0].x, &keys[0].y), meta.kid);
         assert_eq!(meta.kid.len(), 43);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_file_behind() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("deputy-keys-{}", crate::secret::random_token(6)));
+        fs::create_dir_all(&dir).unwrap();
+        // The disk fills up half-way through the key.
+        let err = write_atomic(&dir, "k.pem", 0o600, |w| {
+            w.write_all(b"-----BEGIN PRIVATE KEY-----\n")?;
+            Err(std::io::Error::other("No space left on device"))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "cannot write {}: No space left on device",
+                dir.join("k.pem").display()
+            )
+        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no partial file");
+        // A write that succeeds lands complete, private from creation on.
+        write_atomic(&dir, "k.pem", 0o600, |w| w.write_all(b"key")).unwrap();
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, vec!["k.pem".to_string()]);
+        let path = dir.join("k.pem");
+        assert_eq!(fs::read(&path).unwrap(), b"key");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub fn open_and_migrate(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -124,6 +129,8 @@ pub struct Store {
     writer: Sender<WriteJob>,
     readers: Sender<ReadJob>,
     path: PathBuf,
+    /// (device, inode) of the file opened at start; see `file_is_current`.
+    identity: (u64, u64),
 }
 
 /// The most jobs one group commit takes.
@@ -133,6 +140,8 @@ impl Store {
     /// Open the database, migrate it, and start the writer and reader threads.
     pub fn open(path: &Path, reader_threads: usize) -> StoreResult<Store> {
         let writer_conn = open_and_migrate(path)?;
+        let identity = file_identity(path)
+            .map_err(|e| StoreError::Schema(format!("cannot stat {}: {e}", path.display())))?;
         let (wtx, wrx) = bounded::<WriteJob>(8192);
         thread::Builder::new()
             .name("deputy-writer".into())
@@ -151,11 +160,19 @@ impl Store {
             writer: wtx,
             readers: rtx,
             path: path.to_path_buf(),
+            identity,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The database path still names the file opened at start. If it was
+    /// deleted, renamed or replaced, the open connections keep working on the
+    /// old inode and every later write is lost with it.
+    pub fn file_is_current(&self) -> bool {
+        file_identity(&self.path).is_ok_and(|id| id == self.identity)
     }
 
     /// Run `f` inside the next group-commit transaction, in its own savepoint.

@@ -135,6 +135,35 @@ async fn health_and_readiness() {
 }
 
 #[actix_web::test]
+async fn readiness_fails_when_the_database_file_is_moved_deleted_or_replaced() {
+    let env = Env::new();
+    let app = env.app().await;
+    let db = env.state.settings.database.clone();
+    let moved = db.with_extension("moved");
+    let ready = |app| async move {
+        let req = test::TestRequest::get().uri("/readyz").to_request();
+        let (status, body) = json_of(test::call_service(app, req).await).await;
+        (status, body["status"].as_str().unwrap().to_string())
+    };
+    let up = (200, "ready".to_string());
+    let down = (503, "unavailable".to_string());
+    assert_eq!(ready(&app).await, up);
+    // Renamed away: the connections still answer, but from a file no one
+    // will open again; every later write would be lost.
+    std::fs::rename(&db, &moved).unwrap();
+    assert_eq!(ready(&app).await, down);
+    std::fs::rename(&moved, &db).unwrap();
+    assert_eq!(ready(&app).await, up);
+    // Replaced by a copy: same path, another file.
+    std::fs::copy(&db, &moved).unwrap();
+    std::fs::rename(&moved, &db).unwrap();
+    assert_eq!(ready(&app).await, down);
+    // Deleted.
+    std::fs::remove_file(&db).unwrap();
+    assert_eq!(ready(&app).await, down);
+}
+
+#[actix_web::test]
 async fn request_hygiene_at_the_token_endpoint() {
     let env = Env::new();
     let app = env.app().await;
