@@ -98,6 +98,8 @@ pub struct OAuthError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allow {
     Get,
+    /// GET resources that also answer HEAD (RFC 9110 §9.1).
+    GetHead,
     Post,
     GetPost,
 }
@@ -106,6 +108,7 @@ impl Allow {
     pub fn as_str(self) -> &'static str {
         match self {
             Allow::Get => "GET",
+            Allow::GetHead => "GET, HEAD",
             Allow::Post => "POST",
             Allow::GetPost => "GET, POST",
         }

@@ -75,19 +75,19 @@ pub fn app(
             web::resource("/.well-known/openid-configuration")
                 .route(web::get().to(discovery::openid_configuration))
                 .route(web::head().to(discovery::openid_configuration))
-                .default_service(only(Allow::Get)),
+                .default_service(only(Allow::GetHead)),
         )
         .service(
             web::resource("/.well-known/oauth-authorization-server")
                 .route(web::get().to(discovery::oauth_authorization_server))
                 .route(web::head().to(discovery::oauth_authorization_server))
-                .default_service(only(Allow::Get)),
+                .default_service(only(Allow::GetHead)),
         )
         .service(
             web::resource("/jwks")
                 .route(web::get().to(jwks::jwks))
                 .route(web::head().to(jwks::jwks))
-                .default_service(only(Allow::Get)),
+                .default_service(only(Allow::GetHead)),
         )
         .service(
             web::resource("/token")
@@ -137,13 +137,13 @@ pub fn app(
             web::resource("/healthz")
                 .route(web::get().to(health::healthz))
                 .route(web::head().to(health::healthz))
-                .default_service(only(Allow::Get)),
+                .default_service(only(Allow::GetHead)),
         )
         .service(
             web::resource("/readyz")
                 .route(web::get().to(health::readyz))
                 .route(web::head().to(health::readyz))
-                .default_service(only(Allow::Get)),
+                .default_service(only(Allow::GetHead)),
         )
         .default_service(web::to(not_found))
 }

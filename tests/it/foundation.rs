@@ -172,8 +172,8 @@ async fn request_hygiene_at_the_token_endpoint() {
         ("GET", "/token", "POST"),
         ("PUT", "/introspect", "POST"),
         ("GET", "/revoke", "POST"),
-        ("POST", "/jwks", "GET"),
-        ("DELETE", "/.well-known/openid-configuration", "GET"),
+        ("POST", "/jwks", "GET, HEAD"),
+        ("DELETE", "/.well-known/openid-configuration", "GET, HEAD"),
         ("PUT", "/authorize", "GET, POST"),
         ("GET", "/login", "POST"),
     ] {
