@@ -134,6 +134,16 @@ where
     json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await
 }
 
+/// Each answer of a race is a grant or the given refusal, nothing else.
+fn granted_or(answers: &[(u16, Value)], error: &str, round: usize) {
+    for (s, b) in answers {
+        assert!(
+            *s == 200 || (*s == 400 && b["error"] == error),
+            "round {round}: {s} {b}"
+        );
+    }
+}
+
 fn claims(v: &Value) -> Value {
     peek(v["access_token"].as_str().unwrap()).1
 }
@@ -606,26 +616,14 @@ async fn a_revocation_racing_exchanges_leaves_no_active_child() {
                 .unwrap()
         };
         let (answers, _) = futures_util::future::join(exchanges, revoke).await;
-        for (s, b) in &answers {
-            assert!(
-                *s == 200 || (*s == 400 && b["error"] == "invalid_request"),
-                "{s} {b}"
-            );
-        }
-        let p = parent.clone();
-        let live: i64 = w
+        granted_or(&answers, "invalid_request", round);
+        let live = w
             .env
-            .state
-            .store
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM tokens WHERE parent_jti = ?1 AND revoked_at IS NULL",
-                    [&p],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
+            .count_with(
+                "SELECT COUNT(*) FROM tokens WHERE parent_jti = ?1 AND revoked_at IS NULL",
+                vec![parent.clone()],
+            )
+            .await;
         assert_eq!(
             live, 0,
             "round {round}: children outlived their revoked parent"
@@ -669,26 +667,14 @@ async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
                 .unwrap()
         };
         let (answers, mark) = futures_util::future::join(exchanges, remove).await;
-        for (s, b) in &answers {
-            assert!(
-                *s == 200 || (*s == 400 && b["error"] == "invalid_target"),
-                "{s} {b}"
-            );
-        }
-        let id = rule_id.clone();
-        let after: i64 = w
+        granted_or(&answers, "invalid_target", round);
+        let after = w
             .env
-            .state
-            .store
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1 AND rowid > ?2",
-                    rusqlite::params![id, mark],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
+            .count_with(
+                "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1 AND rowid > CAST(?2 AS INTEGER)",
+                vec![rule_id.clone(), mark.to_string()],
+            )
+            .await;
         assert_eq!(after, 0, "round {round}: issued under a removed rule");
     }
 }

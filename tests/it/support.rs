@@ -102,9 +102,16 @@ impl Env {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
+        self.count_with(sql, Vec::new()).await
+    }
+
+    /// `count` with text parameters (?1, ?2, ...).
+    pub async fn count_with(&self, sql: &'static str, args: Vec<String>) -> i64 {
         self.state
             .store
-            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .read(move |c| {
+                Ok(c.query_row(sql, rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
+            })
             .await
             .unwrap()
     }
