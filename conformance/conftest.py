@@ -364,8 +364,42 @@ def basic_auth(client_id: str, secret: str) -> dict:
 # --------------------------------------------------------------------------
 
 
-class LocalHTTP:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, run as a context
+    manager; subclasses pass their request handler to `_serve`."""
+
+    default_path = "/"
+
+    def _serve(self, handler) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.port}{path or self.default_path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def reply(handler: BaseHTTPRequestHandler, content_type: str, body: bytes) -> None:
+    """A 200 with `body`, from inside a request handler."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class LocalHTTP(LoopbackServer):
     """Serves a mutable JSON body at any path and records every request."""
+
+    default_path = "/jwks"
 
     def __init__(self, body: dict | None = None):
         self.body = body if body is not None else {"keys": []}
@@ -378,31 +412,14 @@ class LocalHTTP:
                 with outer.lock:
                     outer.requests.append(self.path)
                     data = json.dumps(outer.body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, "application/json", data)
 
             do_POST = do_GET  # noqa: N815
 
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, path: str = "/jwks") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
     def count(self) -> int:
         with self.lock:

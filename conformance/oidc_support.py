@@ -19,12 +19,12 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from conftest import Deputy, b64url, basic_auth
+from conftest import Deputy, LoopbackServer, b64url, basic_auth, reply
 
 PASSWORD = "correct horse battery staple"
 FORM = "application/x-www-form-urlencoded"
@@ -333,8 +333,10 @@ def add_app(d: Deputy, client_id: str, *, auth: str = "none", redirect_uris=(), 
 # --------------------------------------------------------------------------
 
 
-class CallbackServer:
+class CallbackServer(LoopbackServer):
     """Answers every GET with a small HTML page and records its path+query."""
+
+    default_path = "/cb"
 
     def __init__(self):
         self.hits: list[str] = []
@@ -348,29 +350,12 @@ class CallbackServer:
                     outer.hits.append(self.path)
                 outer.event.set()
                 body = b"<!doctype html><title>client</title><h1 id='client-callback'>Back at the client</h1>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, "text/html; charset=utf-8", body)
 
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, path: str = "/cb") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def www_authenticate_error(resp: requests.Response) -> str | None:
