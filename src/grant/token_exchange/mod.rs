@@ -5,57 +5,21 @@
 //! Every exchange, granted or refused, is written to the audit trail.
 
 pub mod presented;
+mod trail;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::AuthenticatedClient;
 use crate::error::OAuthError;
 use crate::http::form::FormParams;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
 use crate::policy::parse_scope;
-use crate::store::clients::Client;
 use crate::store::liveness::{lapsed, Dependencies, Lapsed};
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
 use presented::{refusal, validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
-
-/// What the audit trail records about an exchange, filled in as it is known.
-#[derive(Default)]
-struct Trail {
-    person: Option<String>,
-    chain: Option<Value>,
-    target: Option<String>,
-    scope_asked: Option<String>,
-    scope_granted: Option<String>,
-    task: Option<String>,
-    rule_id: Option<String>,
-    subject_jti: Option<String>,
-    jti: Option<String>,
-}
-
-fn event(now: i64, client: &Client, t: &Trail) -> AuditEvent {
-    let mut e = AuditEvent::new(now, "token_exchange", Mode::Delegated)
-        .client(&client.id, client.kind.as_str())
-        .person(t.person.as_deref());
-    e.actor_chain = t.chain.as_ref().map(Value::to_string);
-    e.audience = t.target.clone();
-    e.scope = t.scope_granted.clone();
-    e.task = t.task.clone();
-    e.rule_id = t.rule_id.clone();
-    e.parent_jti = t.subject_jti.clone();
-    e.jti = t.jti.clone();
-    // A granted exchange is a token issued: say what kind, like token_issued.
-    e.detail = Some(
-        match t.jti {
-            Some(_) => json!({"scope_requested": t.scope_asked, "kind": "access"}),
-            None => json!({"scope_requested": t.scope_asked}),
-        }
-        .to_string(),
-    );
-    e
-}
+use trail::{event, Trail};
 
 /// RFC 8693 §2.2.2 `invalid_target`: default deny.
 fn no_rule() -> OAuthError {
