@@ -126,8 +126,10 @@ def test_oidc_unknown_code_is_invalid_grant_rfc6749_s5_2(env):
 def test_oidc_pkce_bad_verifier_is_invalid_grant_rfc7636_s4_6(env, case):
     """RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) must equal the stored
     challenge, else invalid_grant; a missing verifier cannot match (RFC 7636
-    §4.5 REQUIRED; RFC 9700 §2.1.1). The right verifier then still works, so
-    the refusal was about the verifier."""
+    §4.5 REQUIRED; RFC 9700 §2.1.1). RFC 6749 §4.1.2: the code is presented
+    once, so the failed presentation by its own client spent it and the
+    right verifier afterwards fails too; a fresh code with the right
+    verifier works, so the refusal was about the verifier."""
     d, _, _, _ = env
     req, code = code_for(env, "web", WEB)
     over = {"wrong": {"code_verifier": new_verifier()},
@@ -135,6 +137,8 @@ def test_oidc_pkce_bad_verifier_is_invalid_grant_rfc7636_s4_6(env, case):
             "empty": {"code_verifier": ""},
             "challenge-itself": {"code_verifier": s256(req.verifier)}}[case]
     assert_oauth_error(redeem(d, req, code, **over), 400, "invalid_grant")
+    assert_oauth_error(redeem(d, req, code), 400, "invalid_grant")
+    req, code = code_for(env, "web", WEB)
     assert redeem(d, req, code).status_code == 200
 
 
@@ -209,20 +213,34 @@ def test_oidc_redirect_uri_mismatch_at_token_is_invalid_grant_rfc6749_s4_1_3(env
 
 def test_oidc_redirect_uri_missing_at_token_is_invalid_request_rfc6749_s4_1_3(env):
     """RFC 6749 §4.1.3: redirect_uri is REQUIRED at the token endpoint when it
-    was in the authorization request; missing -> invalid_request (§5.2)."""
+    was in the authorization request; missing -> invalid_request (§5.2). The
+    failed presentation spent the code (RFC 6749 §4.1.2)."""
     d, _, _, _ = env
     req, code = code_for(env, "web", WEB)
     assert_oauth_error(redeem(d, req, code, redirect_uri=None), 400, "invalid_request")
+    assert_oauth_error(redeem(d, req, code), 400, "invalid_grant")
+
+
+def test_oidc_code_of_another_client_is_not_spent_rfc6749_s4_1_3(env):
+    """RFC 6749 §4.1.3: a presentation by a client that is not the code's
+    owner is refused without spending it; the owner can still redeem it."""
+    d, _, _, _ = env
+    req, code = code_for(env, "web", WEB)
+    assert_oauth_error(redeem(d, req, code, client_id="web2"), 400, "invalid_grant")
+    assert redeem(d, req, code).status_code == 200
 
 
 def test_oidc_loopback_port_must_be_identical_at_token_rfc6749_s4_1_3(env):
     """RFC 8252 §7.3 lets the port vary at /authorize, but RFC 6749 §4.1.3
     still needs the token request's redirect_uri identical to the one used:
-    another port -> invalid_grant; the same one works."""
+    another port -> invalid_grant (and, RFC 6749 §4.1.2, the code is spent);
+    the same one works."""
     d, _, _, _ = env
+    for other in ("http://127.0.0.1:50002/cb", LOOP):
+        req, code = code_for(env, "loop", "http://127.0.0.1:50001/cb")
+        assert_oauth_error(redeem(d, req, code, redirect_uri=other), 400, "invalid_grant")
+        assert_oauth_error(redeem(d, req, code), 400, "invalid_grant")
     req, code = code_for(env, "loop", "http://127.0.0.1:50001/cb")
-    assert_oauth_error(redeem(d, req, code, redirect_uri="http://127.0.0.1:50002/cb"), 400, "invalid_grant")
-    assert_oauth_error(redeem(d, req, code, redirect_uri=LOOP), 400, "invalid_grant")
     assert redeem(d, req, code).status_code == 200
 
 

@@ -92,6 +92,9 @@ pub struct OAuthError {
     pub retry_after: Option<u64>,
     /// `Allow` on 405 (RFC 9110 §15.5.6).
     pub allow: Option<Allow>,
+    /// What really happened, for the audit trail and the log only, when the
+    /// public description deliberately says less.
+    pub detail: Option<Cow<'static, str>>,
 }
 
 /// The method sets deputy's resources support (one byte, so the error stays small).
@@ -124,6 +127,7 @@ impl OAuthError {
             www_authenticate: None,
             retry_after: None,
             allow: None,
+            detail: None,
         }
     }
 
@@ -173,6 +177,15 @@ impl OAuthError {
     pub fn with_www_authenticate(mut self, value: impl Into<String>) -> Self {
         self.www_authenticate = Some(value.into());
         self
+    }
+    /// Keep the real reason for the trail while the answer says less.
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    /// The reason recorded in the audit trail: the detail when there is one.
+    pub fn reason(&self) -> &str {
+        self.detail.as_deref().unwrap_or(&self.description)
     }
 }
 

@@ -10,11 +10,11 @@ use rusqlite::Connection;
 
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
-use crate::client_auth::{self, AuthenticatedClient};
+use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{SubjectKind, TokenKind};
 use crate::store::tokens::{self, TokenRecord};
-use crate::store::StoreResult;
+use crate::store::{Outcome, StoreResult};
 use crate::token::verify::verify_own_jwt_ignoring_exp;
 use crate::token::ACCESS_TOKEN_TYP;
 
@@ -79,15 +79,13 @@ fn revoke_owned(conn: &Connection, jti: &str, caller: &str, now: i64) -> StoreRe
     Ok(count)
 }
 
-/// Revoke `token` for the authenticated caller. `Ok` whether or not anything
-/// changed; `Err` only for a failed authentication step or a store failure.
-pub async fn revoke(
-    state: &AppState,
-    auth: &AuthenticatedClient,
-    token: &str,
-) -> Result<(), OAuthError> {
+/// The job that revokes `token` for the authenticated caller in the
+/// request's transaction. It answers `Ok` whether or not anything changed
+/// (RFC 7009 §2.2); only a store failure is an error.
+pub fn revoke(state: &AppState, auth: &AuthenticatedClient, token: &str) -> RequestJob<()> {
     let now = state.clock.now();
     let settings = &state.settings;
+    let caller = auth.client.id.clone();
     // Only access tokens deputy signed carry a `jti` we can look up; expiry is
     // no obstacle. Anything else is unknown: RFC 7009 §2.2, answered 200.
     let jti = verify_own_jwt_ignoring_exp(
@@ -100,78 +98,60 @@ pub async fn revoke(
     )
     .ok()
     .and_then(|v| v.jti().map(str::to_string));
-    let Some(jti) = jti else {
-        // Not one of our JWTs: perhaps an opaque refresh token.
-        return revoke_refresh(state, auth, token).await;
-    };
-    let caller = auth.client.id.clone();
-    let assertion = auth.assertion.clone();
-    let log_jti = jti.clone();
-    let count = state
-        .store
-        .write_outcome(move |c| {
-            // The assertion is recorded in the same transaction as the
-            // revocation, so a replay revokes nothing.
-            if let Err(e) = crate::grant::consume_assertion(c, &caller, assertion.as_ref())? {
-                return Ok(Err(e));
+    if let Some(jti) = jti {
+        return Box::new(move |c| {
+            let count = revoke_owned(c, &jti, &caller, now)?;
+            if count > 0 {
+                tracing::info!(client_id = %caller, jti = %jti, revoked = count, "token revoked");
             }
-            revoke_owned(c, &jti, &caller, now).map(Ok)
-        })
-        .await??;
-    if count > 0 {
-        tracing::info!(client_id = %auth.client.id, jti = %log_jti, revoked = count, "token revoked");
+            Ok(Outcome::Commit(()))
+        });
     }
-    Ok(())
+    // Not one of our JWTs: perhaps an opaque refresh token.
+    if token.len() > 512 || token.contains('.') {
+        return Box::new(|_| Ok(Outcome::Commit(())));
+    }
+    let hash = crate::secret::sha256_b64(token.as_bytes());
+    let kind = auth.client.kind.as_str().to_string();
+    Box::new(move |c| {
+        revoke_refresh(c, &hash, &caller, &kind, now)?;
+        Ok(Outcome::Commit(()))
+    })
 }
 
 /// RFC 7009 §2.1: revoking a refresh token revokes its whole family and every
-/// token issued from it (RFC 9700 §4.14.2). Unknown strings change nothing,
-/// but a client assertion is still spent (RFC 7523 §3 item 7).
-async fn revoke_refresh(
-    state: &AppState,
-    auth: &AuthenticatedClient,
-    token: &str,
-) -> Result<(), OAuthError> {
-    if token.len() > 512 || token.contains('.') {
-        return client_auth::burn_assertion(state, auth).await;
+/// token issued from it (RFC 9700 §4.14.2). Unknown strings change nothing.
+fn revoke_refresh(
+    c: &Connection,
+    hash: &str,
+    caller: &str,
+    kind: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let Some(rec) = crate::store::refresh::get(c, hash)? else {
+        return Ok(());
+    };
+    if rec.client_id != caller {
+        return Ok(());
     }
-    let now = state.clock.now();
-    let hash = crate::secret::sha256_b64(token.as_bytes());
-    let caller = auth.client.id.clone();
-    let kind = auth.client.kind.as_str().to_string();
-    let assertion = auth.assertion.clone();
-    state
-        .store
-        .write_outcome(move |c| {
-            if let Err(e) = crate::grant::consume_assertion(c, &caller, assertion.as_ref())? {
-                return Ok(Err(e));
-            }
-            let Some(rec) = crate::store::refresh::get(c, &hash)? else {
-                return Ok(Ok(()));
-            };
-            if rec.client_id != caller {
-                return Ok(Ok(()));
-            }
-            let families = crate::store::refresh::revoke_family(c, &rec.family_id, now)?;
-            let count = tokens::revoke_grant(c, &rec.family_id, now, REASON)?;
-            if families > 0 || count > 0 {
-                // The client holding the person's grant acts: an agent for
-                // the person (delegated), the person's own app as the person.
-                let mode = if kind == crate::model::ClientKind::Agent.as_str() {
-                    Mode::Delegated
-                } else {
-                    Mode::Person
-                };
-                let mut e = AuditEvent::new(now, "token_revoked", mode)
-                    .client(&caller, &kind)
-                    .person(Some(&rec.user_id))
-                    .detail(serde_json::json!({ "kind": "refresh", "family_id": rec.family_id, "revoked_count": count }));
-                e.jti = Some(rec.jti.clone());
-                crate::store::audit::insert(c, &e)?;
-            }
-            Ok(Ok(()))
-        })
-        .await?
+    let families = crate::store::refresh::revoke_family(c, &rec.family_id, now)?;
+    let count = tokens::revoke_grant(c, &rec.family_id, now, REASON)?;
+    if families > 0 || count > 0 {
+        // The client holding the person's grant acts: an agent for
+        // the person (delegated), the person's own app as the person.
+        let mode = if kind == crate::model::ClientKind::Agent.as_str() {
+            Mode::Delegated
+        } else {
+            Mode::Person
+        };
+        let mut e = AuditEvent::new(now, "token_revoked", mode)
+            .client(caller, kind)
+            .person(Some(&rec.user_id))
+            .detail(serde_json::json!({ "kind": "refresh", "family_id": rec.family_id, "revoked_count": count }));
+        e.jti = Some(rec.jti.clone());
+        crate::store::audit::insert(c, &e)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -102,11 +102,7 @@ pub async fn check(
     Ok(AuthenticatedClient {
         client,
         method: AuthMethod::PrivateKeyJwt,
-        assertion: Some(PendingAssertion {
-            jti,
-            expires_at,
-            spent: Default::default(),
-        }),
+        assertion: Some(PendingAssertion { jti, expires_at }),
     })
 }
 

@@ -6,6 +6,7 @@
 //! (RFC 6749 §5.2). Two methods at once is `invalid_request`.
 
 pub mod assertion;
+pub mod conclude;
 pub mod jwks;
 pub mod remote;
 pub mod secret;
@@ -21,17 +22,17 @@ use crate::http::form::FormParams;
 use crate::model::AuthMethod;
 use crate::store::clients::Client;
 
+pub use conclude::{conclude, refused, refused_and_recorded, RequestJob};
+
 pub const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// An assertion whose `jti` must be recorded as used in the same transaction
-/// that acts on the request (RFC 7523 §3 item 7). `spent` turns true once a
-/// transaction has recorded it, so the endpoint does not record it twice.
+/// An assertion whose `jti` is recorded as used by `conclude`, in the
+/// transaction that ends the request (RFC 7523 §3 item 7).
 #[derive(Debug, Clone)]
 pub struct PendingAssertion {
     pub jti: String,
     pub expires_at: i64,
-    pub spent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A client that proved who it is.
@@ -196,34 +197,6 @@ pub async fn authenticate(
                 assertion: None,
             })
         }
-    }
-}
-
-/// Record a checked assertion's `jti` as used outside any grant transaction
-/// (used when the request fails before its own write, or for endpoints that
-/// write nothing). A replay turns into `invalid_client`.
-pub async fn burn_assertion(
-    state: &AppState,
-    auth: &AuthenticatedClient,
-) -> Result<(), OAuthError> {
-    let Some(a) = auth.assertion.clone() else {
-        return Ok(());
-    };
-    if a.spent.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(());
-    }
-    let client_id = auth.client.id.clone();
-    let fresh = state
-        .store
-        .write(move |c| {
-            crate::store::tokens::consume_assertion_jti(c, &client_id, &a.jti, a.expires_at)
-        })
-        .await?;
-    if fresh {
-        Ok(())
-    } else {
-        tracing::info!(client_id = %auth.client.id, "client assertion replayed");
-        Err(OAuthError::invalid_client())
     }
 }
 

@@ -3,13 +3,14 @@
 
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
-use crate::client_auth::AuthenticatedClient;
+use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
 use crate::http::form::FormParams;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::{is_subset, parse_scope, requested_audience};
 use crate::store::clients::Client;
 use crate::store::liveness::{still_live, Dependencies};
+use crate::store::Outcome;
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
 
 /// A checked client-credentials request.
@@ -52,11 +53,12 @@ pub fn validate(
     Ok(ClientCredentialsRequest { scope, audience })
 }
 
-pub async fn issue(
+/// Sign the token now; the returned job records it in the request's transaction.
+pub fn issue(
     state: &AppState,
     auth: &AuthenticatedClient,
     req: ClientCredentialsRequest,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let now = state.clock.now();
     let client = &auth.client;
     let ttl = state.settings.access_token_ttl;
@@ -89,36 +91,25 @@ pub async fn issue(
     audit.scope = Some(minted.record.scope.clone());
     audit.detail =
         Some(serde_json::json!({"grant_type": "client_credentials", "kind": "access"}).to_string());
-
-    let record = minted.record.clone();
-    let assertion = auth.assertion.clone();
-    state
-        .store
-        .write_outcome(move |c| {
-            // Removed since it authenticated: nothing is issued (the removal's
-            // cascade ran before this token existed). Checked before the
-            // assertion is recorded: a refusal here rolls the savepoint back,
-            // and the caller then records the assertion on its own.
-            let deps = Dependencies {
-                client_id: record.client_id.clone(),
-                ..Dependencies::default()
-            };
-            if !still_live(c, &deps)? {
-                return Ok(Err(OAuthError::invalid_client()));
-            }
-            if let Err(e) = super::consume_assertion(c, &record.client_id, assertion.as_ref())? {
-                return Ok(Err(e));
-            }
-            crate::store::tokens::insert(c, &record)?;
-            crate::store::audit::insert(c, &audit)?;
-            Ok(Ok(()))
-        })
-        .await??;
-    tracing::info!(client_id = %client.id, jti = %minted.record.jti, "access token issued");
-    Ok(TokenResponse {
+    let record = minted.record;
+    let response = TokenResponse {
         access_token: minted.jwt,
         expires_in: ttl,
-        scope: minted.record.scope,
+        scope: record.scope.clone(),
         ..Default::default()
-    })
+    };
+    Ok(Box::new(move |c| {
+        // Removed since it authenticated: nothing is issued (the removal's
+        // cascade ran before this token existed).
+        let deps = Dependencies {
+            client_id: record.client_id.clone(),
+            ..Dependencies::default()
+        };
+        if !still_live(c, &deps)? {
+            return Ok(Outcome::Rollback(OAuthError::invalid_client()));
+        }
+        crate::store::tokens::insert(c, &record)?;
+        crate::store::audit::insert(c, &audit)?;
+        Ok(Outcome::Commit(response))
+    }))
 }

@@ -30,38 +30,40 @@ pub struct PersonTokenSpec<'a> {
     pub refresh: Option<(String, RefreshRecord)>,
 }
 
-/// Everything to store, and the response to send once stored.
+/// Everything to store, and the response to send once stored. Each record
+/// gets its `token_issued` event when stored, so the trail names exactly the
+/// tokens that were issued.
 pub struct IssuedSet {
     pub response: TokenResponse,
     pub records: Vec<TokenRecord>,
     pub refresh: Option<RefreshRecord>,
-    pub audit: Vec<AuditEvent>,
 }
 
 /// A person's own client acts for them as `person`; an agent client's use of
 /// the person's grant is `delegated`.
 pub fn mode_for(client: &Client) -> Mode {
-    match client.kind {
-        crate::model::ClientKind::Agent => Mode::Delegated,
-        _ => Mode::Person,
+    mode_for_kind(client.kind.as_str())
+}
+
+fn mode_for_kind(client_kind: &str) -> Mode {
+    if client_kind == crate::model::ClientKind::Agent.as_str() {
+        Mode::Delegated
+    } else {
+        Mode::Person
     }
 }
 
-pub fn issued_event(
-    now: i64,
-    client: &Client,
-    rec: &TokenRecord,
-    grant_type: GrantType,
-) -> AuditEvent {
-    let mut e = AuditEvent::new(now, "token_issued", mode_for(client))
-        .client(&client.id, client.kind.as_str())
+/// The `token_issued` event of a person's token.
+pub fn issued_event(rec: &TokenRecord) -> AuditEvent {
+    let mut e = AuditEvent::new(rec.issued_at, "token_issued", mode_for_kind(&rec.client_kind))
+        .client(&rec.client_id, &rec.client_kind)
         .person(Some(&rec.subject));
     e.jti = Some(rec.jti.clone());
     e.audience = Some(rec.audience.clone());
     e.scope = Some(rec.scope.clone());
     e.parent_jti = rec.parent_jti.clone();
     e.detail = Some(
-        serde_json::json!({"grant_type": grant_type.as_str(), "kind": rec.kind.as_str(), "grant_id": rec.grant_id})
+        serde_json::json!({"grant_type": rec.grant_type, "kind": rec.kind.as_str(), "grant_id": rec.grant_id})
             .to_string(),
     );
     e
@@ -97,7 +99,6 @@ pub fn mint(
         },
     )?;
     let mut records = vec![access.record.clone()];
-    let mut audit = vec![issued_event(now, client, &access.record, spec.grant_type)];
     let mut response = TokenResponse {
         access_token: access.jwt.clone(),
         expires_in: settings.access_token_ttl,
@@ -124,7 +125,6 @@ pub fn mint(
                 grant_type: spec.grant_type.as_str(),
             },
         )?;
-        audit.push(issued_event(now, client, &rec, spec.grant_type));
         records.push(rec);
         response.id_token = Some(jwt);
     }
@@ -152,7 +152,6 @@ pub fn mint(
             revoked_at: None,
             revoked_reason: None,
         };
-        audit.push(issued_event(now, client, &token_rec, spec.grant_type));
         records.push(token_rec);
         response.refresh_token = Some(plaintext);
         refresh_out = Some(rec);
@@ -161,7 +160,6 @@ pub fn mint(
         response,
         records,
         refresh: refresh_out,
-        audit,
     })
 }
 
@@ -202,7 +200,8 @@ pub fn refresh_record(
     }
 }
 
-/// Store an issued set inside the caller's transaction.
+/// Store an issued set inside the caller's transaction, with one
+/// `token_issued` event per token.
 pub fn store(conn: &rusqlite::Connection, set: &IssuedSet) -> crate::store::StoreResult<()> {
     for r in &set.records {
         crate::store::tokens::insert(conn, r)?;
@@ -210,8 +209,8 @@ pub fn store(conn: &rusqlite::Connection, set: &IssuedSet) -> crate::store::Stor
     if let Some(r) = &set.refresh {
         crate::store::refresh::insert(conn, r)?;
     }
-    for e in &set.audit {
-        crate::store::audit::insert(conn, e)?;
+    for r in &set.records {
+        crate::store::audit::insert(conn, &issued_event(r))?;
     }
     Ok(())
 }

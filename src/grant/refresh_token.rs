@@ -14,18 +14,18 @@
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
-use rusqlite::OptionalExtension;
 
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
-use crate::client_auth::AuthenticatedClient;
+use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
 use crate::http::form::FormParams;
 use crate::model::GrantType;
 use crate::policy::{is_subset, parse_scope};
 use crate::secret::sha256_b64;
 use crate::store::refresh::RefreshRecord;
-use crate::store::StoreResult;
+use crate::store::liveness::Dependencies;
+use crate::store::{Outcome, StoreResult};
 use crate::token::TokenResponse;
 
 use super::person::{mint, refresh_record, store, PersonTokenSpec};
@@ -99,13 +99,14 @@ async fn refresh_key(state: &AppState) -> Result<String, OAuthError> {
 }
 
 /// RFC 6749 §6. The token set is signed before the write, on this request's
-/// thread; the write re-reads the token and decides everything that can
-/// change (consumed, revoked, expired, disabled) in one transaction.
+/// thread; the returned job re-reads the token and decides everything that
+/// can change (consumed, revoked, expired, disabled) in the request's
+/// transaction.
 pub async fn refresh(
     state: &AppState,
     auth: &AuthenticatedClient,
     req: RefreshRequest,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let now = state.clock.now();
     let settings = state.settings.clone();
     let client = auth.client.clone();
@@ -184,18 +185,12 @@ pub async fn refresh(
         }
         Err(e) => Err(e),
     };
-    let assertion = auth.assertion.clone();
-    state
-        .store
-        .write(move |c| {
-            if let Err(e) = super::consume_assertion(c, &client.id, assertion.as_ref())? {
-                return Ok(Err(e));
-            }
+    Ok(Box::new(move |c| {
             let Some(rec) = crate::store::refresh::get(c, &hash)? else {
-                return Ok(Err(bad_token()));
+                return Ok(Outcome::Refuse(bad_token()));
             };
             if rec.revoked_at.is_some() {
-                return Ok(Err(bad_token()));
+                return Ok(Outcome::Refuse(bad_token()));
             }
             let retry = if let Some(consumed_at) = rec.consumed_at {
                 let successor_rec = crate::store::refresh::get(c, &successor_hash)?;
@@ -211,7 +206,7 @@ pub async fn refresh(
                     && successor_unused;
                 if !in_grace {
                     revoke_for_reuse(c, &rec, &client.id, now)?;
-                    return Ok(Err(bad_token()));
+                    return Ok(Outcome::Refuse(bad_token()));
                 }
                 true
             } else {
@@ -220,49 +215,65 @@ pub async fn refresh(
             // RFC 6749 §6: the token must have been issued to the authenticated
             // client. (A consumed token from another client was handled above as reuse.)
             if rec.client_id != client.id {
-                return Ok(Err(bad_token()));
+                return Ok(Outcome::Refuse(bad_token()));
             }
             if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
-                return Ok(Err(bad_token()));
+                return Ok(Outcome::Refuse(bad_token()));
             }
-            let grant_revoked: bool = c
-                .prepare_cached("SELECT revoked_at IS NOT NULL FROM grants WHERE id = ?1")?
-                .query_row([&rec.family_id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(true);
-            let user_active = crate::store::users::by_id(c, &rec.user_id)?
-                .is_some_and(|u| u.disabled_at.is_none());
-            if grant_revoked || !user_active {
-                return Ok(Err(bad_token()));
+            let family_live = crate::store::liveness::still_live(
+                c,
+                &Dependencies {
+                    client_id: client.id.clone(),
+                    person: Some(rec.user_id.clone()),
+                    grant_id: Some(rec.family_id.clone()),
+                    ..Dependencies::default()
+                },
+            )?;
+            if !family_live {
+                return Ok(Outcome::Refuse(bad_token()));
             }
             // Refusals decided before the write count only after reuse detection.
             let set = match set {
                 Ok(set) => set,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Outcome::Refuse(e)),
             };
+            // An agent refreshing a person's grant acts for them (delegated).
+            let mode = super::person::mode_for(&client);
             if retry {
-                // Same successor again: its record exists; store only the new access/ID tokens.
+                // Same successor again: its record exists and is not issued
+                // again; store only the new access/ID tokens, and say so.
                 let mut again = set;
                 again.refresh = None;
                 again
                     .records
                     .retain(|r| r.kind != crate::model::TokenKind::Refresh);
                 store(c, &again)?;
-                return Ok(Ok(again.response));
+                let mut e = AuditEvent::new(now, "refresh_retried", mode)
+                    .client(&client.id, client.kind.as_str())
+                    .person(Some(&rec.user_id));
+                e.jti = Some(rec.jti.clone());
+                e.detail = Some(
+                    serde_json::json!({
+                        "family_id": rec.family_id,
+                        "issued": again.records.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
+                        "refresh_token_issued": false,
+                    })
+                    .to_string(),
+                );
+                crate::store::audit::insert(c, &e)?;
+                return Ok(Outcome::Commit(again.response));
             }
             // One UPDATE decides a race: the loser sees the token consumed.
             if !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)? {
-                return Ok(Err(bad_token()));
+                return Ok(Outcome::Refuse(bad_token()));
             }
             store(c, &set)?;
-            // An agent refreshing a person's grant acts for them (delegated).
-            let mut e = AuditEvent::new(now, "refresh_rotated", super::person::mode_for(&client))
+            let mut e = AuditEvent::new(now, "refresh_rotated", mode)
                 .client(&client.id, client.kind.as_str())
                 .person(Some(&rec.user_id));
             e.jti = Some(rec.jti.clone());
             e.detail = Some(serde_json::json!({"family_id": rec.family_id}).to_string());
             crate::store::audit::insert(c, &e)?;
-            Ok(Ok(set.response))
-        })
-        .await?
+            Ok(Outcome::Commit(set.response))
+    }))
 }

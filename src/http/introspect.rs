@@ -26,12 +26,17 @@ pub async fn introspect(
     if auth.method == AuthMethod::None {
         return Err(OAuthError::invalid_client());
     }
-    // RFC 7523 §3 item 7: introspection writes nothing else, so the client
-    // assertion is spent here, before anything is answered (errors too).
-    client_auth::burn_assertion(&state, &auth).await?;
     // RFC 7662 §2.1: `token` is required; `token_type_hint` is only a hint and
     // the search covers every type whatever it says, so it is not read.
-    let token = form.require("token")?;
+    // RFC 7523 §3 item 7: introspection writes nothing else, so the client
+    // assertion is spent here, before anything is answered (errors too).
+    let checked = form.require("token");
+    let job: client_auth::RequestJob<()> = match &checked {
+        Ok(_) => Box::new(|_| Ok(crate::store::Outcome::Commit(()))),
+        Err(e) => client_auth::refused(e.clone()),
+    };
+    client_auth::conclude(&state.store, &auth, job).await?;
+    let token = checked?;
     let answer = introspection::introspect(&state, &auth.client.id, token).await?;
     if accepts_jwt(&req) {
         let jwt = introspection::signed_response(&state, &auth.client.id, &answer)?;

@@ -22,18 +22,14 @@ pub async fn revoke(
     let auth = client_auth::authenticate(&state, &req, &form).await?;
     // RFC 7009 §2.1: `token` is required; `token_type_hint` is optional. A
     // refused request still spends its client assertion (RFC 7523 §3 item 7).
-    let checked = form.require("token").and_then(|token| {
-        revocation::check_hint(form.get("token_type_hint"))?;
-        Ok(token)
-    });
-    let token = match checked {
-        Ok(token) => token,
-        Err(e) => {
-            client_auth::burn_assertion(&state, &auth).await?;
-            return Err(e);
-        }
-    };
-    revocation::revoke(&state, &auth, token).await?;
+    let job = form
+        .require("token")
+        .and_then(|token| {
+            revocation::check_hint(form.get("token_type_hint"))?;
+            Ok(revocation::revoke(&state, &auth, token))
+        })
+        .unwrap_or_else(client_auth::refused);
+    client_auth::conclude(&state.store, &auth, job).await?;
     // RFC 7009 §2.2: 200 whether or not anything was revoked; the body is
     // ignored by the client, so there is none.
     Ok(HttpResponse::Ok()

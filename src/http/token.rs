@@ -1,11 +1,13 @@
 //! `POST /token` (RFC 6749 §3.2), as a visible pipeline:
 //! no-store → strict form → known grant type → client authentication →
-//! client may use the grant → the grant's own validation and issuance.
+//! client may use the grant → the grant's own validation → the request's one
+//! transaction (`client_auth::conclude`), which also spends the client
+//! assertion whatever the outcome.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::app::AppState;
-use crate::client_auth::{self, AuthenticatedClient};
+use crate::client_auth::{self, refused, AuthenticatedClient, RequestJob};
 use crate::error::{ErrorCode, OAuthError};
 use crate::grant;
 use crate::http::form::{Form, FormParams};
@@ -25,30 +27,27 @@ pub async fn token(
             OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")
         })?;
     let now = state.clock.now();
-    if !state
-        .token_by_address
-        .allow(&crate::login::address(&req), now)
-    {
+    let address = crate::login::address(&req);
+    if !state.token_by_address.allow(&address, now) {
         return Err(crate::limits::too_many());
     }
     let auth = client_auth::authenticate(&state, &req, &form).await?;
-    if !state.token_by_client.allow(&auth.client.id, now) {
-        return Err(crate::limits::too_many());
-    }
-    match run_grant(&state, &auth, grant_type, &form).await {
-        Ok(resp) => Ok(no_store_json(resp.to_json())),
-        Err(e)
-            if e.code == ErrorCode::ServerError || e.code == ErrorCode::TemporarilyUnavailable =>
-        {
-            Err(e)
-        }
-        Err(e) => {
-            // The request failed before its own transaction recorded the
-            // assertion: record it now, so a refused assertion is still spent.
-            client_auth::burn_assertion(&state, &auth).await?;
-            Err(e)
-        }
-    }
+    // A public client's id is no secret: anyone can claim it, so its budget
+    // is kept per address, not per id (else anyone could exhaust it).
+    let bucket = match auth.method {
+        AuthMethod::None => format!("public:{}@{address}", auth.client.id),
+        _ => auth.client.id.clone(),
+    };
+    let job = if !state.token_by_client.allow(&bucket, now) {
+        refused(crate::limits::too_many())
+    } else {
+        run_grant(&state, &auth, grant_type, &form)
+            .await
+            .unwrap_or_else(refused)
+    };
+    let issued = client_auth::conclude(&state.store, &auth, job).await?;
+    tracing::info!(client_id = %auth.client.id, grant_type = grant_type.as_str(), "tokens issued");
+    Ok(no_store_json(issued.to_json()))
 }
 
 async fn run_grant(
@@ -56,7 +55,7 @@ async fn run_grant(
     auth: &AuthenticatedClient,
     grant_type: GrantType,
     form: &FormParams,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     // Public clients may use only the authorization code flow (and its refresh).
     if auth.method == AuthMethod::None
         && !matches!(
@@ -76,7 +75,7 @@ async fn run_grant(
     match grant_type {
         GrantType::ClientCredentials => {
             let req = grant::client_credentials::validate(&auth.client, form)?;
-            grant::client_credentials::issue(state, auth, req).await
+            grant::client_credentials::issue(state, auth, req)
         }
         GrantType::AuthorizationCode => {
             let req = grant::authorization_code::parse(form)?;
@@ -86,6 +85,6 @@ async fn run_grant(
             let req = grant::refresh_token::parse(form)?;
             grant::refresh_token::refresh(state, auth, req).await
         }
-        GrantType::TokenExchange => grant::token_exchange::exchange(state, auth, form).await,
+        GrantType::TokenExchange => Ok(grant::token_exchange::exchange(state, auth, form).await),
     }
 }

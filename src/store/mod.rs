@@ -120,8 +120,23 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// A write job: run against the transaction (or told why it could not run),
+/// it says whether its savepoint is kept and how to deliver its result.
+type WriteJob = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Completion) + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// How a write job ends. A refusal that must leave a trace (an audit event,
+/// a spent client assertion, a replayed code's revoked family) commits and
+/// still answers an error; anything else that fails rolls back.
+#[derive(Debug)]
+pub enum Outcome<T, E> {
+    /// Keep what the job wrote and answer `T`.
+    Commit(T),
+    /// Keep what the job wrote and answer the refusal `E`.
+    Refuse(E),
+    /// Undo what the job wrote and answer the refusal `E`.
+    Rollback(E),
+}
 
 /// The server's handle on the database. Cheap to clone.
 #[derive(Clone)]
@@ -175,32 +190,49 @@ impl Store {
         file_identity(&self.path).is_ok_and(|id| id == self.identity)
     }
 
-    /// Run `f` inside the next group-commit transaction, in its own savepoint.
-    /// If `f` fails, its savepoint is rolled back and nothing it did persists.
-    /// The result arrives after the commit; a failed commit fails every job in it.
+    /// Run `f` inside the next group-commit transaction, in its own savepoint:
+    /// `Ok` keeps what it wrote, `Err` rolls it back. The result arrives after
+    /// the commit; a failed commit fails every job in it.
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.write_outcome(move |c| f(c).map(Ok))
+        self.transact(move |c| f(c).map(Outcome::<T, StoreError>::Commit))
             .await
-            .and_then(|r: Result<T, StoreError>| r)
+            .and_then(|r| r)
     }
 
-    /// Like `write`, for domain operations whose refusal (`Err(E)`) must also
-    /// roll back the savepoint without being a store failure.
-    pub async fn write_outcome<T, E, F>(&self, f: F) -> StoreResult<Result<T, E>>
+    /// Like `write`, for domain operations that may end in a refusal: the
+    /// job's `Outcome` says whether its writes are kept (see `Outcome`).
+    /// A store failure (`Err`) always rolls back.
+    pub async fn transact<T, E, F>(&self, f: F) -> StoreResult<Result<T, E>>
     where
-        F: FnOnce(&Connection) -> StoreResult<Result<T, E>> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<Outcome<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move |conn: &Connection| {
+        let job: WriteJob = Box::new(move |conn: Result<&Connection, &StoreError>| {
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    // Never run outside the real transaction: fail with its cause.
+                    let err = clone_err(e);
+                    let completion: Completion = Box::new(move |_| {
+                        let _ = tx.send(Err(err));
+                    });
+                    return (false, completion);
+                }
+            };
             let result =
                 catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or(Err(StoreError::Panicked));
-            let keep = matches!(result, Ok(Ok(_)));
+            let (keep, result) = match result {
+                Ok(Outcome::Commit(t)) => (true, Ok(Ok(t))),
+                Ok(Outcome::Refuse(e)) => (true, Ok(Err(e))),
+                Ok(Outcome::Rollback(e)) => (false, Ok(Err(e))),
+                Err(e) => (false, Err(e)),
+            };
             let completion: Completion = Box::new(move |commit: StoreResult<()>| {
                 let out = match commit {
                     Ok(()) => result,
@@ -214,7 +246,7 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Run a read-only query on a reader thread.
+/// Run a read-only query on a reader thread.
     pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -252,7 +284,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
             tracing::error!(error = %err, "cannot begin write transaction");
             for job in batch {
                 // The job still has to be told; run nothing, fail it.
-                fail_job(job, &err);
+                let (_, completion) = job(Err(&err));
+                completion(Err(clone_err(&err)));
             }
             return;
         }
@@ -261,7 +294,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
     for job in batch {
         match tx.savepoint() {
             Ok(mut sp) => {
-                let (keep, completion) = job(&sp);
+                let (keep, completion) = job(Ok(&sp));
                 let done = if keep {
                     sp.commit()
                 } else {
@@ -274,7 +307,9 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
             }
             Err(e) => {
                 let err = StoreError::from(e);
-                fail_job(job, &err);
+                tracing::error!(error = %err, "cannot open a savepoint for a write job");
+                let (_, completion) = job(Err(&err));
+                completion(Err(clone_err(&err)));
             }
         }
     }
@@ -292,19 +327,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
     }
 }
 
-/// Tell a job it failed without running its body against the database.
-fn fail_job(job: WriteJob, err: &StoreError) {
-    // Run the body against a throw-away in-memory connection? No: a job must never
-    // run outside the real transaction. We drop the job, which drops its sender,
-    // and the waiting request sees `Closed`, mapped to a 5xx. Log the cause here.
-    tracing::error!(error = %err, "write job not run");
-    drop(job);
-}
-
+/// A batch-wide failure, told to each job of the batch.
 fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Busy => StoreError::Busy,
-        other => StoreError::Schema(format!("commit failed: {other}")),
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Schema(format!("transaction failed: {other}")),
     }
 }
 

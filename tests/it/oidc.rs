@@ -202,6 +202,18 @@ async fn pkce_is_required_and_s256_only() {
     }
 }
 
+/// POST a code redemption with a raw body; (status, JSON).
+async fn redeem_raw<S>(app: &S, body: &str) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    json_of(test::call_service(app, form_post("/token", body).to_request()).await).await
+}
+
 #[actix_web::test]
 async fn code_redemption_rules() {
     let env = Env::new();
@@ -211,39 +223,15 @@ async fn code_redemption_rules() {
     let app = env.app().await;
     let mut browser = Browser::default();
 
-    // Wrong verifier, missing verifier (RFC 7636 §4.6).
+    // Another client (RFC 6749 §4.1.3): refused, and the code is not spent,
+    // since that client is not its owner.
     let code = sign_in(&app, &mut browser, "web", "alice", "").await;
-    let body = format!(
-        "grant_type=authorization_code&code={code}&client_id=web&code_verifier={}",
-        "x".repeat(43)
-    );
-    let (s, b) =
-        json_of(test::call_service(&app, form_post("/token", &body).to_request()).await).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
-    let body = format!("grant_type=authorization_code&code={code}&client_id=web");
-    let (s, b) =
-        json_of(test::call_service(&app, form_post("/token", &body).to_request()).await).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
-    // Another client (RFC 6749 §4.1.3).
     assert_eq!(
         redeem(&app, "other", &code, "").await.1["error"],
         "invalid_grant"
     );
-    // redirect_uri sent at redemption must match.
-    assert_eq!(
-        redeem(
-            &app,
-            "web",
-            &code,
-            "&redirect_uri=https%3A%2F%2Fapp.example%2Fother"
-        )
-        .await
-        .1["error"],
-        "invalid_grant"
-    );
-    // The refusals did not spend it.
     let (s, first) = redeem(&app, "web", &code, "").await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 200, "{first}");
     // Reuse: invalid_grant and everything from the first redemption is revoked (RFC 6749 §4.1.2).
     let (s, b) = redeem(&app, "web", &code, "").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
@@ -257,19 +245,64 @@ async fn code_redemption_rules() {
         "tokens from a replayed code are revoked"
     );
     let refresh = first["refresh_token"].as_str().unwrap();
-    let (s, b) = json_of(
-        test::call_service(
-            &app,
-            form_post(
-                "/token",
-                &format!("grant_type=refresh_token&client_id=web&refresh_token={refresh}"),
-            )
-            .to_request(),
-        )
-        .await,
+    let (s, b) = redeem_raw(
+        &app,
+        &format!("grant_type=refresh_token&client_id=web&refresh_token={refresh}"),
     )
     .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+}
+
+/// A code is presented once (RFC 6749 §4.1.2): its own client's presentation
+/// that fails the PKCE (RFC 7636 §4.6) or redirect_uri (RFC 6749 §4.1.3)
+/// check spends it, the refusal is recorded as `code_refused`, and a second
+/// attempt with the right values fails.
+#[actix_web::test]
+async fn a_failed_presentation_by_its_own_client_spends_the_code() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    let wrong_verifier = format!("&code_verifier={}", "x".repeat(43));
+    let cases = [
+        ("wrong verifier", wrong_verifier.as_str(), "invalid_grant"),
+        ("no verifier", "&code_verifier=", "invalid_grant"),
+        (
+            "other redirect_uri",
+            "&redirect_uri=https%3A%2F%2Fapp.example%2Fother",
+            "invalid_grant",
+        ),
+    ];
+    for (n, (what, bad, error)) in cases.iter().enumerate() {
+        let code = sign_in(&app, &mut browser, "web", "alice", "").await;
+        let body = if bad.starts_with("&code_verifier") {
+            format!("grant_type=authorization_code&code={code}&client_id=web{bad}")
+        } else {
+            format!(
+                "grant_type=authorization_code&code={code}&client_id=web&code_verifier={VERIFIER}{bad}"
+            )
+        };
+        let (s, b) = redeem_raw(&app, &body).await;
+        assert_eq!((s, b["error"].as_str()), (400, Some(*error)), "{what}");
+        let (s, b) = redeem(&app, "web", &code, "").await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{what}: the right values after a failed presentation"
+        );
+        assert_eq!(
+            env.count("SELECT count(*) FROM audit_events WHERE event = 'code_refused' AND outcome = 'refused' AND client_id = 'web'")
+                .await,
+            n as i64 + 1,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM tokens").await,
+        0,
+        "nothing was issued from a spent code"
+    );
 }
 
 #[actix_web::test]
@@ -279,27 +312,17 @@ async fn redirect_uri_sent_at_authorization_must_be_repeated() {
     env.person("alice").await;
     let app = env.app().await;
     let mut browser = Browser::default();
-    let code = sign_in(
-        &app,
-        &mut browser,
-        "web",
-        "alice",
-        "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
-    )
-    .await;
+    let with_redirect = "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb";
+    let code = sign_in(&app, &mut browser, "web", "alice", with_redirect).await;
     let (s, b) = redeem(&app, "web", &code, "").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")));
+    // The failed presentation spent it (RFC 6749 §4.1.2).
     assert_eq!(
-        redeem(
-            &app,
-            "web",
-            &code,
-            "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
-        )
-        .await
-        .0,
-        200
+        redeem(&app, "web", &code, with_redirect).await.1["error"],
+        "invalid_grant"
     );
+    let code = sign_in(&app, &mut browser, "web", "alice", with_redirect).await;
+    assert_eq!(redeem(&app, "web", &code, with_redirect).await.0, 200);
 }
 
 #[actix_web::test]

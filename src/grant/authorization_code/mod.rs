@@ -6,7 +6,7 @@ pub mod request;
 
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
-use crate::client_auth::AuthenticatedClient;
+use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
 use crate::http::form::FormParams;
 use crate::model::GrantType;
@@ -15,6 +15,7 @@ use crate::secret::{random_token, sha256_b64};
 use crate::store::codes::CodeRecord;
 use crate::store::liveness::{lapsed, still_live, Dependencies, Lapsed};
 use crate::store::tokens::GrantRecord;
+use crate::store::Outcome;
 use crate::token::TokenResponse;
 
 use super::person::{mint, refresh_record, store, PersonTokenSpec};
@@ -79,7 +80,7 @@ pub async fn issue_code(
     let scope = req.scope.clone();
     state
         .store
-        .write(move |c| {
+        .transact(move |c| {
             // Decided on reader threads before; a logout, a consent withdrawn,
             // a person disabled or a client removed since then must not
             // leave a new grant that their cascade never saw.
@@ -91,12 +92,12 @@ pub async fn issue_code(
                 refused.scope = Some(record.scope.clone());
                 refused.audience = Some(record.resource.clone());
                 crate::store::audit::insert(c, &refused)?;
-                return Ok(Err(refusal));
+                return Ok(Outcome::Refuse(refusal));
             }
             crate::store::tokens::insert_grant(c, &grant)?;
             crate::store::codes::insert(c, &record)?;
             crate::store::audit::insert(c, &event)?;
-            Ok(Ok(()))
+            Ok(Outcome::Commit(()))
         })
         .await??;
     Ok(code)
@@ -184,12 +185,62 @@ fn revoke_replayed(
     crate::store::audit::insert(conn, &e)
 }
 
-/// RFC 6749 §4.1.3: redeem a code for tokens.
+/// RFC 6749 §4.1.3: the checks of a presentation by the code's own client.
+/// A presentation that fails them still spends the code (it is presented
+/// once, RFC 6749 §4.1.2), so they are decided before the transaction and
+/// the transaction records the refusal.
+fn presentation_refused(rec: &CodeRecord, req: &CodeRedemption) -> Option<OAuthError> {
+    // RFC 6749 §4.1.3: redirect_uri must be identical when it was sent with the
+    // authorization request; when sent here anyway, it must still match.
+    match &req.redirect_uri {
+        Some(r) if *r != rec.redirect_uri => {
+            return Some(OAuthError::invalid_grant("redirect_uri does not match"))
+        }
+        None if rec.redirect_uri_sent => {
+            return Some(OAuthError::invalid_request(
+                "missing parameter: redirect_uri",
+            ))
+        }
+        _ => {}
+    }
+    // RFC 7636 §4.6: the verifier must match the challenge bound to the code.
+    if !pkce::verify(req.code_verifier.as_deref(), &rec.code_challenge) {
+        return Some(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    None
+}
+
+/// Spend a code whose presentation failed its checks, and say why in the trail.
+fn refuse_presentation(
+    c: &rusqlite::Connection,
+    rec: &CodeRecord,
+    code_hash: &str,
+    refusal: OAuthError,
+    client: &crate::store::clients::Client,
+    now: i64,
+) -> crate::store::StoreResult<Outcome<TokenResponse, OAuthError>> {
+    if !crate::store::codes::consume(c, code_hash, now)? {
+        revoke_replayed(c, rec, now)?;
+        return Ok(Outcome::Refuse(bad_code()));
+    }
+    let mut e = AuditEvent::new(now, "code_refused", super::person::mode_for(client))
+        .client(&client.id, client.kind.as_str())
+        .person(Some(&rec.user_id))
+        .refused(&refusal.description);
+    e.scope = Some(rec.scope.clone());
+    e.audience = Some(rec.resource.clone());
+    e.detail = Some(serde_json::json!({"grant_id": rec.grant_id, "code_spent": true}).to_string());
+    crate::store::audit::insert(c, &e)?;
+    Ok(Outcome::Refuse(refusal))
+}
+
+/// RFC 6749 §4.1.3: redeem a code for tokens. The returned job consumes the
+/// code and records the tokens in the request's transaction.
 pub async fn redeem(
     state: &AppState,
     auth: &AuthenticatedClient,
     req: CodeRedemption,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let now = state.clock.now();
     let code_hash = sha256_b64(req.code.as_bytes());
     let rec = {
@@ -200,44 +251,33 @@ pub async fn redeem(
             .await?
     }
     .ok_or_else(bad_code)?;
-    // RFC 6749 §4.1.3: the code was issued to this client.
+    // RFC 6749 §4.1.3: the code was issued to this client. Another client's
+    // presentation does not spend it: that client is not its owner.
     if rec.client_id != auth.client.id {
         return Err(bad_code());
     }
     if rec.consumed_at.is_some() {
-        let r = rec.clone();
-        state
-            .store
-            .write(move |c| revoke_replayed(c, &r, now))
-            .await?;
-        return Err(bad_code());
+        return Ok(Box::new(move |c| {
+            revoke_replayed(c, &rec, now)?;
+            Ok(Outcome::Refuse(bad_code()))
+        }));
     }
     if now >= rec.expires_at {
         return Err(bad_code());
     }
-    // RFC 6749 §4.1.3: redirect_uri must be identical when it was sent with the
-    // authorization request; when sent here anyway, it must still match.
-    match &req.redirect_uri {
-        Some(r) if *r != rec.redirect_uri => {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match"))
-        }
-        None if rec.redirect_uri_sent => {
-            return Err(OAuthError::invalid_request(
-                "missing parameter: redirect_uri",
-            ))
-        }
-        _ => {}
-    }
-    // RFC 7636 §4.6: the verifier must match the challenge bound to the code.
-    if !pkce::verify(req.code_verifier.as_deref(), &rec.code_challenge) {
-        return Err(OAuthError::invalid_grant("PKCE verification failed"));
-    }
     // RFC 8707 §2.2: the person consented for the resource bound to the code;
     // a token for another one is refused, not silently issued for the first.
+    // (Not a failed presentation: the code stays usable for its resource.)
     if req.resource.as_ref().is_some_and(|r| *r != rec.resource) {
         return Err(OAuthError::invalid_target(
             "the code was not issued for this resource",
         ));
+    }
+    let client = auth.client.clone();
+    if let Some(refusal) = presentation_refused(&rec, &req) {
+        return Ok(Box::new(move |c| {
+            refuse_presentation(c, &rec, &code_hash, refusal, &client, now)
+        }));
     }
     let user = {
         let id = rec.user_id.clone();
@@ -249,7 +289,6 @@ pub async fn redeem(
     if user.is_none_or(|u| u.disabled_at.is_some()) {
         return Err(bad_code());
     }
-    let client = &auth.client;
     let scope: Vec<String> = rec
         .scope
         .split(' ')
@@ -279,7 +318,7 @@ pub async fn redeem(
         &state.settings,
         now,
         PersonTokenSpec {
-            client,
+            client: &client,
             user_id: &rec.user_id,
             scope,
             resource: &rec.resource,
@@ -292,42 +331,32 @@ pub async fn redeem(
             refresh,
         },
     )?;
-    let response = set.response.clone();
-    let assertion = auth.assertion.clone();
-    let client_id = client.id.clone();
     let deps = Dependencies {
         client_id: client.id.clone(),
         person: Some(rec.user_id.clone()),
         grant_id: Some(rec.grant_id.clone()),
         ..Dependencies::default()
     };
-    let mut redeemed = AuditEvent::new(now, "code_redeemed", super::person::mode_for(client))
+    let mut redeemed = AuditEvent::new(now, "code_redeemed", super::person::mode_for(&client))
         .client(&client.id, client.kind.as_str())
         .person(Some(&rec.user_id));
     redeemed.scope = Some(rec.scope.clone());
     redeemed.audience = Some(rec.resource.clone());
     redeemed.detail = Some(serde_json::json!({"grant_id": rec.grant_id}).to_string());
-    state
-        .store
-        .write(move |c| {
-            if let Err(e) = super::consume_assertion(c, &client_id, assertion.as_ref())? {
-                return Ok(Err(e));
-            }
-            // One UPDATE decides the race: the loser is a replay.
-            if !crate::store::codes::consume(c, &code_hash, now)? {
-                revoke_replayed(c, &rec, now)?;
-                return Ok(Err(bad_code()));
-            }
-            // A grant revoked since the code was issued (consent withdrawn,
-            // an administrator's revocation), a person disabled or a client
-            // removed meanwhile: the code is spent and yields nothing.
-            if !still_live(c, &deps)? {
-                return Ok(Err(bad_code()));
-            }
-            store(c, &set)?;
-            crate::store::audit::insert(c, &redeemed)?;
-            Ok(Ok(()))
-        })
-        .await??;
-    Ok(response)
+    Ok(Box::new(move |c| {
+        // One UPDATE decides the race: the loser is a replay.
+        if !crate::store::codes::consume(c, &code_hash, now)? {
+            revoke_replayed(c, &rec, now)?;
+            return Ok(Outcome::Refuse(bad_code()));
+        }
+        // A grant revoked since the code was issued (consent withdrawn,
+        // an administrator's revocation), a person disabled or a client
+        // removed meanwhile: the code is spent and yields nothing.
+        if !still_live(c, &deps)? {
+            return Ok(Outcome::Refuse(bad_code()));
+        }
+        store(c, &set)?;
+        crate::store::audit::insert(c, &redeemed)?;
+        Ok(Outcome::Commit(set.response))
+    }))
 }

@@ -58,7 +58,7 @@ pub enum AuthorizeError {
     Redirect {
         redirect_uri: String,
         state: Option<String>,
-        error: OAuthError,
+        error: Box<OAuthError>,
     },
 }
 
@@ -114,7 +114,7 @@ pub fn validate(
     let to_client = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
-        error,
+        error: Box::new(error),
     };
     // RFC 6749 §3.1: no parameter more than once; now the client hears of it.
     // A repeated state is not echoed (it was not sent exactly once).

@@ -10,13 +10,14 @@ mod trail;
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::client_auth::AuthenticatedClient;
+use crate::client_auth::{refused_and_recorded, AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
 use crate::http::form::FormParams;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
 use crate::policy::parse_scope;
 use crate::store::liveness::{lapsed, Dependencies, Lapsed};
+use crate::store::Outcome;
 use crate::token::{mint_access_token, AccessTokenSpec, TokenResponse};
 use presented::{refusal, validate, PresentedToken, ACCESS_TOKEN_TYPE, JWT_TYPE};
 use trail::{event, Trail};
@@ -29,6 +30,8 @@ fn no_rule() -> OAuthError {
 }
 
 /// The answer when a dependency lapsed between the checks and the write.
+/// A lapsed person, grant or parent token says no more than an unknown token
+/// would (introspection says only `{"active": false}` about them).
 fn lapsed_refusal(what: Lapsed) -> OAuthError {
     match what {
         // Default deny: the rule is gone.
@@ -37,37 +40,24 @@ fn lapsed_refusal(what: Lapsed) -> OAuthError {
         Lapsed::Client => OAuthError::invalid_client(),
         Lapsed::Person => refusal("subject_token", "belongs to a disabled person"),
         Lapsed::Grant => refusal("subject_token", "hangs from a revoked grant"),
-        Lapsed::Parent => refusal("a presented token", "is no longer active"),
+        Lapsed::Parent => refusal("subject_token", "or actor_token is no longer active"),
     }
 }
 
-/// RFC 8693 §2.1 and §2.2.
+/// RFC 8693 §2.1 and §2.2. Every exchange, granted or refused, is recorded in
+/// the audit trail in the request's transaction; temporary failures of ours
+/// are answered but are not policy refusals, so they are not recorded.
 pub async fn exchange(
     state: &AppState,
     auth: &AuthenticatedClient,
     form: &FormParams,
-) -> Result<TokenResponse, OAuthError> {
+) -> RequestJob<TokenResponse> {
     let mut trail = Trail::default();
     match evaluate(state, auth, form, &mut trail).await {
-        Ok(granted) => Ok(granted),
-        Err(e) if e.code == crate::error::ErrorCode::ServerError => Err(e),
+        Ok(job) => job,
         Err(e) => {
-            // A refusal is recorded with its reason, and the request's client
-            // assertion is spent in the same transaction.
-            let now = state.clock.now();
-            let ev = event(now, &auth.client, &trail).refused(&e.description);
-            let assertion = auth.assertion.clone();
-            let client_id = auth.client.id.clone();
-            state
-                .store
-                .write(move |c| {
-                    let replay =
-                        crate::grant::consume_assertion(c, &client_id, assertion.as_ref())?;
-                    crate::store::audit::insert(c, &ev)?;
-                    Ok(replay)
-                })
-                .await??;
-            Err(e)
+            let ev = event(state.clock.now(), &auth.client, &trail).refused(e.reason());
+            refused_and_recorded(e, ev)
         }
     }
 }
@@ -93,7 +83,7 @@ async fn evaluate(
     auth: &AuthenticatedClient,
     form: &FormParams,
     t: &mut Trail,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let client = &auth.client;
     let now = state.clock.now();
     t.task = form.get("task").map(|s| s.chars().take(128).collect());
@@ -188,15 +178,14 @@ async fn evaluate(
     // 4. The actor must be entitled to the subject token (issued to it or
     //    addressed to it), and `may_act` must name it (RFC 8693 §4.4).
     if !entitled(state, &subject, &actor).await? {
-        return Err(OAuthError::invalid_request(
-            "subject_token was neither issued nor addressed to the actor",
+        return Err(refusal(
+            "subject_token",
+            "was neither issued nor addressed to the actor",
         ));
     }
     let may_act = subject.claims.get("may_act");
     if !delegation::may_act_allows(may_act, &actor) {
-        return Err(OAuthError::invalid_request(
-            "the subject token's may_act does not name this actor",
-        ));
+        return Err(refusal("subject_token", "has a may_act that does not name this actor"));
     }
 
     // 5. A rule for actor and target (default deny).
@@ -301,7 +290,7 @@ async fn issue(
     next_actor: Option<&str>,
     issued_type: &'static str,
     t: &mut Trail,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let now = state.clock.now();
     let client = &auth.client;
     let minted = mint_access_token(
@@ -328,40 +317,29 @@ async fn issue(
             actor_token_jti: deps.parents.get(1).cloned(),
         },
     )?;
+    // What the trail says when issued, and when a dependency lapsed meanwhile.
+    let refused_event = event(now, client, t);
     t.jti = Some(minted.record.jti.clone());
     let ev = event(now, client, t);
-    let record = minted.record.clone();
-    let assertion = auth.assertion.clone();
-    let outcome = state
-        .store
-        .write(move |c| {
-            // A parent revoked (or person disabled, client removed, rule
-            // removed) since it was checked: the cascade ran before this child
-            // existed. Checked before the assertion is recorded: the refusal
-            // path of `exchange` records it, once.
-            if let Some(what) = lapsed(c, &deps)? {
-                return Ok(Err(lapsed_refusal(what)));
-            }
-            if let Err(e) =
-                crate::grant::consume_assertion(c, &record.client_id, assertion.as_ref())?
-            {
-                return Ok(Err(e));
-            }
-            crate::store::tokens::insert(c, &record)?;
-            crate::store::audit::insert(c, &ev)?;
-            Ok(Ok(()))
-        })
-        .await?;
-    if let Err(e) = outcome {
-        t.jti = None; // nothing was issued
-        return Err(e);
-    }
-    tracing::info!(client_id = %client.id, jti = %minted.record.jti, "delegation token issued");
-    Ok(TokenResponse {
+    let record = minted.record;
+    let response = TokenResponse {
         access_token: minted.jwt,
         expires_in: exp - now,
-        scope: minted.record.scope,
+        scope: record.scope.clone(),
         issued_token_type: Some(issued_type),
         ..Default::default()
-    })
+    };
+    Ok(Box::new(move |c| {
+        // A parent revoked (or person disabled, client removed, rule
+        // removed) since it was checked: the cascade ran before this child
+        // existed, so nothing is issued, and the refusal is recorded.
+        if let Some(what) = lapsed(c, &deps)? {
+            let e = lapsed_refusal(what);
+            crate::store::audit::insert(c, &refused_event.refused(e.reason()))?;
+            return Ok(Outcome::Refuse(e));
+        }
+        crate::store::tokens::insert(c, &record)?;
+        crate::store::audit::insert(c, &ev)?;
+        Ok(Outcome::Commit(response))
+    }))
 }

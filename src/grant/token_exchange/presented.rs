@@ -41,10 +41,16 @@ impl PresentedToken {
     }
 }
 
-/// Why a presented token was refused (for the audit trail; the client only
-/// sees `invalid_request`).
-pub fn refusal(role: &str, why: &str) -> OAuthError {
-    OAuthError::invalid_request(format!("{role} {why}"))
+/// A presented token refused. The answer is the same `invalid_request` for
+/// an unknown, revoked, expired, foreign or not-entitled token, so that an
+/// exchange tells a caller no more than introspection would
+/// (`{"active": false}`, RFC 7662 §2.2); the audit trail keeps the reason.
+pub fn refusal(role: &'static str, why: &str) -> OAuthError {
+    let public = match role {
+        "actor_token" => "actor_token is not an active token this client may use",
+        _ => "subject_token is not an active token this client may exchange",
+    };
+    OAuthError::invalid_request(public).with_detail(format!("{role} {why}"))
 }
 
 /// Check a presented token and its declared type.
@@ -56,7 +62,10 @@ pub async fn validate(
 ) -> Result<PresentedToken, OAuthError> {
     // RFC 8693 §3: only the access-token and JWT types name what deputy issues.
     if token_type != ACCESS_TOKEN_TYPE && token_type != JWT_TYPE {
-        return Err(refusal(role, "type is not supported (use an access token)"));
+        return Err(OAuthError::invalid_request(match role {
+            "actor_token" => "actor_token_type is not supported (use an access token)",
+            _ => "subject_token_type is not supported (use an access token)",
+        }));
     }
     let now = state.clock.now();
     let settings = &state.settings;

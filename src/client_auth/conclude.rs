@@ -1,0 +1,106 @@
+//! The one transaction that ends an authenticated request, and the only place
+//! a client assertion is spent (RFC 7523 §3 item 7: a `jti` is used once).
+//!
+//! Every request that passed client authentication — granted, refused by a
+//! grant, over a rate limit, or failed on the store — ends in `conclude`,
+//! which records the assertion's `jti` in the same transaction as what the
+//! request produced. A refusal's own writes (audit events) are kept; a job
+//! that rolls back undoes only its own writes, never the spent assertion.
+
+use rusqlite::Connection;
+
+use super::AuthenticatedClient;
+use crate::audit::AuditEvent;
+use crate::error::{ErrorCode, OAuthError};
+use crate::store::{Outcome, Store, StoreResult};
+
+/// What a request does in its transaction.
+pub type RequestJob<T> =
+    Box<dyn FnOnce(&Connection) -> StoreResult<Outcome<T, OAuthError>> + Send + 'static>;
+
+/// A request refused before its transaction: nothing to write but the spend.
+pub fn refused<T: 'static>(e: OAuthError) -> RequestJob<T> {
+    Box::new(move |_| Ok(Outcome::Refuse(e)))
+}
+
+/// A refusal recorded in the audit trail, unless it is a temporary failure
+/// of ours (busy, store failed): those are not policy decisions.
+pub fn refused_and_recorded<T: 'static>(e: OAuthError, event: AuditEvent) -> RequestJob<T> {
+    if is_temporary(&e) {
+        return refused(e);
+    }
+    Box::new(move |c| {
+        crate::store::audit::insert(c, &event)?;
+        Ok(Outcome::Refuse(e))
+    })
+}
+
+/// Failures of deputy (5xx) rather than answers about the request.
+pub fn is_temporary(e: &OAuthError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable
+    ) || e.status.as_u16() == 429
+}
+
+/// Run `job` in one transaction together with spending the request's client
+/// assertion, if it carried one. A replayed assertion is `invalid_client` and
+/// the job does not run. If the transaction fails, the assertion is spent on
+/// its own so it can never be presented again, and the failure is answered.
+pub async fn conclude<T: Send + 'static>(
+    store: &Store,
+    auth: &AuthenticatedClient,
+    job: RequestJob<T>,
+) -> Result<T, OAuthError> {
+    let spend = auth
+        .assertion
+        .as_ref()
+        .map(|a| (auth.client.id.clone(), a.jti.clone(), a.expires_at));
+    let for_retry = spend.clone();
+    let done = store
+        .transact(move |c| {
+            if let Some((client_id, jti, expires_at)) = &spend {
+                if !crate::store::tokens::consume_assertion_jti(c, client_id, jti, *expires_at)? {
+                    tracing::info!(client_id = %client_id, "client assertion replayed");
+                    return Ok(Outcome::Rollback(OAuthError::invalid_client()));
+                }
+            }
+            nested(c, job)
+        })
+        .await;
+    match done {
+        Ok(answer) => answer,
+        Err(failure) => {
+            if let Some((client_id, jti, expires_at)) = for_retry {
+                let spent = store
+                    .write(move |c| {
+                        crate::store::tokens::consume_assertion_jti(c, &client_id, &jti, expires_at)
+                    })
+                    .await;
+                if let Err(e) = spent {
+                    tracing::error!(error = %e, "a client assertion could not be recorded as used");
+                }
+            }
+            Err(failure.into())
+        }
+    }
+}
+
+/// Run the job in a savepoint of its own inside the request's, so that its
+/// `Rollback` undoes its writes but keeps the spent assertion.
+fn nested<T>(c: &Connection, job: RequestJob<T>) -> StoreResult<Outcome<T, OAuthError>> {
+    c.execute_batch("SAVEPOINT request_job")?;
+    match job(c) {
+        Ok(Outcome::Rollback(e)) => {
+            c.execute_batch("ROLLBACK TO request_job; RELEASE request_job")?;
+            Ok(Outcome::Refuse(e))
+        }
+        Ok(kept) => {
+            c.execute_batch("RELEASE request_job")?;
+            Ok(kept)
+        }
+        // The outer savepoint rolls back everything, spend included; the
+        // caller spends the assertion again on its own.
+        Err(e) => Err(e),
+    }
+}
