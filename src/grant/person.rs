@@ -55,9 +55,13 @@ fn mode_for_kind(client_kind: &str) -> Mode {
 
 /// The `token_issued` event of a person's token.
 pub fn issued_event(rec: &TokenRecord) -> AuditEvent {
-    let mut e = AuditEvent::new(rec.issued_at, "token_issued", mode_for_kind(&rec.client_kind))
-        .client(&rec.client_id, &rec.client_kind)
-        .person(Some(&rec.subject));
+    let mut e = AuditEvent::new(
+        rec.issued_at,
+        "token_issued",
+        mode_for_kind(&rec.client_kind),
+    )
+    .client(&rec.client_id, &rec.client_kind)
+    .person(Some(&rec.subject));
     e.jti = Some(rec.jti.clone());
     e.audience = Some(rec.audience.clone());
     e.scope = Some(rec.scope.clone());

@@ -23,8 +23,8 @@ use crate::http::form::FormParams;
 use crate::model::GrantType;
 use crate::policy::{is_subset, parse_scope};
 use crate::secret::sha256_b64;
-use crate::store::refresh::RefreshRecord;
 use crate::store::liveness::Dependencies;
+use crate::store::refresh::RefreshRecord;
 use crate::store::{Outcome, StoreResult};
 use crate::token::TokenResponse;
 
@@ -186,94 +186,94 @@ pub async fn refresh(
         Err(e) => Err(e),
     };
     Ok(Box::new(move |c| {
-            let Some(rec) = crate::store::refresh::get(c, &hash)? else {
-                return Ok(Outcome::Refuse(bad_token()));
-            };
-            if rec.revoked_at.is_some() {
-                return Ok(Outcome::Refuse(bad_token()));
-            }
-            let retry = if let Some(consumed_at) = rec.consumed_at {
-                let successor_rec = crate::store::refresh::get(c, &successor_hash)?;
-                let successor_unused = successor_rec
-                    .as_ref()
-                    .is_some_and(|s| s.consumed_at.is_none() && s.revoked_at.is_none());
-                // Whole seconds: "< grace" keeps the window at most `grace`
-                // seconds long, and `refresh_grace = 0` strict.
-                let in_grace = now - consumed_at < settings.refresh_grace
-                    && rec.client_id == client.id
-                    && rec.consumed_by.as_deref() == Some(client.id.as_str())
-                    && rec.successor_hash.as_deref() == Some(successor_hash.as_str())
-                    && successor_unused;
-                if !in_grace {
-                    revoke_for_reuse(c, &rec, &client.id, now)?;
-                    return Ok(Outcome::Refuse(bad_token()));
-                }
-                true
-            } else {
-                false
-            };
-            // RFC 6749 §6: the token must have been issued to the authenticated
-            // client. (A consumed token from another client was handled above as reuse.)
-            if rec.client_id != client.id {
+        let Some(rec) = crate::store::refresh::get(c, &hash)? else {
+            return Ok(Outcome::Refuse(bad_token()));
+        };
+        if rec.revoked_at.is_some() {
+            return Ok(Outcome::Refuse(bad_token()));
+        }
+        let retry = if let Some(consumed_at) = rec.consumed_at {
+            let successor_rec = crate::store::refresh::get(c, &successor_hash)?;
+            let successor_unused = successor_rec
+                .as_ref()
+                .is_some_and(|s| s.consumed_at.is_none() && s.revoked_at.is_none());
+            // Whole seconds: "< grace" keeps the window at most `grace`
+            // seconds long, and `refresh_grace = 0` strict.
+            let in_grace = now - consumed_at < settings.refresh_grace
+                && rec.client_id == client.id
+                && rec.consumed_by.as_deref() == Some(client.id.as_str())
+                && rec.successor_hash.as_deref() == Some(successor_hash.as_str())
+                && successor_unused;
+            if !in_grace {
+                revoke_for_reuse(c, &rec, &client.id, now)?;
                 return Ok(Outcome::Refuse(bad_token()));
             }
-            if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
-                return Ok(Outcome::Refuse(bad_token()));
-            }
-            let family_live = crate::store::liveness::still_live(
-                c,
-                &Dependencies {
-                    client_id: client.id.clone(),
-                    person: Some(rec.user_id.clone()),
-                    grant_id: Some(rec.family_id.clone()),
-                    ..Dependencies::default()
-                },
-            )?;
-            if !family_live {
-                return Ok(Outcome::Refuse(bad_token()));
-            }
-            // Refusals decided before the write count only after reuse detection.
-            let set = match set {
-                Ok(set) => set,
-                Err(e) => return Ok(Outcome::Refuse(e)),
-            };
-            // An agent refreshing a person's grant acts for them (delegated).
-            let mode = super::person::mode_for(&client);
-            if retry {
-                // Same successor again: its record exists and is not issued
-                // again; store only the new access/ID tokens, and say so.
-                let mut again = set;
-                again.refresh = None;
-                again
-                    .records
-                    .retain(|r| r.kind != crate::model::TokenKind::Refresh);
-                store(c, &again)?;
-                let mut e = AuditEvent::new(now, "refresh_retried", mode)
-                    .client(&client.id, client.kind.as_str())
-                    .person(Some(&rec.user_id));
-                e.jti = Some(rec.jti.clone());
-                e.detail = Some(
-                    serde_json::json!({
-                        "family_id": rec.family_id,
-                        "issued": again.records.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
-                        "refresh_token_issued": false,
-                    })
-                    .to_string(),
-                );
-                crate::store::audit::insert(c, &e)?;
-                return Ok(Outcome::Commit(again.response));
-            }
-            // One UPDATE decides a race: the loser sees the token consumed.
-            if !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)? {
-                return Ok(Outcome::Refuse(bad_token()));
-            }
-            store(c, &set)?;
-            let mut e = AuditEvent::new(now, "refresh_rotated", mode)
+            true
+        } else {
+            false
+        };
+        // RFC 6749 §6: the token must have been issued to the authenticated
+        // client. (A consumed token from another client was handled above as reuse.)
+        if rec.client_id != client.id {
+            return Ok(Outcome::Refuse(bad_token()));
+        }
+        if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
+            return Ok(Outcome::Refuse(bad_token()));
+        }
+        let family_live = crate::store::liveness::still_live(
+            c,
+            &Dependencies {
+                client_id: client.id.clone(),
+                person: Some(rec.user_id.clone()),
+                grant_id: Some(rec.family_id.clone()),
+                ..Dependencies::default()
+            },
+        )?;
+        if !family_live {
+            return Ok(Outcome::Refuse(bad_token()));
+        }
+        // Refusals decided before the write count only after reuse detection.
+        let set = match set {
+            Ok(set) => set,
+            Err(e) => return Ok(Outcome::Refuse(e)),
+        };
+        // An agent refreshing a person's grant acts for them (delegated).
+        let mode = super::person::mode_for(&client);
+        if retry {
+            // Same successor again: its record exists and is not issued
+            // again; store only the new access/ID tokens, and say so.
+            let mut again = set;
+            again.refresh = None;
+            again
+                .records
+                .retain(|r| r.kind != crate::model::TokenKind::Refresh);
+            store(c, &again)?;
+            let mut e = AuditEvent::new(now, "refresh_retried", mode)
                 .client(&client.id, client.kind.as_str())
                 .person(Some(&rec.user_id));
             e.jti = Some(rec.jti.clone());
-            e.detail = Some(serde_json::json!({"family_id": rec.family_id}).to_string());
+            e.detail = Some(
+                serde_json::json!({
+                    "family_id": rec.family_id,
+                    "issued": again.records.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
+                    "refresh_token_issued": false,
+                })
+                .to_string(),
+            );
             crate::store::audit::insert(c, &e)?;
-            Ok(Outcome::Commit(set.response))
+            return Ok(Outcome::Commit(again.response));
+        }
+        // One UPDATE decides a race: the loser sees the token consumed.
+        if !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)? {
+            return Ok(Outcome::Refuse(bad_token()));
+        }
+        store(c, &set)?;
+        let mut e = AuditEvent::new(now, "refresh_rotated", mode)
+            .client(&client.id, client.kind.as_str())
+            .person(Some(&rec.user_id));
+        e.jti = Some(rec.jti.clone());
+        e.detail = Some(serde_json::json!({"family_id": rec.family_id}).to_string());
+        crate::store::audit::insert(c, &e)?;
+        Ok(Outcome::Commit(set.response))
     }))
 }

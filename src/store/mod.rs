@@ -246,7 +246,7 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-/// Run a read-only query on a reader thread.
+    /// Run a read-only query on a reader thread.
     pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,

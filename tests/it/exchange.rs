@@ -748,3 +748,149 @@ async fn a_revocation_racing_jwt_authenticated_exchanges_answers_invalid_request
         72
     );
 }
+
+/// An exchange tells a caller no more about a subject token than
+/// introspection would (`{"active": false}`, RFC 7662 §2.2): unknown,
+/// revoked, expired, foreign and not-entitled tokens get one identical
+/// answer (RFC 8693 §2.2.2 `invalid_request`), while the audit trail keeps
+/// each real reason.
+#[actix_web::test]
+async fn unknown_revoked_expired_foreign_and_not_entitled_subjects_answer_alike() {
+    let w = World::new().await;
+    w.rule("agent-x", "agent-y", &["notes:read"], 300, 1, None)
+        .await;
+    w.rule("stranger", "agent-y", &["notes:read"], 300, 1, None)
+        .await;
+    let app = w.env.app().await;
+    let person = person_token_for_x(&w, &app).await;
+    let mut answers = Vec::new();
+    // Unknown: signed by deputy's key, never recorded.
+    let ring = w.env.state.keys.ring();
+    let unknown = deputy::token::sign(
+        &ring,
+        T0,
+        "at+jwt",
+        &json!({"iss": ISSUER, "sub": "x", "aud": "agent-x", "client_id": "agent-x", "exp": T0 + 100, "iat": T0, "jti": "never-issued", "scope": "notes:read"}),
+    )
+    .unwrap();
+    answers.push((
+        "unknown",
+        exchange(&w, &app, "agent-x", &unknown, "&audience=agent-y").await,
+    ));
+    // Foreign: issued to agent-x, presented by another agent with a rule.
+    answers.push((
+        "foreign",
+        exchange(&w, &app, "stranger", &person, "&audience=agent-y").await,
+    ));
+    // Not entitled: may_act names someone else (RFC 8693 §4.4).
+    let (_, limited) = exchange(
+        &w,
+        &app,
+        "agent-x",
+        &person,
+        "&audience=agent-y&may_act=agent-y",
+    )
+    .await;
+    answers.push((
+        "not entitled",
+        exchange(
+            &w,
+            &app,
+            "agent-x",
+            limited["access_token"].as_str().unwrap(),
+            "&audience=agent-y",
+        )
+        .await,
+    ));
+    // Revoked.
+    let (_, to_revoke) = exchange(&w, &app, "agent-x", &person, "&audience=agent-y").await;
+    let revoked = to_revoke["access_token"].as_str().unwrap().to_string();
+    let jti = claims(&to_revoke)["jti"].as_str().unwrap().to_string();
+    w.env
+        .state
+        .store
+        .write(move |c| deputy::store::tokens::revoke_tree(c, &jti, T0, "test"))
+        .await
+        .unwrap();
+    answers.push((
+        "revoked",
+        exchange(&w, &app, "agent-y", &revoked, "&audience=agent-y").await,
+    ));
+    // Expired (last: it moves the clock).
+    w.env.clock.advance(400);
+    answers.push((
+        "expired",
+        exchange(&w, &app, "agent-x", &person, "&audience=agent-y").await,
+    ));
+    let (_, (s0, b0)) = &answers[0];
+    assert_eq!(*s0, 400);
+    assert_eq!(b0["error"], "invalid_request");
+    for (what, (s, b)) in &answers {
+        assert_eq!((s, b), (s0, b0), "{what} answers like an unknown token");
+    }
+    // The trail says what really happened.
+    let reasons: Vec<String> = w
+        .env
+        .state
+        .store
+        .read(|c| {
+            let mut st = c.prepare(
+                "SELECT reason FROM audit_events WHERE event = 'token_exchange' AND outcome = 'refused' ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(
+        reasons[1].contains("neither issued nor addressed"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("may_act"), "{reasons:?}");
+    assert!(reasons[3].contains("revoked or unknown"), "{reasons:?}");
+}
+
+/// A busy store is a temporary failure of ours: 503 `temporarily_unavailable`,
+/// not recorded as a refused exchange, and the request's client assertion
+/// is still spent once the store answers again (RFC 7523 §3 item 7).
+#[actix_web::test]
+async fn a_busy_store_during_an_exchange_is_503_and_not_a_recorded_refusal() {
+    let w = World::new().await;
+    w.rule("agent-x", "agent-y", &["notes:read"], 300, 1, None)
+        .await;
+    let app = w.env.app().await;
+    let person = person_token_for_x(&w, &app).await;
+    // Another process holds the write lock longer than the busy timeout (5 s).
+    let path = w.env.state.settings.database.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(6500));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let before = w
+        .env
+        .count("SELECT count(*) FROM audit_events WHERE event = 'token_exchange'")
+        .await;
+    let (s, b) = exchange(&w, &app, "agent-x", &person, "&audience=agent-y").await;
+    holder.join().unwrap();
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{b}"
+    );
+    assert_eq!(
+        w.env
+            .count("SELECT count(*) FROM audit_events WHERE event = 'token_exchange'")
+            .await,
+        before,
+        "a busy store is not an exchange refused by policy"
+    );
+    // Once the store answers, the same request works (nothing was half-done).
+    let (s, b) = exchange(&w, &app, "agent-x", &person, "&audience=agent-y").await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -267,3 +267,78 @@ async fn a_secret_client_cannot_authenticate_with_an_assertion() {
     let a = assertion(&kp, std_claims("sec", T0, "x"), json!({}));
     assert_eq!(post(&app, &body(&a)).await.0, 401);
 }
+
+/// RFC 7523 §3 item 7: an assertion is spent whatever the request's outcome.
+/// One refused with 429 (over the per-client limit) cannot be replayed later.
+#[actix_web::test]
+async fn an_assertion_refused_with_429_is_spent() {
+    let dir = temp_dir();
+    let mut settings = settings_in(&dir);
+    settings.rate_limit_client = 1;
+    let env = Env::with_settings(dir, settings, T0);
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let post = |jti: &str| {
+        let a = assertion(&kp, std_claims("svc", T0, jti), json!({}));
+        form_post(
+            "/token",
+            &format!(
+                "grant_type=client_credentials&client_assertion_type={}&client_assertion={a}",
+                enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            ),
+        )
+        .to_request()
+    };
+    let (s, _) = json_of(test::call_service(&app, post("first")).await).await;
+    assert_eq!(s, 200);
+    let (s, b) = json_of(test::call_service(&app, post("second")).await).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (429, Some("temporarily_unavailable"))
+    );
+    env.clock.advance(1);
+    let (s, b) = json_of(test::call_service(&app, post("second")).await).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "replay of the 429'd assertion"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM used_assertions WHERE jti = 'second'")
+            .await,
+        1
+    );
+}
+
+/// RFC 7523 §3 item 7: an assertion whose request met a busy store (503) is
+/// still recorded as used once the store answers, so it cannot be replayed.
+#[actix_web::test]
+async fn an_assertion_whose_request_met_a_busy_store_is_spent() {
+    let env = Env::new();
+    let kp = env.jwt_service("svc").await;
+    let app = env.app().await;
+    let a = assertion(&kp, std_claims("svc", T0, "busy-1"), json!({}));
+    let path = env.state.settings.database.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(6500));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let (s, b) = post(&app, &body(&a)).await;
+    holder.join().unwrap();
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{b}"
+    );
+    let (s, b) = post(&app, &body(&a)).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "replay after a 503"
+    );
+}

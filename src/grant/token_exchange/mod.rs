@@ -185,7 +185,10 @@ async fn evaluate(
     }
     let may_act = subject.claims.get("may_act");
     if !delegation::may_act_allows(may_act, &actor) {
-        return Err(refusal("subject_token", "has a may_act that does not name this actor"));
+        return Err(refusal(
+            "subject_token",
+            "has a may_act that does not name this actor",
+        ));
     }
 
     // 5. A rule for actor and target (default deny).
