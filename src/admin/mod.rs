@@ -8,6 +8,7 @@
 //! cascade and its audit event commit together or not at all.
 
 pub mod caller;
+pub mod clients;
 pub mod params;
 pub mod revoke;
 pub mod view;

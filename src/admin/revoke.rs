@@ -51,13 +51,31 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
     let grants = match sel {
         Selector::Jti(j) => lineage::refresh_grants_in_tree(conn, Roots::Jti, j)?,
         Selector::Actor(a, s) => {
-            lineage::refresh_grants_in_tree(conn, Roots::Actor(s.as_deref()), a)?
+            // Also the actor's own grants from people (for one person, or
+            // all): an outstanding code hangs from one, and its redemption
+            // re-checks it, so a code obtained just before this revocation
+            // redeems into nothing.
+            let mut g = lineage::refresh_grants_in_tree(conn, Roots::Actor(s.as_deref()), a)?;
+            g.extend(match s {
+                Some(s) => lineage::grants_of(conn, s, a)?,
+                None => lineage::grants_of_client(conn, a)?,
+            });
+            g.sort();
+            g.dedup();
+            g
         }
         Selector::Sub(s) => lineage::grants_of_subject(conn, s)?,
         Selector::Client(c) => lineage::grants_of_client(conn, c)?,
         Selector::Grant(g) => vec![g.clone()],
     };
     let mut count = revoke_grants(conn, &grants, now, REASON)?;
+    // What the person allowed the actor is withdrawn with it, so prompt=none
+    // cannot silently start it again.
+    let consents = match sel {
+        Selector::Actor(a, Some(s)) => usize::from(crate::store::consents::withdraw(conn, s, a)?),
+        Selector::Actor(a, None) => crate::store::consents::withdraw_all_for_client(conn, a)?,
+        _ => 0,
+    };
     // Then the selected tokens themselves, and everything derived from them
     // (recursive over both parents, parent_jti and actor_token_jti; one
     // statement each).
@@ -74,6 +92,9 @@ pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> S
     detail.insert("selector".into(), sel.to_json());
     detail.insert("revoked".into(), json!(count));
     detail.insert("grants".into(), json!(grants.len()));
+    if matches!(sel, Selector::Actor(..)) {
+        detail.insert("consents_withdrawn".into(), json!(consents));
+    }
     let mut event = origin.stamp(
         AuditEvent::new(now, "admin_revoke", Mode::Admin),
         &mut detail,
@@ -116,7 +137,7 @@ pub fn withdraw_consent(
     origin: &Origin,
     now: i64,
 ) -> StoreResult<Withdrawal> {
-    let consent = crate::store::sessions::withdraw_consent(conn, user_id, client_id)?;
+    let consent = crate::store::consents::withdraw(conn, user_id, client_id)?;
     let grant_ids = lineage::grants_of(conn, user_id, client_id)?;
     let grants = lineage::live_grants(conn, &grant_ids)?;
     let revoked = revoke_grants(conn, &grant_ids, now, CONSENT_REASON)?;

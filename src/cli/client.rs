@@ -234,47 +234,18 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
             Ok(())
         }
         ClientCmd::Remove { id } => {
-            let t = now();
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| e.to_string())?;
-            let existing = clients::get(&tx, id)
+            let removal = crate::admin::clients::remove(&tx, id, &crate::admin::Origin::Cli, now())
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no client `{id}`"))?;
-            // Everything that hangs from the client goes with it: its tokens,
-            // their descendants, its grants and refresh families (the same
-            // cascade as `deputy revoke --client`), tokens in which it acts
-            // for someone (`deputy revoke --actor`: a broker may hold them),
-            // remembered consents, and the delegation rules that name it, so
-            // a client registered again under the id inherits nothing.
-            let mut revoked = 0;
-            for sel in [
-                crate::admin::Selector::Client(id.clone()),
-                crate::admin::Selector::Actor(id.clone(), None),
-            ] {
-                revoked += crate::admin::revoke::revoke(&tx, &sel, &crate::admin::Origin::Cli, t)
-                    .map_err(|e| e.to_string())?;
-            }
-            tx.execute("DELETE FROM consents WHERE client_id = ?1", [id])
-                .map_err(|e| e.to_string())?;
-            let rules_removed = tx
-                .execute(
-                    "DELETE FROM delegation_rules WHERE actor = ?1 OR broker = ?1 OR audience = ?1",
-                    [id],
-                )
-                .map_err(|e| e.to_string())?;
-            clients::remove(&tx, id).map_err(|e| e.to_string())?;
-            let mut event =
-                crate::audit::AuditEvent::new(t, "client_removed", crate::audit::Mode::Admin)
-                    .client(id, existing.kind.as_str());
-            event.detail = Some(
-                serde_json::json!({"tokens_revoked": revoked, "rules_removed": rules_removed})
-                    .to_string(),
-            );
-            crate::store::audit::insert(&tx, &event).map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
             print_json(&serde_json::json!({
-                "removed": id, "tokens_revoked": revoked, "rules_removed": rules_removed,
+                "removed": id,
+                "tokens_revoked": removal.tokens_revoked,
+                "rules_removed": removal.rules_removed,
+                "resources_unlinked": removal.resources_unlinked,
             }));
             Ok(())
         }

@@ -345,17 +345,16 @@ pub async fn has_consent(
     user_id: &str,
     areq: &AuthorizationRequest,
 ) -> Result<bool, OAuthError> {
-    let (u, c) = (user_id.to_string(), areq.client_id.clone());
-    let consented = state
+    let (u, c, r, s) = (
+        user_id.to_string(),
+        areq.client_id.clone(),
+        areq.resource.clone(),
+        areq.scope.clone(),
+    );
+    Ok(state
         .store
-        .read(move |conn| crate::store::sessions::consent(conn, &u, &c))
-        .await?
-        .unwrap_or_default();
-    Ok(crate::store::sessions::consent_covers(
-        &consented,
-        &areq.scope,
-        &areq.resource,
-    ))
+        .read(move |conn| crate::store::consents::covers(conn, &u, &c, &r, &s))
+        .await?)
 }
 
 /// Issue the code and send the person back to the client.

@@ -244,20 +244,13 @@ async fn do_consent(
     }
     let now = state.clock.now();
     let allow = decision == Some("allow");
-    let (iid, uid, cid, scope) = (
+    let (iid, uid, cid, scope, resource) = (
         interaction.id.clone(),
         current.user.id.clone(),
         areq.client_id.clone(),
         areq.scope.clone(),
+        areq.resource.clone(),
     );
-    // The audience is part of what the person allowed (RFC 8707 §2).
-    let consented: Vec<String> = scope
-        .iter()
-        .cloned()
-        .chain(std::iter::once(crate::store::sessions::resource_consent(
-            &areq.resource,
-        )))
-        .collect();
     let mut e = AuditEvent::new(
         now,
         if allow {
@@ -270,6 +263,8 @@ async fn do_consent(
     .person(Some(&uid));
     e.client_id = Some(cid.clone());
     e.scope = Some(scope.join(" "));
+    // The audience is part of what the person allowed (RFC 8707 §2).
+    e.audience = Some(resource.clone());
     let taken = state
         .store
         .write(move |c| {
@@ -290,7 +285,7 @@ async fn do_consent(
                 return Ok(false);
             }
             if allow {
-                crate::store::sessions::remember_consent(c, &uid, &cid, &consented, now)?;
+                crate::store::consents::remember(c, &uid, &cid, &resource, &scope, now)?;
             }
             crate::store::audit::insert(c, &e)?;
             Ok(true)

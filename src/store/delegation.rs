@@ -88,3 +88,11 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<DelegationRule>> {
 pub fn remove(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM delegation_rules WHERE id = ?1", [id])? > 0)
 }
+
+/// Remove every rule that names a client as actor, broker or audience.
+pub fn remove_naming(conn: &Connection, client_id: &str) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM delegation_rules WHERE actor = ?1 OR broker = ?1 OR audience = ?1",
+        [client_id],
+    )?)
+}

@@ -72,23 +72,34 @@ fn records(conn: &Connection, jtis: &[String]) -> StoreResult<Vec<TokenRecord>> 
 /// means the lineage is damaged (a cycle), which is a store failure.
 const MAX_DEPTH: usize = 1000;
 
-/// The parent chain of `record`, nearest first, up to the root. A parent that
-/// is missing ends the chain (the record says where it came from, even if that
-/// row is gone).
+/// Every token `record` derives from, nearest first, up to the roots: both
+/// parents of a brokered token (the subject token, `parent_jti`, and the
+/// actor's own token, `actor_token_jti`) and theirs. A parent that is missing
+/// ends that branch (the record says where it came from, even if that row is
+/// gone).
 pub fn ancestors(conn: &Connection, record: &TokenRecord) -> StoreResult<Vec<TokenRecord>> {
+    let parents = |r: &TokenRecord| {
+        [r.parent_jti.clone(), r.actor_token_jti.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
     let mut out: Vec<TokenRecord> = Vec::new();
-    let mut next = record.parent_jti.clone();
-    while let Some(jti) = next {
-        if out.len() >= MAX_DEPTH || jti == record.jti || out.iter().any(|r| r.jti == jti) {
+    let mut queue: std::collections::VecDeque<String> = parents(record).into();
+    while let Some(jti) = queue.pop_front() {
+        if out.len() >= MAX_DEPTH || jti == record.jti {
             return Err(StoreError::Corrupt(format!(
                 "token lineage of {} loops",
                 record.jti
             )));
         }
+        if out.iter().any(|r| r.jti == jti) {
+            continue; // reached through both parents
+        }
         let Some(parent) = tokens::get(conn, &jti)? else {
-            break;
+            continue;
         };
-        next = parent.parent_jti.clone();
+        queue.extend(parents(&parent));
         out.push(parent);
     }
     Ok(out)

@@ -46,6 +46,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_session_sid",
         include_str!("../../migrations/0008_session_sid.sql"),
     ),
+    (
+        9,
+        "0009_consent_per_resource",
+        include_str!("../../migrations/0009_consent_per_resource.sql"),
+    ),
+    (
+        10,
+        "0010_resource_client_fk",
+        include_str!("../../migrations/0010_resource_client_fk.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -115,12 +125,97 @@ mod tests {
     #[test]
     fn applies_once_and_records_each_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        let all: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(migrate(&mut conn).unwrap(), all);
+        assert_eq!(all, (1..=latest_version()).collect::<Vec<_>>());
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    /// A database as an older deputy left it: migrations up to `version`.
+    fn at_version(version: i64) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= version) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                params![v, name],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Migration 9: flat consents become (resource, scope) pairs only where
+    /// that can be proven (one resource in the row); the rest asks again.
+    #[test]
+    fn old_consents_are_carried_over_conservatively() {
+        let mut conn = at_version(8);
+        conn.execute_batch(
+            "INSERT INTO consents VALUES ('alice', 'app', 'openid notes:read resource:https://one.example', 7);
+             INSERT INTO consents VALUES ('bob', 'app', 'openid a resource:https://one.example b resource:https://two.example', 8);
+             INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10]);
+        let rows: Vec<(String, String, String, i64)> = conn
+            .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let one = "https://one.example".to_string();
+        assert_eq!(
+            rows,
+            vec![
+                ("alice".into(), one.clone(), "notes:read".into(), 7),
+                ("alice".into(), one, "openid".into(), 7),
+            ]
+        );
+    }
+
+    /// Migration 10: a resource's client is a foreign key, cleared with the
+    /// client; links to clients already gone are cleared by the migration.
+    #[test]
+    fn resource_client_links_cannot_outlive_the_client() {
+        let mut conn = at_version(9);
+        conn.execute_batch(
+            "INSERT INTO clients (id, kind, name, auth_method, created_at) VALUES ('api', 'service', 'api', 'none', 0);
+             INSERT INTO resources VALUES ('https://api.example', 'api', 0), ('https://gone.example', 'gone', 0);
+             INSERT INTO resource_scopes VALUES ('https://api.example', 'read', 'Read');",
+        )
+        .unwrap();
+        // As the server and the CLI open it (open_connection).
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate(&mut conn).unwrap();
+        let link = |id: &str| -> Option<String> {
+            conn.query_row("SELECT client_id FROM resources WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(link("https://api.example").as_deref(), Some("api"));
+        assert_eq!(link("https://gone.example"), None);
+        let scopes: i64 = conn
+            .query_row("SELECT count(*) FROM resource_scopes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(scopes, 1, "scopes survive the rebuild");
+        conn.execute("DELETE FROM clients WHERE id = 'api'", [])
+            .unwrap();
+        assert_eq!(link("https://api.example"), None);
+        assert!(
+            conn.execute("UPDATE resources SET client_id = 'nobody'", [])
+                .is_err(),
+            "a link to a client that does not exist is refused"
+        );
     }
 
     #[test]

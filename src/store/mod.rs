@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod consents;
 pub mod delegation;
 pub mod lineage;
 pub mod liveness;

@@ -92,3 +92,12 @@ pub fn ids_for_client(conn: &Connection, client_id: &str) -> StoreResult<Vec<Str
 pub fn remove(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM resources WHERE id = ?1", [id])? > 0)
 }
+
+/// Unlink a client from the resources it is (before it is removed; the
+/// foreign key would clear the link too). Returns how many were linked.
+pub fn unlink_client(conn: &Connection, client_id: &str) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE resources SET client_id = NULL WHERE client_id = ?1",
+        [client_id],
+    )?)
+}

@@ -1,4 +1,4 @@
-//! Login sessions, pending interactions and remembered consent.
+//! Login sessions and pending interactions.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -104,62 +104,4 @@ pub fn purge_expired(conn: &Connection, now: i64) -> StoreResult<()> {
     conn.execute("DELETE FROM interactions WHERE expires_at < ?1", [now])?;
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
     Ok(())
-}
-
-/// How consent to a resource is remembered beside the scopes: a consent for
-/// one API is not a consent for another (RFC 8707 §2).
-pub fn resource_consent(resource: &str) -> String {
-    format!("resource:{resource}")
-}
-
-/// True when a remembered consent covers every scope and the resource.
-pub fn consent_covers(consented: &[String], scope: &[String], resource: &str) -> bool {
-    crate::policy::is_subset(scope, consented) && consented.contains(&resource_consent(resource))
-}
-
-/// The scopes a person has consented to for a client.
-pub fn consent(
-    conn: &Connection,
-    user_id: &str,
-    client_id: &str,
-) -> StoreResult<Option<Vec<String>>> {
-    let scope: Option<String> = conn
-        .prepare_cached("SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2")?
-        .query_row(params![user_id, client_id], |r| r.get(0))
-        .optional()?;
-    Ok(scope.map(|s| {
-        s.split(' ')
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect()
-    }))
-}
-
-/// Remember consent; the stored set grows to the union of what was agreed.
-pub fn remember_consent(
-    conn: &Connection,
-    user_id: &str,
-    client_id: &str,
-    scope: &[String],
-    now: i64,
-) -> StoreResult<()> {
-    let mut all = consent(conn, user_id, client_id)?.unwrap_or_default();
-    for s in scope {
-        if !all.contains(s) {
-            all.push(s.clone());
-        }
-    }
-    conn.execute(
-        "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
-        params![user_id, client_id, all.join(" "), now],
-    )?;
-    Ok(())
-}
-
-pub fn withdraw_consent(conn: &Connection, user_id: &str, client_id: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
-        params![user_id, client_id],
-    )? > 0)
 }

@@ -4,6 +4,8 @@
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
 
+use deputy::model::{AuthMethod, ClientKind, GrantType};
+
 use crate::people::*;
 use crate::support::*;
 
@@ -355,12 +357,12 @@ async fn consent_for_a_client_removed_meanwhile_is_not_remembered() {
     let resp = post_consent(&app, &browser, &html, "allow").await;
     assert_eq!(resp.status().as_u16(), 403);
     let consent = env
-        .state
-        .store
-        .read(move |c| deputy::store::sessions::consent(c, &alice, "web"))
-        .await
-        .unwrap();
-    assert_eq!(consent, None);
+        .count_with(
+            "SELECT count(*) FROM consent_scopes WHERE user_id = ?1 AND client_id = 'web'",
+            vec![alice],
+        )
+        .await;
+    assert_eq!(consent, 0);
 }
 
 /// Each reason a code is refused where it would be recorded, with its answer
@@ -430,5 +432,86 @@ async fn issuance_refusals_name_their_reason_and_are_audited() {
         env.count("SELECT count(*) FROM audit_events WHERE event = 'code_refused' AND outcome = 'refused'")
             .await,
         4
+    );
+}
+
+/// RFC 8707 §2: remembered consent is per (resource, scope). Allowing
+/// notes:read at API 1 and notes:write at API 2 does not cover notes:write at
+/// API 1, which the person never saw: `prompt=none` answers consent_required
+/// (OIDC Core §3.1.2.6) instead of issuing a code silently.
+#[actix_web::test]
+async fn consent_is_remembered_per_resource_and_scope() {
+    let env = Env::new();
+    let mut c = client("web", ClientKind::App, AuthMethod::None);
+    c.grant_types = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+    c.redirect_uris = vec![REDIRECT.to_string()];
+    c.scopes = vec!["notes:read".into(), "notes:write".into()];
+    c.audiences = vec!["https://one.example".into(), "https://two.example".into()];
+    env.add_client(c).await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let mut browser = Browser::default();
+    let one = "&resource=https%3A%2F%2Fone.example";
+    let two = "&resource=https%3A%2F%2Ftwo.example";
+    sign_in(
+        &app,
+        &mut browser,
+        "web",
+        "alice",
+        &format!("&scope=openid+notes%3Aread{one}"),
+    )
+    .await;
+    sign_in(
+        &app,
+        &mut browser,
+        "web",
+        "alice",
+        &format!("&scope=openid+notes%3Awrite{two}"),
+    )
+    .await;
+    let silently = |extra: String| {
+        let uri = authorize_query("web", &format!("{extra}&prompt=none"));
+        let cookie = browser.header();
+        let app = &app;
+        async move {
+            let resp = test::call_service(
+                app,
+                test::TestRequest::get()
+                    .uri(&uri)
+                    .insert_header(("Cookie", cookie))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(resp.status().as_u16(), 303);
+            let loc = location(&resp);
+            (query(&loc, "code").is_some(), query(&loc, "error"))
+        }
+    };
+    // What was allowed, where it was allowed: covered.
+    assert_eq!(
+        silently(format!("&scope=openid+notes%3Aread{one}")).await,
+        (true, None)
+    );
+    assert_eq!(
+        silently(format!("&scope=openid+notes%3Awrite{two}")).await,
+        (true, None)
+    );
+    // notes:write at API 1 and notes:read at API 2 were never shown.
+    for extra in [
+        format!("&scope=openid+notes%3Awrite{one}"),
+        format!("&scope=openid+notes%3Aread{two}"),
+        format!("&scope=openid+notes%3Aread+notes%3Awrite{one}"),
+    ] {
+        assert_eq!(
+            silently(extra.clone()).await,
+            (false, Some("consent_required".to_string())),
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM consent_scopes WHERE resource = 'https://one.example'")
+            .await,
+        2,
+        "openid and notes:read at API 1"
     );
 }

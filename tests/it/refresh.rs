@@ -427,7 +427,7 @@ async fn removing_a_client_kills_its_refresh_families_even_if_the_id_is_register
     let (s, b) = refresh(&app, "web", &rt(&first), "").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(
-        env.count("SELECT count(*) FROM consents WHERE client_id = 'web'")
+        env.count("SELECT count(*) FROM consent_scopes WHERE client_id = 'web'")
             .await,
         0
     );

@@ -131,8 +131,14 @@ fn issuance_refused(
             "the person signed out",
         )));
     }
-    let consented = sessions::consent(c, &record.user_id, &record.client_id)?.unwrap_or_default();
-    if !sessions::consent_covers(&consented, scope, &record.resource) {
+    let consented = crate::store::consents::covers(
+        c,
+        &record.user_id,
+        &record.client_id,
+        &record.resource,
+        scope,
+    )?;
+    if !consented {
         return Ok(Some(OAuthError::new(
             ErrorCode::ConsentRequired,
             "consent was withdrawn",

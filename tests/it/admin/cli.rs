@@ -116,7 +116,7 @@ async fn trace_revoke_and_audit_on_the_cli_match_the_api() {
         (
             &json!("admin"),
             &Value::Null,
-            &json!({"selector": {"actor": "agent-a"}, "revoked": 2, "grants": 0, "via": "cli"})
+            &json!({"selector": {"actor": "agent-a"}, "revoked": 2, "grants": 0, "consents_withdrawn": 0, "via": "cli"})
         )
     );
     let run = deputy(&env, &["audit", "--client", "admin", "--limit", "1"]);
@@ -177,7 +177,8 @@ async fn consent_withdraw_revokes_that_clients_grants_and_nothing_else() {
         assert_eq!(status, 200);
         sessions.push(tokens);
     }
-    let consents = "SELECT count(*) FROM consents";
+    // Remembered consents: one per person and client.
+    let consents = "SELECT count(DISTINCT user_id || ' ' || client_id) FROM consent_scopes";
     assert_eq!(env.count(consents).await, 2);
 
     let run = deputy(

@@ -146,3 +146,63 @@ async fn revoking_a_refresh_tokens_jti_revokes_its_family() {
         0
     );
 }
+
+/// prompt=none for `client` with alice's session: Some(code) or the error.
+async fn silently(app: &impl App, browser: &Browser, client: &str) -> Result<String, String> {
+    let req = test::TestRequest::get()
+        .uri(&crate::people::authorize_query(client, "&prompt=none"))
+        .insert_header(("Cookie", browser.header()))
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let loc = crate::people::location(&resp);
+    match crate::people::query(&loc, "code") {
+        Some(code) => Ok(code),
+        None => Err(crate::people::query(&loc, "error").unwrap_or_default()),
+    }
+}
+
+/// Revoking an actor for a person (`{"actor": A, "sub": S}`), or an actor
+/// altogether, also ends its unredeemed authorization codes and the consent
+/// the person gave it, in the same transaction: a code obtained just before
+/// redeems into nothing, and prompt=none no longer issues codes.
+#[actix_web::test]
+async fn revoking_an_actor_ends_its_outstanding_codes_and_remembered_consent() {
+    for with_person in [true, false] {
+        let env = Env::new();
+        env.app_client("agent-web").await;
+        env.app_client("other").await;
+        let alice = env.person("alice").await;
+        let app = env.app().await;
+        let admin = admin_token(&app, &env).await;
+        let mut browser = Browser::default();
+        // Consent given; a code obtained silently and not yet redeemed.
+        sign_in(&app, &mut browser, "agent-web", "alice", "").await;
+        let pending = silently(&app, &browser, "agent-web").await.unwrap();
+        sign_in(&app, &mut browser, "other", "alice", "").await;
+        let body = if with_person {
+            json!({"actor": "agent-web", "sub": alice})
+        } else {
+            json!({"actor": "agent-web"})
+        };
+        let (status, _) = post_revoke(&app, &admin, body).await;
+        assert_eq!(status, 200);
+        let (status, b) = redeem(&app, "agent-web", &pending, "").await;
+        assert_eq!(
+            (status, b["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "a code obtained before the revocation (person given: {with_person})"
+        );
+        assert_eq!(
+            silently(&app, &browser, "agent-web").await,
+            Err("consent_required".to_string()),
+            "consent withdrawn with the actor (person given: {with_person})"
+        );
+        // Another client of the same person is untouched.
+        assert!(silently(&app, &browser, "other").await.is_ok());
+        let events = admin_events(&env).await;
+        let detail: Value =
+            serde_json::from_str(events.last().unwrap().detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["consents_withdrawn"], 1);
+    }
+}

@@ -273,3 +273,37 @@ async fn audit_query_filters_and_returns_newest_last() {
         );
     }
 }
+
+/// A brokered token hangs from two tokens: the subject token (`parent_jti`)
+/// and the actor's own token (`actor_token_jti`, RFC 8693 §2.1). The trace
+/// walks both, nearest first, and each is followed to its own roots.
+#[actix_web::test]
+async fn trace_walks_both_parents_of_a_brokered_token() {
+    let env = Env::new();
+    let mut records = chain();
+    // The actor's own service token, itself exchanged from a service root.
+    let svc_root = rec("svc-root", "agent-b", None, None);
+    let mut actor_token = rec("actor-token", "agent-b", Some("svc-root"), None);
+    actor_token.issued_at = T0 + 1;
+    let mut brokered = rec(
+        "brokered",
+        "broker",
+        Some("child"),
+        Some(json!({"sub": "agent-b", "act": {"sub": "agent-a"}})),
+    );
+    brokered.actor_token_jti = Some("actor-token".into());
+    brokered.issued_at = T0 + 3;
+    records.extend([svc_root, actor_token, brokered]);
+    insert(&env, records).await;
+    let app = env.app().await;
+    let admin = admin_token(&app, &env).await;
+    let (status, t) = get(&app, "/admin/tokens/brokered", &admin).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(
+        jtis(&t["ancestors"]),
+        vec!["child", "actor-token", "root", "svc-root"]
+    );
+    // Both parents list it among their descendants.
+    let (_, t) = get(&app, "/admin/tokens/svc-root", &admin).await;
+    assert_eq!(jtis(&t["descendants"]), vec!["actor-token", "brokered"]);
+}
