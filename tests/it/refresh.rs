@@ -453,3 +453,55 @@ async fn a_code_whose_grant_was_revoked_yields_nothing() {
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
 }
+
+/// The trail says exactly what happened: a grace-window retry returns the
+/// existing successor, so it records `refresh_retried` naming the access and
+/// ID tokens it did issue, and no `token_issued` for a refresh token.
+#[actix_web::test]
+async fn a_grace_retry_is_recorded_as_such_and_issues_no_refresh_token() {
+    let env = Env::new();
+    let first = signed_in(&env).await;
+    let app = env.app().await;
+    let (_, second) = refresh(&app, "web", &rt(&first), "").await;
+    let issued_refresh = "SELECT count(*) FROM audit_events WHERE event = 'token_issued' \
+        AND json_extract(detail, '$.kind') = 'refresh'";
+    assert_eq!(env.count(issued_refresh).await, 2, "sign-in and rotation");
+    let (s, again) = refresh(&app, "web", &rt(&first), "").await;
+    assert_eq!(s, 200);
+    assert_eq!(rt(&again), rt(&second));
+    assert_eq!(env.count(issued_refresh).await, 2, "the retry issued no refresh token");
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE event = 'refresh_rotated'")
+            .await,
+        1
+    );
+    let detail: Value = serde_json::from_str(
+        &env.state
+            .store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT detail FROM audit_events WHERE event = 'refresh_retried'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )?)
+            })
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let access = peek(again["access_token"].as_str().unwrap()).1["jti"].clone();
+    let id = peek(again["id_token"].as_str().unwrap()).1["jti"].clone();
+    assert_eq!(detail["issued"], serde_json::json!([access, id]));
+    assert_eq!(detail["refresh_token_issued"], false);
+    // Each token it names has its own token_issued event.
+    for jti in [access, id] {
+        assert_eq!(
+            env.count_with(
+                "SELECT count(*) FROM audit_events WHERE event = 'token_issued' AND jti = ?1",
+                vec![jti.as_str().unwrap().to_string()],
+            )
+            .await,
+            1
+        );
+    }
+}
