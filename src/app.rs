@@ -18,6 +18,8 @@ pub struct AppState {
     pub verified_secrets: VerifiedSecrets,
     pub client_keys: KeyCache,
     pub remote_jwks: RemoteJwksCache,
+    /// The one outbound fetcher: its bound on fetches in progress is global.
+    pub fetcher: crate::fetch::Fetcher,
     pub throttle: crate::login::throttle::Throttle,
     /// The key refresh successors are derived with (loaded once from the store).
     pub refresh_key: std::sync::OnceLock<String>,
@@ -39,6 +41,7 @@ impl AppState {
             token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
             login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),
+            fetcher: crate::fetch::Fetcher::new(crate::fetch::Policy::from_settings(&settings)),
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),

@@ -71,7 +71,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// tracing filter, e.g. `info` or `deputy=debug`.
     pub log_level: String,
-    /// Development only: allow `http://127.0.0.1` JWKS URIs for clients.
+    /// Development only: outbound fetches (clients' JWKS URIs) may reach
+    /// loopback addresses, and use `http` to a loopback host
+    /// (`crate::fetch::Policy`; meant to become `allow_loopback_fetch`).
     pub allow_loopback_jwks_uri: bool,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,

@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod grant;
 pub mod http;
 pub mod introspection;

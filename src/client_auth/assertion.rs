@@ -77,6 +77,19 @@ pub async fn check(
     if jws.header.contains_key("crit") {
         return Err(refuse(CriticalHeader));
     }
+    // RFC 7523 §3 items 3-7 need no key, so they are checked before the keys
+    // are loaded: an assertion refused on its claims (foreign audience,
+    // expired, no jti) never makes deputy fetch a client's jwks_uri. They
+    // count only once the signature below verifies.
+    let settings = &state.settings;
+    let rules = ClaimRules {
+        issuer: &settings.issuer,
+        token_endpoint: &settings.endpoint("/token"),
+        now: state.clock.now(),
+        skew: settings.clock_skew,
+        max_age: settings.assertion_max_age,
+    };
+    let (jti, expires_at) = check_claims(claims, &rules).map_err(refuse)?;
     // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from registration.
     let keys = super::jwks::client_keys(state, &client, jws.kid()).await?;
     let verified = keys
@@ -89,16 +102,6 @@ pub async fn check(
             BadSignature
         }));
     }
-
-    let settings = &state.settings;
-    let rules = ClaimRules {
-        issuer: &settings.issuer,
-        token_endpoint: &settings.endpoint("/token"),
-        now: state.clock.now(),
-        skew: settings.clock_skew,
-        max_age: settings.assertion_max_age,
-    };
-    let (jti, expires_at) = check_claims(claims, &rules).map_err(refuse)?;
     Ok(AuthenticatedClient {
         client,
         method: AuthMethod::PrivateKeyJwt,
@@ -115,8 +118,10 @@ pub struct ClaimRules<'a> {
     pub max_age: i64,
 }
 
-/// RFC 7523 §3 items 3-7 on the (already signature-checked) claims. Returns
-/// the `jti` and until when it must be remembered. Pure, so it is fuzzed.
+/// RFC 7523 §3 items 3-7 on the claims, checked before the signature (so
+/// before any key is fetched); they are accepted only with a signature that
+/// verifies. Returns the `jti` and until when it must be remembered. Pure,
+/// so it is fuzzed.
 pub fn check_claims(
     claims: &serde_json::Map<String, Value>,
     r: &ClaimRules<'_>,
