@@ -24,6 +24,8 @@ pub struct AppState {
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
+    /// Verified against for unknown people and clients (equal work).
+    pub dummy_hashes: crate::secret::DummyHashes,
 }
 
 impl AppState {
@@ -35,7 +37,9 @@ impl AppState {
             .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))?;
         let keys = Keys::open(&settings.keys_dir, clock.now())
             .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
+        let dummy_hashes = crate::secret::DummyHashes::new()?;
         Ok(AppState {
+            dummy_hashes,
             token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
             login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),

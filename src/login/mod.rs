@@ -129,7 +129,7 @@ pub async fn check_password(
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| crate::secret::dummy_password_hash().to_string());
+        .unwrap_or_else(|| state.dummy_hashes.password.clone());
     let pw = password.to_string();
     let ok = actix_web::web::block(move || verify_secret(&pw, &hash))
         .await
