@@ -24,6 +24,8 @@ pub struct AppState {
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
+    /// Failed client authentications per client id and per address.
+    pub auth_failures: crate::limits::FailureBudget,
     /// Verified against for unknown people and clients (equal work).
     pub dummy_hashes: crate::secret::DummyHashes,
 }
@@ -43,6 +45,10 @@ impl AppState {
             token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
             login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),
+            auth_failures: crate::limits::FailureBudget::new(
+                settings.auth_failure_limit,
+                settings.auth_failure_window,
+            ),
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),

@@ -12,6 +12,7 @@
 //! open rather than refusing new keys).
 
 use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use hashlink::LruCache;
@@ -86,14 +87,107 @@ impl RateLimiter {
     }
 }
 
+/// A budget of failures (failed client authentications) per key in a fixed
+/// window of `window` seconds: the first `limit` failures in a window are
+/// within it, every further one is over it until the window ends. Only
+/// failures are counted, so a caller that succeeds never spends it. Per
+/// instance, bounded like `RateLimiter` (keys are stored as a keyed hash, so a
+/// long key costs no more memory than a short one).
+pub struct FailureBudget {
+    limit: u32,
+    window: i64,
+    shards: Vec<Mutex<LruCache<u64, (i64, u32)>>>,
+    keys: RandomState,
+}
+
+/// What one more failure did to a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    Within,
+    /// Over the budget: wait `retry_after` seconds for the window to end.
+    /// `first` when this failure is the one that went over (for a log line).
+    Over {
+        retry_after: u64,
+        first: bool,
+    },
+}
+
+impl FailureBudget {
+    /// `limit == 0` disables the budget.
+    pub fn new(limit: u32, window: i64) -> Self {
+        FailureBudget {
+            limit,
+            window: window.max(1),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(PER_SHARD)))
+                .collect(),
+            keys: RandomState::new(),
+        }
+    }
+
+    /// Count one failure against each of `keys` at `now`.
+    pub fn fail(&self, keys: &[&str], now: i64) -> Spent {
+        if self.limit == 0 {
+            return Spent::Within;
+        }
+        let mut spent = Spent::Within;
+        for key in keys {
+            let h = self.keys.hash_one(key);
+            let Some(shard) = self.shards.get((h % SHARDS as u64) as usize) else {
+                continue;
+            };
+            let Ok(mut map) = shard.lock() else {
+                continue;
+            };
+            let entry = match map.get_mut(&h) {
+                Some(e) => e,
+                None => {
+                    map.insert(h, (now, 0));
+                    match map.get_mut(&h) {
+                        Some(e) => e,
+                        None => continue,
+                    }
+                }
+            };
+            if now >= entry.0 + self.window || now < entry.0 {
+                *entry = (now, 0);
+            }
+            entry.1 = entry.1.saturating_add(1);
+            if entry.1 > self.limit {
+                let wait = (entry.0 + self.window - now).max(1) as u64;
+                let first = entry.1 == self.limit + 1;
+                spent = match spent {
+                    Spent::Over {
+                        retry_after,
+                        first: f,
+                    } => Spent::Over {
+                        retry_after: retry_after.max(wait),
+                        first: f || first,
+                    },
+                    Spent::Within => Spent::Over {
+                        retry_after: wait,
+                        first,
+                    },
+                };
+            }
+        }
+        spent
+    }
+}
+
 /// The error for a request over a limit.
 pub fn too_many() -> crate::error::OAuthError {
+    too_many_after(1)
+}
+
+/// The error for a request over a limit, to be retried after `secs` seconds.
+pub fn too_many_after(secs: u64) -> crate::error::OAuthError {
     let mut e = crate::error::OAuthError::new(
         crate::error::ErrorCode::TemporarilyUnavailable,
         "too many requests",
     )
     .with_status(actix_web::http::StatusCode::TOO_MANY_REQUESTS);
-    e.retry_after = Some(1);
+    e.retry_after = Some(secs.max(1));
     e
 }
 
@@ -110,6 +204,33 @@ mod tests {
         assert!(r.allow("a", 11), "a new second, a new window");
         let off = RateLimiter::new(0);
         assert!((0..1000).all(|_| off.allow("a", 1)));
+    }
+
+    #[test]
+    fn failure_budget_per_key_and_window() {
+        let b = FailureBudget::new(3, 10);
+        for _ in 0..3 {
+            assert_eq!(b.fail(&["a:1", "c:x"], 100), Spent::Within);
+        }
+        assert_eq!(
+            b.fail(&["a:1", "c:x"], 104),
+            Spent::Over {
+                retry_after: 6,
+                first: true
+            }
+        );
+        assert_eq!(
+            b.fail(&["a:2", "c:x"], 109),
+            Spent::Over {
+                retry_after: 1,
+                first: false
+            },
+            "the client id's budget is spent from any address"
+        );
+        assert_eq!(b.fail(&["a:2", "c:y"], 109), Spent::Within);
+        assert_eq!(b.fail(&["a:1", "c:x"], 110), Spent::Within, "a new window");
+        let off = FailureBudget::new(0, 10);
+        assert!((0..1000).all(|_| off.fail(&["a:1"], 1) == Spent::Within));
     }
 
     #[test]
