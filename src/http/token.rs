@@ -32,7 +32,13 @@ pub async fn token(
         return Err(crate::limits::too_many());
     }
     let auth = client_auth::authenticate(&state, &req, &form).await?;
-    if !state.token_by_client.allow(&auth.client.id, now) {
+    // A public client's id is no secret (anyone can send it), so its limit
+    // is counted per remote address: nobody can use it up for everyone.
+    let limit_key = match auth.method {
+        AuthMethod::None => format!("public:{}@{}", auth.client.id, crate::login::address(&req)),
+        _ => auth.client.id.clone(),
+    };
+    if !state.token_by_client.allow(&limit_key, now) {
         return Err(crate::limits::too_many());
     }
     match run_grant(&state, &auth, grant_type, &form).await {

@@ -1,12 +1,13 @@
 //! Budgets against guessing and exhaustion: failed client authentications
-//! (per client id and per address).
+//! (per client id and per address), the per-client token limit of public
+//! clients (per address), and throttled logins in the audit trail.
 
 use std::net::SocketAddr;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
 use base64::Engine;
-use deputy::model::AuthMethod;
+use deputy::model::{AuthMethod, ClientKind, GrantType};
 
 use crate::support::*;
 
@@ -244,4 +245,47 @@ async fn the_failure_budget_can_be_turned_off() {
             refused_401()
         );
     }
+}
+
+#[actix_web::test]
+async fn a_public_clients_token_limit_is_kept_per_address() {
+    let dir = temp_dir();
+    let mut settings = settings_in(&dir);
+    settings.rate_limit_client = 2;
+    let env = Env::with_settings(dir, settings, T0);
+    let mut c = client("spa", ClientKind::App, AuthMethod::None);
+    c.grant_types = vec![GrantType::AuthorizationCode];
+    env.add_client(c).await;
+    let secret = env
+        .secret_service("svc", AuthMethod::ClientSecretBasic)
+        .await;
+    let app = env.app().await;
+    let public = |ip: &str| {
+        form_post(
+            "/token",
+            "grant_type=authorization_code&client_id=spa&code=nope&code_verifier=vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+        )
+        .peer_addr(from(ip))
+        .to_request()
+    };
+    let grant_refused = (400, Some("invalid_grant".to_string()), None);
+    // Someone at one address uses up what the limit allows client id spa there.
+    assert_eq!(outcome(&app, public("198.51.100.1")).await, grant_refused);
+    assert_eq!(outcome(&app, public("198.51.100.1")).await, grant_refused);
+    assert_eq!(outcome(&app, public("198.51.100.1")).await, limited("1"));
+    // The same public client from another address is not refused.
+    assert_eq!(outcome(&app, public("198.51.100.2")).await, grant_refused);
+    // A confidential client's limit is still one per client, any address.
+    assert_eq!(
+        outcome(&app, cc("svc", &secret, "198.51.100.1")).await.0,
+        200
+    );
+    assert_eq!(
+        outcome(&app, cc("svc", &secret, "198.51.100.2")).await.0,
+        200
+    );
+    assert_eq!(
+        outcome(&app, cc("svc", &secret, "198.51.100.3")).await,
+        limited("1")
+    );
 }
