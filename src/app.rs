@@ -19,6 +19,8 @@ pub struct AppState {
     pub client_keys: KeyCache,
     pub remote_jwks: RemoteJwksCache,
     pub throttle: crate::login::throttle::Throttle,
+    /// Throttled login attempts waiting to be audited as bursts.
+    pub throttled_logins: crate::login::throttled::ThrottledLogins,
     /// The key refresh successors are derived with (loaded once from the store).
     pub refresh_key: std::sync::OnceLock<String>,
     pub token_by_client: crate::limits::RateLimiter,
@@ -57,6 +59,7 @@ impl AppState {
             client_keys: KeyCache::default(),
             remote_jwks: RemoteJwksCache::default(),
             throttle: Default::default(),
+            throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),
         })
     }

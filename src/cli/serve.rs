@@ -80,11 +80,17 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
             .map_err(|e| format!("setting `bind`: cannot listen on {addr}: {e}"))?
             .run();
         tracing::info!(issuer = %state.settings.issuer, %addr, "deputy serving");
-        server.await.map_err(|e| format!("server failed: {e}"))
+        let served = server.await.map_err(|e| format!("server failed: {e}"));
+        // Bursts of throttled logins still open go to the audit trail now.
+        if let Err(e) = crate::login::flush_throttled(&state, i64::MAX).await {
+            tracing::warn!(error = %e, "cannot record throttled logins at shutdown");
+        }
+        served
     })
 }
 
-/// Background chores: pick up rotated keys, forget expired assertion ids.
+/// Background chores: pick up rotated keys, audit ended bursts of throttled
+/// logins, forget expired assertion ids.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(2));
@@ -92,6 +98,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         loop {
             tick.tick().await;
             rounds += 1;
+            if let Err(e) = crate::login::flush_throttled(&state, state.clock.now()).await {
+                tracing::warn!(error = %e, "cannot record throttled logins");
+            }
             let keys = state.keys.clone();
             match web::block(move || keys.reload_if_changed()).await {
                 Ok(Ok(true)) => tracing::info!("signing keys reloaded"),

@@ -1,6 +1,7 @@
 //! Budgets against guessing and exhaustion: failed client authentications
 //! (per client id and per address), the per-client token limit of public
-//! clients (per address), and throttled logins in the audit trail.
+//! clients (per address), and throttled logins in the audit trail (one event
+//! per burst).
 
 use std::net::SocketAddr;
 
@@ -289,3 +290,175 @@ async fn a_public_clients_token_limit_is_kept_per_address() {
         limited("1")
     );
 }
+
+/// The login form of a fresh interaction: (interaction, csrf, cookie header).
+async fn login_form(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+) -> (String, String, String) {
+    use crate::people::*;
+    let resp = test::call_service(
+        app,
+        test::TestRequest::get()
+            .uri(&authorize_query("web", ""))
+            .to_request(),
+    )
+    .await;
+    let mut browser = Browser::default();
+    browser.absorb(&resp);
+    let html = body_text(resp).await;
+    (
+        hidden(&html, "interaction"),
+        hidden(&html, "csrf"),
+        browser.header(),
+    )
+}
+
+/// (person, client_id, detail) of the `login_throttled` events.
+async fn throttled_events(env: &Env) -> Vec<(Option<String>, Option<String>, serde_json::Value)> {
+    env.state
+        .store
+        .read(|c| {
+            let mut s = c.prepare(
+                "SELECT person, client_id, detail FROM audit_events \
+                 WHERE event = 'login_throttled' AND mode = 'person' AND outcome = 'refused' \
+                 ORDER BY id",
+            )?;
+            let rows = s.query_map([], |r| {
+                let detail: String = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&detail).unwrap()))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn throttled_logins_are_one_audit_event_per_burst() {
+    let env = Env::new();
+    env.app_client("web").await;
+    let alice = env.person("alice").await;
+    let app = env.app().await;
+    let (i, csrf, cookie) = login_form(&app).await;
+    let attempt = |user: &str, pw: &str, ip: &str| {
+        form_post(
+            "/login",
+            &format!("interaction={i}&csrf={csrf}&username={user}&password={pw}"),
+        )
+        .insert_header(("Cookie", cookie.clone()))
+        .peer_addr(from(ip))
+        .to_request()
+    };
+    // Five failures lock alice's account.
+    for _ in 0..5 {
+        let s = test::call_service(&app, attempt("alice", "nope", "203.0.113.1")).await;
+        assert_eq!(s.status().as_u16(), 401);
+    }
+    // 50 throttled attempts over 4 s, among them the right password.
+    for n in 0..50 {
+        if n % 13 == 12 {
+            env.clock.advance(1);
+        }
+        let pw = if n == 25 {
+            enc(crate::people::PASSWORD)
+        } else {
+            "guess".to_string()
+        };
+        let s = test::call_service(&app, attempt("alice", &pw, "203.0.113.1")).await;
+        assert_eq!(s.status().as_u16(), 429, "attempt {n}");
+    }
+    let last = T0 + 3;
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE event = 'login_failed'")
+            .await,
+        5,
+        "no row per throttled attempt"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE detail LIKE '%\"throttled\":true%'")
+            .await,
+        0
+    );
+    // Before the quiet period has passed: nothing yet.
+    env.clock.advance(9);
+    assert_eq!(
+        deputy::login::flush_throttled(&env.state, last + 9)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(throttled_events(&env).await.is_empty());
+    env.clock.advance(1);
+    assert_eq!(
+        deputy::login::flush_throttled(&env.state, last + 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        throttled_events(&env).await,
+        vec![(
+            Some(alice.clone()),
+            Some("web".to_string()),
+            serde_json::json!({"address": "203.0.113.1", "username_known": true,
+                               "count": 50, "first_at": T0, "last_at": last})
+        )]
+    );
+    // Flushed once: a later flush writes nothing more.
+    assert_eq!(
+        deputy::login::flush_throttled(&env.state, last + 100)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[actix_web::test]
+async fn throttled_unknown_names_are_one_burst_without_the_name() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let app = env.app().await;
+    let (i, csrf, cookie) = login_form(&app).await;
+    let attempt = |user: &str| {
+        form_post(
+            "/login",
+            &format!("interaction={i}&csrf={csrf}&username={user}&password=pw"),
+        )
+        .insert_header(("Cookie", cookie.clone()))
+        .peer_addr(from("203.0.113.2"))
+        .to_request()
+    };
+    // 20 failures for 20 names lock the address; then 30 names, all throttled.
+    for n in 0..20 {
+        let s = test::call_service(&app, attempt(&format!("name{n}"))).await;
+        assert_eq!(s.status().as_u16(), 401);
+    }
+    for n in 0..30 {
+        let s = test::call_service(&app, attempt(&format!("secret-typed-{n}"))).await;
+        assert_eq!(s.status().as_u16(), 429);
+    }
+    assert_eq!(
+        deputy::login::flush_throttled(&env.state, T0 + QUIET_PERIOD)
+            .await
+            .unwrap(),
+        1
+    );
+    let events = throttled_events(&env).await;
+    assert_eq!(
+        events,
+        vec![(
+            None,
+            Some("web".to_string()),
+            serde_json::json!({"address": "203.0.113.2", "username_known": false,
+                               "count": 30, "first_at": T0, "last_at": T0})
+        )]
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE detail LIKE '%secret-typed%'")
+            .await,
+        0
+    );
+}
+
+const QUIET_PERIOD: i64 = deputy::login::throttled::QUIET;
