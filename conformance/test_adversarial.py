@@ -13,6 +13,7 @@ to 127.0.0.1; every loop is bounded in count and time."""
 from __future__ import annotations
 
 import base64 as b64
+import json
 import re
 import socket
 import threading
@@ -987,3 +988,61 @@ def test_rate_limit_per_client_429_retry_after_rfc6749_s5_2(new_deputy):
     time.sleep(int(limited[-1].headers["Retry-After"]) + 0.1)
     assert_token_ok(s.post(d.token_endpoint, data={"grant_type": "client_credentials"},
                            headers=basic_auth("svc-a", a), timeout=10))
+
+
+# --------------------------------------------------------------------------
+# 9. Malformed HTTP in the server's log
+# --------------------------------------------------------------------------
+
+GARBAGE = [b"\x16\x03\x01garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\x03\r\n\r\n",
+           b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"]
+
+
+def log_records(d: Deputy, fmt: str) -> list[tuple[str, str]]:
+    """(level, whole line) for every line of the server's log (stderr)."""
+    records = []
+    for line in d.log_tail(10**7).splitlines():
+        if fmt == "json":
+            records.append((json.loads(line)["level"], line))
+        else:
+            m = re.match(r"\S+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR) ", line)
+            records.append((m.group(1) if m else "?", line))
+    return records
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_malformed_http_is_logged_below_error_once_per_connection_rfc9112_s2_2(new_deputy, fmt):
+    """RFC 9112 §2.2 / §3 (a request line or header that cannot be parsed is
+    answered 400 and the connection closed): 12 connections sending garbage
+    (a TLS ClientHello on the plain port, HTTP/9.9, binary noise, a
+    non-numeric Content-Length) each get 400 and a close; the server's log
+    (DEPUTY_LOG_FORMAT text and json) has no ERROR line at all, and exactly
+    one WARN line "malformed HTTP request" per connection, with the cause;
+    the server keeps answering."""
+    d = new_deputy(settings(DEPUTY_LOG_FORMAT=fmt))
+    d.start()
+    n = 12
+    for i in range(n):
+        with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+            s.sendall(GARBAGE[i % len(GARBAGE)])
+            answer = s.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+            assert s.recv(4096) == b"", "the connection is closed"
+    alive(d)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        mentions = [r for r in log_records(d, fmt) if "malformed HTTP request" in r[1]]
+        if len(mentions) >= n:
+            break
+        time.sleep(0.1)
+    d.stop()
+    records = log_records(d, fmt)
+    assert [r for r in records if r[0] in ("ERROR", "?")] == [], records
+    mentions = [r for r in records if "malformed" in r[1] or "stream error" in r[1] or "parse error" in r[1]]
+    assert len(mentions) == n, mentions
+    assert all(level == "WARN" for level, _ in mentions), mentions
+    if fmt == "json":
+        fields = [json.loads(line)["fields"] for _, line in mentions]
+        assert all(f["message"] == "malformed HTTP request" and f["cause"] for f in fields), fields
+    else:
+        assert all('cause="' in line for _, line in mentions), mentions
