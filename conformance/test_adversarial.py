@@ -13,6 +13,7 @@ to 127.0.0.1; every loop is bounded in count and time."""
 from __future__ import annotations
 
 import base64 as b64
+import http.client
 import json
 import re
 import socket
@@ -989,6 +990,66 @@ def test_rate_limit_per_client_429_retry_after_rfc6749_s5_2(new_deputy):
     assert_token_ok(s.post(d.token_endpoint, data={"grant_type": "client_credentials"},
                            headers=basic_auth("svc-a", a), timeout=10))
 
+
+
+def post_from(d: Deputy, source: str, path: str, form: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+    """POST a form from a chosen loopback source address (127.0.0.0/8):
+    (status, JSON body, headers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, body=urlencode(form), headers={"Content-Type": FORM, **(headers or {})})
+        r = conn.getresponse()
+        body = r.read()
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        return r.status, parsed, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_failed_client_authentications_are_429_after_the_budget_rfc6819_s5_1_4_2_3(new_deputy):
+    """RFC 6819 §5.1.4.2.3 / §4.4.1.11 (limit guessing of client
+    credentials), RFC 6585 §4 (429 + Retry-After), with deputy's default
+    budget of 20 failures (DEPUTY_AUTH_FAILURE_WINDOW=5 s to keep the test
+    short): from one address, 20 bad client secrets are 401 invalid_client
+    each and the 21st is 429 temporarily_unavailable with Retry-After; the
+    right secret from the same address is still 200 at once; /introspect and
+    /revoke refuse further failures from that address with 429 too. From
+    another loopback address (127.0.0.2) a bad secret for another client is
+    401, while one for the spent client id is 429 (the budget is per client id
+    and per address). After Retry-After failures are 401 again."""
+    d = new_deputy(settings(DEPUTY_AUTH_FAILURE_LIMIT=None, DEPUTY_AUTH_FAILURE_WINDOW="5"))
+    sec = {}
+    for cid in ("svc-a", "svc-b"):
+        sec[cid] = add_client(d, cid, kind="service", auth="client_secret_basic", scopes=("read",),
+                              audiences=(API,), grants=("client_credentials",), redirect_uris=())["client_secret"]
+    d.start()
+    cc = {"grant_type": "client_credentials"}
+    bad = "not-the-secret-" + "x" * 30
+    for i in range(20):
+        status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+        assert (status, body.get("error")) == (401, "invalid_client"), (i, status, body)
+    status, body, headers = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (429, "temporarily_unavailable"), (status, body)
+    retry = headers.get("retry-after", "")
+    assert retry.isdigit() and 1 <= int(retry) <= 5, headers
+    assert "access_token" not in body
+    status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", sec["svc-a"]))
+    assert status == 200 and body.get("token_type") == "Bearer", (status, body)
+    for path in ("/introspect", "/revoke"):
+        status, body, headers = post_from(d, "127.0.0.1", path, {"token": "x"}, basic_auth("svc-b", bad))
+        assert (status, body.get("error")) == (429, "temporarily_unavailable"), (path, status, body)
+        assert headers.get("retry-after", "").isdigit(), headers
+    status, body, _ = post_from(d, "127.0.0.2", "/token", cc, basic_auth("svc-b", bad))
+    assert (status, body.get("error")) == (401, "invalid_client"), (status, body)
+    status, body, _ = post_from(d, "127.0.0.2", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (429, "temporarily_unavailable"), (status, body)
+    time.sleep(int(retry) + 0.2)
+    status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (401, "invalid_client"), (status, body)
+    alive(d)
 
 # --------------------------------------------------------------------------
 # 9. Malformed HTTP in the server's log
