@@ -13,6 +13,8 @@ to 127.0.0.1; every loop is bounded in count and time."""
 from __future__ import annotations
 
 import base64 as b64
+import http.client
+import json
 import re
 import socket
 import threading
@@ -987,3 +989,121 @@ def test_rate_limit_per_client_429_retry_after_rfc6749_s5_2(new_deputy):
     time.sleep(int(limited[-1].headers["Retry-After"]) + 0.1)
     assert_token_ok(s.post(d.token_endpoint, data={"grant_type": "client_credentials"},
                            headers=basic_auth("svc-a", a), timeout=10))
+
+
+
+def post_from(d: Deputy, source: str, path: str, form: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+    """POST a form from a chosen loopback source address (127.0.0.0/8):
+    (status, JSON body, headers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, body=urlencode(form), headers={"Content-Type": FORM, **(headers or {})})
+        r = conn.getresponse()
+        body = r.read()
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        return r.status, parsed, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_failed_client_authentications_are_429_after_the_budget_rfc6819_s5_1_4_2_3(new_deputy):
+    """RFC 6819 §5.1.4.2.3 / §4.4.1.11 (limit guessing of client
+    credentials), RFC 6585 §4 (429 + Retry-After), with deputy's default
+    budget of 20 failures (DEPUTY_AUTH_FAILURE_WINDOW=5 s to keep the test
+    short): from one address, 20 bad client secrets are 401 invalid_client
+    each and the 21st is 429 temporarily_unavailable with Retry-After; the
+    right secret from the same address is still 200 at once; /introspect and
+    /revoke refuse further failures from that address with 429 too. From
+    another loopback address (127.0.0.2) a bad secret for another client is
+    401, while one for the spent client id is 429 (the budget is per client id
+    and per address). After Retry-After failures are 401 again."""
+    d = new_deputy(settings(DEPUTY_AUTH_FAILURE_LIMIT=None, DEPUTY_AUTH_FAILURE_WINDOW="5"))
+    sec = {}
+    for cid in ("svc-a", "svc-b"):
+        sec[cid] = add_client(d, cid, kind="service", auth="client_secret_basic", scopes=("read",),
+                              audiences=(API,), grants=("client_credentials",), redirect_uris=())["client_secret"]
+    d.start()
+    cc = {"grant_type": "client_credentials"}
+    bad = "not-the-secret-" + "x" * 30
+    for i in range(20):
+        status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+        assert (status, body.get("error")) == (401, "invalid_client"), (i, status, body)
+    status, body, headers = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (429, "temporarily_unavailable"), (status, body)
+    retry = headers.get("retry-after", "")
+    assert retry.isdigit() and 1 <= int(retry) <= 5, headers
+    assert "access_token" not in body
+    status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", sec["svc-a"]))
+    assert status == 200 and body.get("token_type") == "Bearer", (status, body)
+    for path in ("/introspect", "/revoke"):
+        status, body, headers = post_from(d, "127.0.0.1", path, {"token": "x"}, basic_auth("svc-b", bad))
+        assert (status, body.get("error")) == (429, "temporarily_unavailable"), (path, status, body)
+        assert headers.get("retry-after", "").isdigit(), headers
+    status, body, _ = post_from(d, "127.0.0.2", "/token", cc, basic_auth("svc-b", bad))
+    assert (status, body.get("error")) == (401, "invalid_client"), (status, body)
+    status, body, _ = post_from(d, "127.0.0.2", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (429, "temporarily_unavailable"), (status, body)
+    time.sleep(int(retry) + 0.2)
+    status, body, _ = post_from(d, "127.0.0.1", "/token", cc, basic_auth("svc-a", bad))
+    assert (status, body.get("error")) == (401, "invalid_client"), (status, body)
+    alive(d)
+
+# --------------------------------------------------------------------------
+# 9. Malformed HTTP in the server's log
+# --------------------------------------------------------------------------
+
+GARBAGE = [b"\x16\x03\x01garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\x03\r\n\r\n",
+           b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"]
+
+
+def log_records(d: Deputy, fmt: str) -> list[tuple[str, str]]:
+    """(level, whole line) for every line of the server's log (stderr)."""
+    records = []
+    for line in d.log_tail(10**7).splitlines():
+        if fmt == "json":
+            records.append((json.loads(line)["level"], line))
+        else:
+            m = re.match(r"\S+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR) ", line)
+            records.append((m.group(1) if m else "?", line))
+    return records
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_malformed_http_is_logged_below_error_once_per_connection_rfc9112_s2_2(new_deputy, fmt):
+    """RFC 9112 §2.2 / §3 (a request line or header that cannot be parsed is
+    answered 400 and the connection closed): 12 connections sending garbage
+    (a TLS ClientHello on the plain port, HTTP/9.9, binary noise, a
+    non-numeric Content-Length) each get 400 and a close; the server's log
+    (DEPUTY_LOG_FORMAT text and json) has no ERROR line at all, and exactly
+    one WARN line "malformed HTTP request" per connection, with the cause;
+    the server keeps answering."""
+    d = new_deputy(settings(DEPUTY_LOG_FORMAT=fmt))
+    d.start()
+    n = 12
+    for i in range(n):
+        with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+            s.sendall(GARBAGE[i % len(GARBAGE)])
+            answer = s.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+            assert s.recv(4096) == b"", "the connection is closed"
+    alive(d)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        mentions = [r for r in log_records(d, fmt) if "malformed HTTP request" in r[1]]
+        if len(mentions) >= n:
+            break
+        time.sleep(0.1)
+    d.stop()
+    records = log_records(d, fmt)
+    assert [r for r in records if r[0] in ("ERROR", "?")] == [], records
+    mentions = [r for r in records if "malformed" in r[1] or "stream error" in r[1] or "parse error" in r[1]]
+    assert len(mentions) == n, mentions
+    assert all(level == "WARN" for level, _ in mentions), mentions
+    if fmt == "json":
+        fields = [json.loads(line)["fields"] for _, line in mentions]
+        assert all(f["message"] == "malformed HTTP request" and f["cause"] for f in fields), fields
+    else:
+        assert all('cause="' in line for _, line in mentions), mentions

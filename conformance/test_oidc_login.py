@@ -288,6 +288,51 @@ def test_oidc_login_throttled_after_five_failures_rfc6585_s4(env, browser):
     other.close()
 
 
+def test_oidc_throttled_logins_are_one_audit_event_per_burst(new_deputy):
+    """OWASP ASVS §7.2 / §2.2.1 (log authentication failures without letting
+    an attacker flood the log): once an account is locked, a burst of 30
+    throttled attempts (429 each, one with the right password) writes no
+    audit row per attempt; after the burst's quiet period (10 s) and the
+    server's housekeeping (every 2 s), `deputy audit --event
+    login_throttled` shows exactly one event for it: mode person, outcome
+    refused, the person's id, the client, and detail {address,
+    username_known: true, count: 30, first_at, last_at}, never the typed
+    name or password. The five ordinary failures stay five login_failed
+    events, none marked throttled."""
+    d = new_deputy(NO_LOGIN_RATE_LIMIT)
+    gina = add_user(d, "gina")
+    add_app(d, "web", redirect_uris=[WEB])
+    d.start()
+    b = Browser(d)
+    r = start(b, AuthRequest("web", WEB))
+    for i in range(5):
+        r = login(b, r, "gina", f"wrong password {i}")
+        assert r.status_code == 401, (i, r.status_code)
+    before = int(time.time())
+    for i in range(30):
+        r = login(b, r, "gina", PASSWORD if i == 15 else f"guess {i}")
+        assert r.status_code == 429, (i, r.status_code)
+    after = int(time.time())
+    assert d.cli("audit", "--event", "login_throttled") == [], "nothing before the burst is over"
+    deadline = time.monotonic() + 25
+    events = []
+    while time.monotonic() < deadline and not events:
+        time.sleep(1)
+        events = d.cli("audit", "--event", "login_throttled")
+    assert len(events) == 1, events
+    e = events[0]
+    assert (e["event"], e["mode"], e["outcome"], e["person"], e["client_id"]) == \
+        ("login_throttled", "person", "refused", gina["id"], "web"), e
+    detail = e["detail"]
+    assert detail["count"] == 30 and detail["username_known"] is True and detail["address"] == "127.0.0.1", detail
+    assert before <= detail["first_at"] <= detail["last_at"] <= after, detail
+    assert "gina" not in str(detail) and PASSWORD not in str(e) and "guess" not in str(e)
+    failed = d.cli("audit", "--event", "login_failed")
+    assert len(failed) == 5 and not any(f["detail"].get("throttled") for f in failed), failed
+    time.sleep(2.5)
+    assert len(d.cli("audit", "--event", "login_throttled")) == 1, "written once"
+    b.close()
+
 def test_oidc_login_posts_rate_limited_per_address_rfc6749_s10_10(new_deputy):
     """RFC 6749 §10.10 / RFC 6819 §5.1.4.2.3 (limit the rate of password
     attempts), RFC 6585 §4: with the per-address login limit set to 3 posts

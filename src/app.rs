@@ -21,11 +21,17 @@ pub struct AppState {
     /// The one outbound fetcher: its bound on fetches in progress is global.
     pub fetcher: crate::fetch::Fetcher,
     pub throttle: crate::login::throttle::Throttle,
+    /// Throttled login attempts waiting to be audited as bursts.
+    pub throttled_logins: crate::login::throttled::ThrottledLogins,
     /// The key refresh successors are derived with (loaded once from the store).
     pub refresh_key: std::sync::OnceLock<String>,
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
+    /// Failed client authentications per client id and per address.
+    pub auth_failures: crate::limits::FailureBudget,
+    /// Verified against for unknown people and clients (equal work).
+    pub dummy_hashes: crate::secret::DummyHashes,
 }
 
 impl AppState {
@@ -37,11 +43,17 @@ impl AppState {
             .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))?;
         let keys = Keys::open(&settings.keys_dir, clock.now())
             .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
+        let dummy_hashes = crate::secret::DummyHashes::new()?;
         Ok(AppState {
+            dummy_hashes,
             token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
             login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),
             fetcher: crate::fetch::Fetcher::new(crate::fetch::Policy::from_settings(&settings)),
+            auth_failures: crate::limits::FailureBudget::new(
+                settings.auth_failure_limit,
+                settings.auth_failure_window,
+            ),
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
@@ -50,6 +62,7 @@ impl AppState {
             client_keys: KeyCache::default(),
             remote_jwks: RemoteJwksCache::default(),
             throttle: Default::default(),
+            throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),
         })
     }

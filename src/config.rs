@@ -83,6 +83,12 @@ pub struct Settings {
     pub rate_limit_address: u32,
     /// Login form posts per second per remote address (0 = no limit).
     pub rate_limit_login: u32,
+    /// Failed client authentications allowed per client id and per remote
+    /// address within `auth_failure_window`; further failures are 429
+    /// (0 = no budget).
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, seconds.
+    pub auth_failure_window: i64,
 }
 
 impl Default for Settings {
@@ -110,6 +116,8 @@ impl Default for Settings {
             rate_limit_client: 10_000,
             rate_limit_address: 20_000,
             rate_limit_login: 100,
+            auth_failure_limit: 20,
+            auth_failure_window: 10,
         }
     }
 }
@@ -138,6 +146,8 @@ pub const KEYS: &[&str] = &[
     "rate_limit_client",
     "rate_limit_address",
     "rate_limit_login",
+    "auth_failure_limit",
+    "auth_failure_window",
 ];
 
 fn seconds(key: &str, v: &str, min: i64) -> Result<i64, ConfigError> {
@@ -211,6 +221,13 @@ impl Settings {
                     _ => self.rate_limit_login = n,
                 }
             }
+            "auth_failure_limit" => {
+                self.auth_failure_limit = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(key, "must be a whole number of failures (0 = no limit)"))?
+            }
+            "auth_failure_window" => self.auth_failure_window = seconds(key, value, 1)?,
             _ => return Err(bad(key, "unknown setting")),
         }
         Ok(())
@@ -342,6 +359,22 @@ mod tests {
         assert_eq!(s.apply("code_ttl", "soon").unwrap_err().setting, "code_ttl");
         assert_eq!(s.apply("code_ttl", "0").unwrap_err().setting, "code_ttl");
         s.apply("refresh_grace", "0").unwrap();
+    }
+
+    #[test]
+    fn auth_failure_budget_settings() {
+        let mut s = Settings::default();
+        assert_eq!((s.auth_failure_limit, s.auth_failure_window), (20, 10));
+        s.apply("auth_failure_limit", "0").unwrap();
+        s.apply("auth_failure_window", "60").unwrap();
+        assert_eq!((s.auth_failure_limit, s.auth_failure_window), (0, 60));
+        for (k, v) in [
+            ("auth_failure_limit", "-1"),
+            ("auth_failure_limit", "many"),
+            ("auth_failure_window", "0"),
+        ] {
+            assert_eq!(s.apply(k, v).unwrap_err().setting, k);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod http;
 pub mod introspection;
 pub mod keys;
 pub mod limits;
+pub mod logging;
 pub mod login;
 pub mod model;
 pub mod policy;

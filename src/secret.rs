@@ -87,14 +87,47 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
         .is_ok()
 }
 
-/// A fixed argon2id hash of nothing, verified against when a username is unknown
-/// so that both answers take the same time.
-pub fn dummy_password_hash() -> &'static str {
-    use std::sync::OnceLock;
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        hash_secret("deputy-dummy-password", Argon2Profile::Password).unwrap_or_default()
-    })
+/// The hashes verified against when the person or client is unknown, so that
+/// an unknown name and a wrong secret do the same work and take the same time.
+/// Computed once at start-up (`AppState::open`): a hashing failure stops
+/// start-up instead of leaving an empty hash that would fail fast.
+#[derive(Debug, Clone)]
+pub struct DummyHashes {
+    /// argon2id with the `Password` profile (what people's hashes use).
+    pub password: String,
+    /// argon2id with the `GeneratedSecret` profile (what client secrets use).
+    pub client_secret: String,
+}
+
+impl DummyHashes {
+    pub fn new() -> Result<DummyHashes, String> {
+        Self::with_hasher(hash_secret)
+    }
+
+    /// With the hash function given, so a test can make it fail. Whatever it
+    /// returns must be an argon2id PHC string.
+    pub fn with_hasher(
+        hash: impl Fn(&str, Argon2Profile) -> Result<String, String>,
+    ) -> Result<DummyHashes, String> {
+        let make = |what: &str, secret: &str, profile: Argon2Profile| {
+            let phc = hash(secret, profile)
+                .map_err(|e| format!("cannot compute the dummy {what} hash: {e}"))?;
+            match argon2::PasswordHash::new(&phc) {
+                Ok(h) if h.algorithm.as_str() == "argon2id" => Ok(phc),
+                _ => Err(format!(
+                    "cannot compute the dummy {what} hash: not an argon2id PHC string"
+                )),
+            }
+        };
+        Ok(DummyHashes {
+            password: make("password", "deputy-dummy-password", Argon2Profile::Password)?,
+            client_secret: make(
+                "client secret",
+                "deputy-unknown-client",
+                Argon2Profile::GeneratedSecret,
+            )?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +151,43 @@ mod tests {
             assert!(!verify_secret("s3cret!", &h));
         }
         assert!(!verify_secret("x", "not a phc string"));
+    }
+
+    /// (m_cost, t_cost, p_cost) of an argon2id PHC string.
+    fn costs(phc: &str) -> (u32, u32, u32) {
+        let h = argon2::PasswordHash::new(phc).unwrap();
+        assert_eq!(h.algorithm.as_str(), "argon2id");
+        let p = Params::try_from(&h).unwrap();
+        (p.m_cost(), p.t_cost(), p.p_cost())
+    }
+
+    #[test]
+    fn dummy_hashes_use_each_profiles_parameters() {
+        let d = DummyHashes::new().unwrap();
+        assert_eq!(costs(&d.password), (19 * 1024, 2, 1));
+        assert_eq!(costs(&d.client_secret), (1024, 1, 1));
+        // Exactly what a real hash of that profile costs.
+        let real_pw = hash_secret("x", Argon2Profile::Password).unwrap();
+        let real_secret = hash_secret("x", Argon2Profile::GeneratedSecret).unwrap();
+        assert_eq!(costs(&d.password), costs(&real_pw));
+        assert_eq!(costs(&d.client_secret), costs(&real_secret));
+        assert!(!verify_secret("", &d.password));
+        assert!(!verify_secret("", &d.client_secret));
+    }
+
+    #[test]
+    fn a_failing_hasher_stops_instead_of_an_empty_dummy_hash() {
+        let e = DummyHashes::with_hasher(|_, _| Err("no memory".to_string())).unwrap_err();
+        assert_eq!(e, "cannot compute the dummy password hash: no memory");
+        // An empty or foreign string is refused too, never stored.
+        let e = DummyHashes::with_hasher(|_, _| Ok(String::new())).unwrap_err();
+        assert!(e.contains("not an argon2id PHC string"), "{e}");
+        let e = DummyHashes::with_hasher(|s, p| match p {
+            Argon2Profile::Password => hash_secret(s, p),
+            Argon2Profile::GeneratedSecret => Err("boom".to_string()),
+        })
+        .unwrap_err();
+        assert_eq!(e, "cannot compute the dummy client secret hash: boom");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use actix_web::{web, HttpServer};
 use super::{load_settings, Cli, CliResult};
 use crate::app::AppState;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{ensure_writable_dir, LogFormat};
+use crate::config::ensure_writable_dir;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -29,19 +29,6 @@ pub struct ServeArgs {
     pub workers: Option<String>,
 }
 
-fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| format!("setting `log_level`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    result.map_err(|e| format!("cannot start logging: {e}"))
-}
-
 pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
     let settings = load_settings(
         cli,
@@ -54,7 +41,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
         ],
     )?;
     ensure_writable_dir("keys_dir", &settings.keys_dir).map_err(|e| e.to_string())?;
-    init_logging(settings.log_format, &settings.log_level)?;
+    crate::logging::init(settings.log_format, &settings.log_level)?;
     let addr = settings.bind_addr().map_err(|e| e.to_string())?;
     let workers = if settings.workers == 0 {
         std::thread::available_parallelism()
@@ -80,11 +67,17 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
             .map_err(|e| format!("setting `bind`: cannot listen on {addr}: {e}"))?
             .run();
         tracing::info!(issuer = %state.settings.issuer, %addr, "deputy serving");
-        server.await.map_err(|e| format!("server failed: {e}"))
+        let served = server.await.map_err(|e| format!("server failed: {e}"));
+        // Bursts of throttled logins still open go to the audit trail now.
+        if let Err(e) = crate::login::flush_throttled(&state, i64::MAX).await {
+            tracing::warn!(error = %e, "cannot record throttled logins at shutdown");
+        }
+        served
     })
 }
 
-/// Background chores: pick up rotated keys, forget expired assertion ids.
+/// Background chores: pick up rotated keys, audit ended bursts of throttled
+/// logins, forget expired assertion ids.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(2));
@@ -92,6 +85,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         loop {
             tick.tick().await;
             rounds += 1;
+            if let Err(e) = crate::login::flush_throttled(&state, state.clock.now()).await {
+                tracing::warn!(error = %e, "cannot record throttled logins");
+            }
             let keys = state.keys.clone();
             match web::block(move || keys.reload_if_changed()).await {
                 Ok(Ok(true)) => tracing::info!("signing keys reloaded"),

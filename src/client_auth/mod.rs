@@ -158,16 +158,86 @@ async fn load_client(state: &AppState, id: &str) -> Result<Option<Client>, OAuth
         .await?)
 }
 
+impl Presented<'_> {
+    /// The client id the request claims (not proven): an assertion's `iss`
+    /// when no `client_id` parameter names it.
+    fn claimed_id(&self, form: &FormParams) -> Option<String> {
+        match self {
+            Presented::Basic { id, .. } => Some(id.clone()),
+            Presented::Post { id, .. } | Presented::Public { id } => Some(id.to_string()),
+            Presented::Assertion { assertion, .. } => {
+                form.get("client_id").map(str::to_string).or_else(|| {
+                    crate::token::jws::decode_unverified(assertion)
+                        .ok()?
+                        .payload
+                        .get("iss")?
+                        .as_str()
+                        .map(str::to_string)
+                })
+            }
+        }
+    }
+}
+
 /// Authenticate the client of a token, introspection or revocation request.
+///
+/// A failed authentication (`invalid_client`) is counted against the failure
+/// budgets of the claimed client id and of the remote address
+/// (`auth_failure_limit` per `auth_failure_window`); once either is spent a
+/// further failure is 429 `temporarily_unavailable` with `Retry-After` instead
+/// of 401. The credential is always checked in full first, so a client that
+/// authenticates correctly is never refused for other people's failures.
 pub async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     form: &FormParams,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    match presented(req, form)? {
+    let presented = presented(req, form).map_err(|e| count_failure(state, req, None, e))?;
+    check_presented(state, &presented, form)
+        .await
+        .map_err(|e| count_failure(state, req, presented.claimed_id(form).as_deref(), e))
+}
+
+/// Count an authentication failure; the answer is `e` while both budgets
+/// last, 429 once one is spent. Other errors (a malformed request, a busy
+/// store) are not authentication failures and pass unchanged.
+fn count_failure(
+    state: &AppState,
+    req: &HttpRequest,
+    client_id: Option<&str>,
+    e: OAuthError,
+) -> OAuthError {
+    if e.code != crate::error::ErrorCode::InvalidClient {
+        return e;
+    }
+    let address = crate::login::address(req);
+    let address_key = format!("a:{address}");
+    let client_key = client_id.map(|id| format!("c:{id}"));
+    let keys: Vec<&str> = std::iter::once(address_key.as_str())
+        .chain(client_key.as_deref())
+        .collect();
+    match state.auth_failures.fail(&keys, state.clock.now()) {
+        crate::limits::Spent::Within => e,
+        crate::limits::Spent::Over { retry_after, first } => {
+            if first {
+                // Once per budget and window, not once per request.
+                let shown: String = client_id.unwrap_or("").chars().take(64).collect();
+                tracing::warn!(%address, client_id = ?shown, "too many failed client authentications");
+            }
+            crate::limits::too_many_after(retry_after)
+        }
+    }
+}
+
+async fn check_presented(
+    state: &AppState,
+    presented: &Presented<'_>,
+    form: &FormParams,
+) -> Result<AuthenticatedClient, OAuthError> {
+    match presented {
         Presented::Basic { id, secret } => {
-            let client = load_client(state, &id).await?;
-            secret::check(state, client, &secret, AuthMethod::ClientSecretBasic)
+            let client = load_client(state, id).await?;
+            secret::check(state, client, secret, AuthMethod::ClientSecretBasic)
                 .await
                 .map_err(|_| OAuthError::invalid_client())
         }
@@ -179,7 +249,7 @@ pub async fn authenticate(
             assertion,
             assertion_type,
         } => {
-            if assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
+            if *assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
                 return Err(OAuthError::invalid_client());
             }
             assertion::check(state, assertion, form.get("client_id")).await

@@ -48,20 +48,6 @@ impl VerifiedSecrets {
     }
 }
 
-/// A fixed hash to verify against for unknown clients, so that an unknown
-/// client and a wrong secret take the same time.
-fn dummy_hash() -> &'static str {
-    use std::sync::OnceLock;
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        crate::secret::hash_secret(
-            "deputy-unknown-client",
-            crate::secret::Argon2Profile::GeneratedSecret,
-        )
-        .unwrap_or_default()
-    })
-}
-
 pub async fn check(
     state: &AppState,
     client: Option<Client>,
@@ -72,7 +58,9 @@ pub async fn check(
     let phc = client
         .as_ref()
         .and_then(|c| c.secret_hash.clone())
-        .unwrap_or_else(|| dummy_hash().to_string());
+        // An unknown client is verified against a dummy hash of the same
+        // profile, so that it and a wrong secret take the same time.
+        .unwrap_or_else(|| state.dummy_hashes.client_secret.clone());
     let cached = client
         .as_ref()
         .is_some_and(|c| state.verified_secrets.remembered(&c.id, &phc, &digest));

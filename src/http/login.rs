@@ -103,11 +103,39 @@ async fn do_login(
     let address = login::address(req);
     let user = match login::check_password(state, &username, password, &address).await? {
         Ok(u) => u,
-        Err(failure) => {
-            let mut e = AuditEvent::new(now, "login_failed", Mode::Person)
-                .refused("bad credentials or throttled");
+        Err(LoginFailure::Throttled(wait)) => {
+            // Not one audit row per attempt: the attempt joins its burst,
+            // written as one `login_throttled` event when the burst ends
+            // (`login::flush_throttled`). The person when the name is an
+            // account's; an unknown name is not kept.
+            let name = username.clone();
+            let person = state
+                .store
+                .read(move |c| Ok(crate::store::users::by_username(c, &name)?.map(|u| u.id)))
+                .await?;
+            state
+                .throttled_logins
+                .record(person, &address, &areq.client_id, now);
+            let mut r = render_login(
+                state,
+                &areq,
+                &interaction,
+                Some("Too many attempts. Wait a moment and try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await?;
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            return Ok(r);
+        }
+        Err(LoginFailure::BadCredentials) => {
+            let mut e =
+                AuditEvent::new(now, "login_failed", Mode::Person).refused("bad credentials");
             e.client_id = Some(areq.client_id.clone());
-            e.detail = Some(serde_json::json!({"address": address, "throttled": matches!(failure, LoginFailure::Throttled(_))}).to_string());
+            e.detail =
+                Some(serde_json::json!({"address": address, "throttled": false}).to_string());
             // The person, when the name is an account's, so their failed
             // logins show in their trail; an unknown name is not recorded
             // (people type passwords into the name field).
@@ -119,35 +147,15 @@ async fn do_login(
                     crate::store::audit::insert(c, &e)
                 })
                 .await?;
-            return Ok(match failure {
-                LoginFailure::Throttled(wait) => {
-                    let mut r = render_login(
-                        state,
-                        &areq,
-                        &interaction,
-                        Some("Too many attempts. Wait a moment and try again."),
-                        StatusCode::TOO_MANY_REQUESTS,
-                    )
-                    .await?;
-                    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string())
-                    {
-                        r.headers_mut()
-                            .insert(actix_web::http::header::RETRY_AFTER, v);
-                    }
-                    r
-                }
-                // One generic message for an unknown person and a wrong password.
-                LoginFailure::BadCredentials => {
-                    render_login(
-                        state,
-                        &areq,
-                        &interaction,
-                        Some("The username or password is incorrect."),
-                        StatusCode::UNAUTHORIZED,
-                    )
-                    .await?
-                }
-            });
+            // One generic message for an unknown person and a wrong password.
+            return render_login(
+                state,
+                &areq,
+                &interaction,
+                Some("The username or password is incorrect."),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
         }
     };
     // A new session id at every login (session fixation).

@@ -2,6 +2,7 @@
 //! interactions, password checks and throttling.
 
 pub mod throttle;
+pub mod throttled;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::HttpRequest;
@@ -129,7 +130,7 @@ pub async fn check_password(
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| crate::secret::dummy_password_hash().to_string());
+        .unwrap_or_else(|| state.dummy_hashes.password.clone());
     let pw = password.to_string();
     let ok = actix_web::web::block(move || verify_secret(&pw, &hash))
         .await
@@ -141,6 +142,45 @@ pub async fn check_password(
         }
         // Already counted by the reservation.
         _ => Ok(Err(LoginFailure::BadCredentials)),
+    }
+}
+
+/// Write the `login_throttled` events of the bursts that ended by `now` (see
+/// `throttled`), in one transaction; returns how many were written. The
+/// server calls it from its housekeeping loop, and with `i64::MAX` (every
+/// burst) at shutdown. Bursts a failed write did not record are kept for the
+/// next call.
+pub async fn flush_throttled(
+    state: &AppState,
+    now: i64,
+) -> Result<usize, crate::store::StoreError> {
+    let due = state.throttled_logins.take_due(now);
+    if due.dropped > 0 {
+        tracing::warn!(
+            attempts = due.dropped,
+            "throttled login attempts left out of the audit trail: too many bursts at once"
+        );
+    }
+    if due.bursts.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<_> = due.bursts.iter().map(|b| b.event()).collect();
+    let n = events.len();
+    let written = state
+        .store
+        .write(move |c| {
+            for e in &events {
+                crate::store::audit::insert(c, e)?;
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok(()) => Ok(n),
+        Err(e) => {
+            state.throttled_logins.put_back(due.bursts);
+            Err(e)
+        }
     }
 }
 

@@ -1,9 +1,20 @@
 //! Failed-login throttling per account and per address (OWASP ASVS 2.2.1):
 //! after a few failures each further attempt must wait, doubling up to a cap.
-//! Kept in memory: a restart forgets it, which only ever helps the person.
+//! Kept in memory, per instance: a restart forgets it, which only ever helps
+//! the person.
+//!
+//! Memory is bounded: at most `CAPACITY` records (accounts and addresses
+//! together), keyed by a keyed hash of the name so a long name costs no more
+//! than a short one. When full, the least recently touched record is forgotten
+//! in O(1) — never a scan under the lock. A record an attacker is still
+//! hitting is the most recently touched one, so pushing it out takes
+//! `CAPACITY` attempts for other names in between.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
+
+use hashlink::LruCache;
 
 /// Failures allowed before waits begin.
 const ACCOUNT_FREE: u32 = 5;
@@ -12,6 +23,8 @@ const BASE_WAIT: i64 = 5;
 const MAX_WAIT: i64 = 900;
 /// A quiet period after which old failures are forgotten.
 const FORGET_AFTER: i64 = 3600;
+/// Records kept at most (a few MiB).
+const CAPACITY: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Record {
@@ -20,9 +33,15 @@ struct Record {
     locked_until: i64,
 }
 
-#[derive(Default)]
 pub struct Throttle {
-    map: Mutex<HashMap<String, Record>>,
+    map: Mutex<LruCache<u64, Record>>,
+    keys: RandomState,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
 }
 
 fn wait_for(failures: u32, free: u32) -> i64 {
@@ -34,43 +53,62 @@ fn wait_for(failures: u32, free: u32) -> i64 {
 }
 
 impl Throttle {
-    fn locked(&self, key: &str, now: i64) -> Option<i64> {
+    fn with_capacity(capacity: usize) -> Self {
+        Throttle {
+            map: Mutex::new(LruCache::new(capacity)),
+            keys: RandomState::new(),
+        }
+    }
+
+    fn account(&self, username: &str) -> u64 {
+        self.keys.hash_one(("u", username.to_lowercase()))
+    }
+
+    fn address(&self, address: &str) -> u64 {
+        self.keys.hash_one(("a", address))
+    }
+
+    fn locked(&self, key: u64, now: i64) -> Option<i64> {
         let map = self.map.lock().ok()?;
-        let r = map.get(key)?;
+        let r = map.peek(&key)?;
         (r.locked_until > now).then_some(r.locked_until - now)
     }
 
     /// Seconds to wait before another attempt for this account or address.
     pub fn retry_after(&self, username: &str, address: &str, now: i64) -> Option<i64> {
-        let a = self.locked(&format!("u:{}", username.to_lowercase()), now);
-        let b = self.locked(&format!("a:{address}"), now);
+        let a = self.locked(self.account(username), now);
+        let b = self.locked(self.address(address), now);
         a.max(b)
     }
 
-    fn fail(&self, key: String, free: u32, now: i64) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() > 100_000 {
-                map.retain(|_, r| now - r.last_failure < FORGET_AFTER);
-            }
-            let r = map.entry(key).or_default();
+    /// Count a failure for `key` (the least recently used record makes room).
+    fn count(map: &mut LruCache<u64, Record>, key: u64, free: u32, now: i64) {
+        if map.get_mut(&key).is_none() {
+            map.insert(key, Record::default());
+        }
+        if let Some(r) = map.get_mut(&key) {
             if now - r.last_failure > FORGET_AFTER {
                 *r = Record::default();
             }
-            r.failures += 1;
+            r.failures = r.failures.saturating_add(1);
             r.last_failure = now;
             r.locked_until = now + wait_for(r.failures, free);
         }
     }
 
     pub fn record_failure(&self, username: &str, address: &str, now: i64) {
-        self.fail(format!("u:{}", username.to_lowercase()), ACCOUNT_FREE, now);
-        self.fail(format!("a:{address}"), ADDRESS_FREE, now);
+        let (account, addr) = (self.account(username), self.address(address));
+        if let Ok(mut map) = self.map.lock() {
+            Self::count(&mut map, account, ACCOUNT_FREE, now);
+            Self::count(&mut map, addr, ADDRESS_FREE, now);
+        }
     }
 
     /// A successful login clears the account's record (not the address's).
     pub fn record_success(&self, username: &str) {
+        let account = self.account(username);
         if let Ok(mut map) = self.map.lock() {
-            map.remove(&format!("u:{}", username.to_lowercase()));
+            map.remove(&account);
         }
     }
 
@@ -78,44 +116,32 @@ impl Throttle {
     /// verified, so concurrent guesses cannot all pass the check first.
     /// `Err(wait)` when the account or address must wait.
     pub fn reserve(&self, username: &str, address: &str, now: i64) -> Result<(), i64> {
+        let (account, addr) = (self.account(username), self.address(address));
         let Ok(mut map) = self.map.lock() else {
             return Ok(());
         };
-        let (account, addr) = (
-            format!("u:{}", username.to_lowercase()),
-            format!("a:{address}"),
-        );
-        let wait = [&account, &addr]
-            .iter()
-            .filter_map(|k| {
-                map.get(*k)
-                    .filter(|r| r.locked_until > now)
-                    .map(|r| r.locked_until - now)
-            })
-            .max();
+        // `get` marks a record as used: one still being hit is not the one
+        // that makes room.
+        let mut wait = None;
+        for k in [account, addr] {
+            if let Some(r) = map.get(&k).filter(|r| r.locked_until > now) {
+                wait = wait.max(Some(r.locked_until - now));
+            }
+        }
         if let Some(w) = wait {
             return Err(w);
         }
-        if map.len() > 100_000 {
-            map.retain(|_, r| now - r.last_failure < FORGET_AFTER);
-        }
-        for (key, free) in [(account, ACCOUNT_FREE), (addr, ADDRESS_FREE)] {
-            let r = map.entry(key).or_default();
-            if now - r.last_failure > FORGET_AFTER {
-                *r = Record::default();
-            }
-            r.failures += 1;
-            r.last_failure = now;
-            r.locked_until = now + wait_for(r.failures, free);
-        }
+        Self::count(&mut map, account, ACCOUNT_FREE, now);
+        Self::count(&mut map, addr, ADDRESS_FREE, now);
         Ok(())
     }
 
     /// The reserved attempt succeeded: clear the account, give the address its attempt back.
     pub fn settle_success(&self, username: &str, address: &str, now: i64) {
+        let (account, addr) = (self.account(username), self.address(address));
         if let Ok(mut map) = self.map.lock() {
-            map.remove(&format!("u:{}", username.to_lowercase()));
-            if let Some(r) = map.get_mut(&format!("a:{address}")) {
+            map.remove(&account);
+            if let Some(r) = map.get_mut(&addr) {
                 r.failures = r.failures.saturating_sub(1);
                 r.locked_until = if r.failures == 0 {
                     0
@@ -125,6 +151,11 @@ impl Throttle {
                 let _ = now;
             }
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 
@@ -173,5 +204,26 @@ mod tests {
         }
         assert!(t.retry_after("someone-new", "6.6.6.6", 100).is_some());
         assert!(t.retry_after("someone-new", "7.7.7.7", 100).is_none());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_a_record_under_attack_stays() {
+        let t = Throttle::with_capacity(50);
+        for _ in 0..ACCOUNT_FREE {
+            t.record_failure("victim", "9.9.9.9", 200);
+        }
+        // Spraying names from many addresses fills the map; the victim's
+        // account, still being guessed, keeps its lock.
+        for i in 0..10_000 {
+            let _ = t.reserve(
+                &format!("spray{i}"),
+                &format!("10.0.{}.{}", i / 256, i % 256),
+                201,
+            );
+            if i % 10 == 0 {
+                assert_eq!(t.reserve("victim", "8.8.8.8", 201), Err(4), "after {i}");
+            }
+        }
+        assert!(t.len() <= 50, "{} records kept", t.len());
     }
 }

@@ -15,4 +15,5 @@ mod people;
 mod private_key_jwt;
 mod properties;
 mod refresh;
+mod throttling;
 mod token_status;

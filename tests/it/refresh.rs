@@ -469,7 +469,11 @@ async fn a_grace_retry_is_recorded_as_such_and_issues_no_refresh_token() {
     let (s, again) = refresh(&app, "web", &rt(&first), "").await;
     assert_eq!(s, 200);
     assert_eq!(rt(&again), rt(&second));
-    assert_eq!(env.count(issued_refresh).await, 2, "the retry issued no refresh token");
+    assert_eq!(
+        env.count(issued_refresh).await,
+        2,
+        "the retry issued no refresh token"
+    );
     assert_eq!(
         env.count("SELECT count(*) FROM audit_events WHERE event = 'refresh_rotated'")
             .await,
