@@ -58,14 +58,16 @@ pub async fn conclude<T: Send + 'static>(
         .map(|a| (auth.client.id.clone(), a.jti.clone(), a.expires_at));
     let for_retry = spend.clone();
     let done = store
-        .transact(move |c| {
-            if let Some((client_id, jti, expires_at)) = &spend {
+        .transact(move |c| match &spend {
+            Some((client_id, jti, expires_at)) => {
                 if !crate::store::tokens::consume_assertion_jti(c, client_id, jti, *expires_at)? {
                     tracing::info!(client_id = %client_id, "client assertion replayed");
                     return Ok(Outcome::Rollback(OAuthError::invalid_client()));
                 }
+                nested(c, job)
             }
-            nested(c, job)
+            // Nothing to keep if the job rolls back: its own savepoint is the request's.
+            None => job(c),
         })
         .await;
     match done {
@@ -86,17 +88,31 @@ pub async fn conclude<T: Send + 'static>(
     }
 }
 
+/// For a request that writes nothing itself (introspection): spend its
+/// assertion, if it carried one; without one there is nothing to write.
+pub async fn spend(store: &Store, auth: &AuthenticatedClient) -> Result<(), OAuthError> {
+    if auth.assertion.is_none() {
+        return Ok(());
+    }
+    conclude(store, auth, Box::new(|_| Ok(Outcome::Commit(())))).await
+}
+
 /// Run the job in a savepoint of its own inside the request's, so that its
 /// `Rollback` undoes its writes but keeps the spent assertion.
 fn nested<T>(c: &Connection, job: RequestJob<T>) -> StoreResult<Outcome<T, OAuthError>> {
-    c.execute_batch("SAVEPOINT request_job")?;
+    let run = |sql: &str| -> StoreResult<()> {
+        c.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    run("SAVEPOINT request_job")?;
     match job(c) {
         Ok(Outcome::Rollback(e)) => {
-            c.execute_batch("ROLLBACK TO request_job; RELEASE request_job")?;
+            run("ROLLBACK TO request_job")?;
+            run("RELEASE request_job")?;
             Ok(Outcome::Refuse(e))
         }
         Ok(kept) => {
-            c.execute_batch("RELEASE request_job")?;
+            run("RELEASE request_job")?;
             Ok(kept)
         }
         // The outer savepoint rolls back everything, spend included; the

@@ -22,7 +22,7 @@ use crate::http::form::FormParams;
 use crate::model::AuthMethod;
 use crate::store::clients::Client;
 
-pub use conclude::{conclude, refused, refused_and_recorded, RequestJob};
+pub use conclude::{conclude, refused, refused_and_recorded, spend, RequestJob};
 
 pub const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

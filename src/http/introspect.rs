@@ -30,13 +30,8 @@ pub async fn introspect(
     // the search covers every type whatever it says, so it is not read.
     // RFC 7523 §3 item 7: introspection writes nothing else, so the client
     // assertion is spent here, before anything is answered (errors too).
-    let checked = form.require("token");
-    let job: client_auth::RequestJob<()> = match &checked {
-        Ok(_) => Box::new(|_| Ok(crate::store::Outcome::Commit(()))),
-        Err(e) => client_auth::refused(e.clone()),
-    };
-    client_auth::conclude(&state.store, &auth, job).await?;
-    let token = checked?;
+    client_auth::spend(&state.store, &auth).await?;
+    let token = form.require("token")?;
     let answer = introspection::introspect(&state, &auth.client.id, token).await?;
     if accepts_jwt(&req) {
         let jwt = introspection::signed_response(&state, &auth.client.id, &answer)?;
