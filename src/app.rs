@@ -14,6 +14,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub keys: Arc<Keys>,
+    /// The one gate for deputy's own tokens (built on `keys`).
+    pub own_tokens: crate::token::gate::OwnTokens,
     pub clock: SharedClock,
     pub verified_secrets: VerifiedSecrets,
     pub client_keys: KeyCache,
@@ -44,7 +46,14 @@ impl AppState {
         let keys = Keys::open(&settings.keys_dir, clock.now())
             .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
         let dummy_hashes = crate::secret::DummyHashes::new()?;
+        let keys = Arc::new(keys);
+        let own_tokens = crate::token::gate::OwnTokens::new(
+            keys.clone(),
+            &settings.issuer,
+            settings.max_jwt_lifetime(),
+        );
         Ok(AppState {
+            own_tokens,
             dummy_hashes,
             token_by_client: crate::limits::RateLimiter::new(settings.rate_limit_client),
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
@@ -56,7 +65,7 @@ impl AppState {
             ),
             settings: Arc::new(settings),
             store,
-            keys: Arc::new(keys),
+            keys,
             clock,
             verified_secrets: VerifiedSecrets::default(),
             client_keys: KeyCache::default(),

@@ -11,12 +11,10 @@ use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::OAuthError;
-use crate::model::TokenKind;
 use crate::store::resources::ids_for_client;
 use crate::store::tokens::TokenRecord;
 use crate::store::StoreError;
-use crate::token::verify::verify_own_jwt;
-use crate::token::ACCESS_TOKEN_TYP;
+use crate::token::gate::NotLive;
 
 /// RFC 9701 §5: `typ` of the signed introspection response.
 pub const JWT_RESPONSE_TYP: &str = "token-introspection+jwt";
@@ -50,48 +48,31 @@ pub async fn introspect(
     token: &str,
 ) -> Result<Value, OAuthError> {
     let now = state.clock.now();
-    let settings = &state.settings;
-    // Only access tokens deputy signed (RFC 9068 `at+jwt`): garbage, another
-    // issuer, a bad signature, an ID token or an expired token end here.
-    let verified = match verify_own_jwt(
-        &state.keys.ring(),
-        &settings.issuer,
-        now,
-        settings.max_jwt_lifetime(),
-        token,
-        Some(ACCESS_TOKEN_TYP),
-    ) {
-        Ok(v) => v,
-        Err(reason) => {
+    // Only live access tokens deputy signed (RFC 9068 `at+jwt`): garbage,
+    // another issuer, a bad signature, an ID token, an expired or revoked
+    // token end here. RFC 7662 §2.2: active = issued by us, not revoked, not
+    // expired (and, §4, for this caller). The record, not the JWT, decides.
+    let caller = caller_id.to_string();
+    let live = state
+        .own_tokens
+        .live_access_token_and(&state.store, now, token, move |c, record| {
+            visible_to(c, record, &caller)
+        })
+        .await?;
+    let record = match live {
+        Ok((live, true)) => live.record,
+        Ok((live, false)) => {
+            tracing::info!(client_id = %caller_id, jti = %live.record.jti, active = false, "token introspected");
+            return Ok(inactive());
+        }
+        Err(NotLive::Invalid(reason)) => {
             tracing::debug!(client_id = %caller_id, reason = ?reason, "introspected token not a JWT of ours");
             return introspect_refresh(state, caller_id, token).await;
         }
+        Err(_) => return Ok(inactive()),
     };
-    let Some(jti) = verified.jti().map(str::to_string) else {
-        return Ok(inactive());
-    };
-    let caller = caller_id.to_string();
-    let found = state
-        .store
-        .read(move |c| match crate::store::tokens::get(c, &jti)? {
-            Some(record) => {
-                let visible = visible_to(c, &record, &caller)?;
-                Ok(Some((record, visible)))
-            }
-            None => Ok(None),
-        })
-        .await?;
-    let Some((record, visible)) = found else {
-        return Ok(inactive());
-    };
-    // RFC 7662 §2.2: active = issued by us, not revoked, not expired (and, §4,
-    // for this caller). The record, not the JWT, decides.
-    let active = record.kind == TokenKind::Access && record.is_active(now) && visible;
-    tracing::info!(client_id = %caller_id, jti = %record.jti, active, "token introspected");
-    if !active {
-        return Ok(inactive());
-    }
-    active_response(&record, &settings.issuer)
+    tracing::info!(client_id = %caller_id, jti = %record.jti, active = true, "token introspected");
+    active_response(&record, &state.settings.issuer)
 }
 
 /// Refresh tokens are opaque; only the client they were issued to may

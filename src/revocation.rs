@@ -15,8 +15,6 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::model::{SubjectKind, TokenKind};
 use crate::store::tokens::{self, TokenRecord};
 use crate::store::{Outcome, StoreResult};
-use crate::token::verify::verify_own_jwt_ignoring_exp;
-use crate::token::ACCESS_TOKEN_TYP;
 
 /// `revoked_reason` written on every token a client's revocation reaches.
 pub const REASON: &str = "revoked_by_client";
@@ -84,21 +82,10 @@ fn revoke_owned(conn: &Connection, jti: &str, caller: &str, now: i64) -> StoreRe
 /// (RFC 7009 §2.2); only a store failure is an error.
 pub fn revoke(state: &AppState, auth: &AuthenticatedClient, token: &str) -> RequestJob<()> {
     let now = state.clock.now();
-    let settings = &state.settings;
     let caller = auth.client.id.clone();
     // Only access tokens deputy signed carry a `jti` we can look up; expiry is
     // no obstacle. Anything else is unknown: RFC 7009 §2.2, answered 200.
-    let jti = verify_own_jwt_ignoring_exp(
-        &state.keys.ring(),
-        &settings.issuer,
-        now,
-        settings.max_jwt_lifetime(),
-        token,
-        Some(ACCESS_TOKEN_TYP),
-    )
-    .ok()
-    .and_then(|v| v.jti().map(str::to_string));
-    if let Some(jti) = jti {
+    if let Some(jti) = state.own_tokens.known_access_token(now, token) {
         return Box::new(move |c| {
             let count = revoke_owned(c, &jti, &caller, now)?;
             if count > 0 {

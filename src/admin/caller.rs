@@ -2,11 +2,9 @@
 //! still active in the store, carrying the scope `deputy:admin` and addressed
 //! to deputy itself (`aud` = the issuer). Errors follow RFC 6750 §3.1.
 
-use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::TokenKind;
-use crate::token::verify::verify_own_jwt;
-use crate::token::ACCESS_TOKEN_TYP;
+use crate::store::Store;
+use crate::token::gate::OwnTokens;
 
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "deputy:admin";
@@ -50,33 +48,23 @@ fn insufficient_scope() -> OAuthError {
 /// Decide whether `token` (the Bearer credential, if any) may administer.
 /// The store has the last word, read fresh, so a revoked admin token stops
 /// working at once; a store failure is a 5xx, never a 401 or a success.
-pub async fn authorize(state: &AppState, token: Option<&str>) -> Result<AdminCaller, OAuthError> {
+pub async fn authorize(
+    own: &OwnTokens,
+    store: &Store,
+    issuer: &str,
+    now: i64,
+    token: Option<&str>,
+) -> Result<AdminCaller, OAuthError> {
     let Some(token) = token else {
         return Err(missing());
     };
-    let now = state.clock.now();
-    let settings = &state.settings;
-    // RFC 9068 §4: only access tokens we signed (`typ` at+jwt), unexpired.
-    let jwt = verify_own_jwt(
-        &state.keys.ring(),
-        &settings.issuer,
-        now,
-        settings.max_jwt_lifetime(),
-        token,
-        Some(ACCESS_TOKEN_TYP),
-    )
-    .map_err(|reason| {
-        tracing::info!(reason = ?reason, "admin request with an unacceptable token");
-        invalid_token()
-    })?;
-    let jti = jwt.jti().ok_or_else(invalid_token)?.to_string();
-    let record = state
-        .store
-        .read(move |c| crate::store::tokens::get(c, &jti))
-        .await?;
-    let Some(record) = record.filter(|r| r.kind == TokenKind::Access && r.is_active(now)) else {
-        tracing::info!("admin request with an unknown, revoked or expired token");
-        return Err(invalid_token());
+    // RFC 9068 §4: only live access tokens we signed (`typ` at+jwt).
+    let record = match own.live_access_token(store, now, token).await? {
+        Ok(live) => live.record,
+        Err(why) => {
+            tracing::info!(reason = ?why, "admin request with an unacceptable token");
+            return Err(invalid_token());
+        }
     };
     // The record, not the JWT, decides audience and scope (RFC 9068 §4:
     // the audience must be this server; RFC 6750 §3.1: scope).
@@ -88,7 +76,7 @@ pub async fn authorize(state: &AppState, token: Option<&str>) -> Result<AdminCal
         && record.subject == record.client_id
         && record.actor_chain.is_none()
         && record.grant_type == crate::model::GrantType::ClientCredentials.as_str();
-    if record.audience != settings.issuer || !has_scope || !own_service_token {
+    if record.audience != issuer || !has_scope || !own_service_token {
         tracing::info!(client_id = %record.client_id, jti = %record.jti, "admin request without admin rights");
         return Err(insufficient_scope());
     }

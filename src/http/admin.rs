@@ -63,7 +63,14 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, OAuthError> {
 async fn check(req: &HttpRequest) -> Result<AdminCaller, OAuthError> {
     let state = app_state(req)?;
     let token = bearer(req).map(str::to_string);
-    admin::authorize(&state, token.as_deref()).await
+    admin::authorize(
+        &state.own_tokens,
+        &state.store,
+        &state.settings.issuer,
+        state.clock.now(),
+        token.as_deref(),
+    )
+    .await
 }
 
 /// The gate in front of everything under `/admin`.

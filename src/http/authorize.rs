@@ -15,7 +15,6 @@ use crate::login::{self, CurrentSession};
 use crate::model::ClientKind;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::sessions::Interaction;
-use crate::token::verify::verify_id_token_hint;
 
 /// How long a person has to log in and consent.
 const INTERACTION_TTL: i64 = 600;
@@ -145,12 +144,7 @@ async fn handle(state: &AppState, req: &HttpRequest, params: FormParams) -> Http
     // (signature and issuer; it may have expired).
     let hint_sub = match params.get("id_token_hint") {
         None => None,
-        Some(t) => match verify_id_token_hint(
-            &state.keys.ring(),
-            &state.settings.issuer,
-            state.clock.now(),
-            t,
-        ) {
+        Some(t) => match state.own_tokens.id_token_hint(state.clock.now(), t) {
             Ok(h) => h.str_claim("sub").map(str::to_string),
             Err(_) => {
                 let e = OAuthError::invalid_request("id_token_hint is not valid");

@@ -14,7 +14,6 @@ use crate::http::form::{parse_form, Form, FormParams};
 use crate::http::pages::{self, LogoutPage, MessagePage};
 use crate::login;
 use crate::secret::{constant_time_eq, sha256_b64};
-use crate::token::verify::verify_id_token_hint;
 
 pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match parse_form(req.query_string().as_bytes()) {
@@ -70,7 +69,7 @@ async fn handle(
     // §2: the hint identifies the client (its `aud`) and the person; it may
     // have expired, but must be signed by us for our issuer.
     let hint = match p.get("id_token_hint") {
-        Some(t) => match verify_id_token_hint(&state.keys.ring(), &settings.issuer, now, t) {
+        Some(t) => match state.own_tokens.id_token_hint(now, t) {
             Ok(v) => Some(v),
             Err(_) => {
                 return Ok(pages::error(

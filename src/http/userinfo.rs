@@ -7,9 +7,6 @@ use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::TokenKind;
-use crate::token::verify::verify_own_jwt;
-use crate::token::ACCESS_TOKEN_TYP;
 
 fn invalid_token() -> OAuthError {
     OAuthError::new(
@@ -43,23 +40,12 @@ pub async fn userinfo(
     };
     let now = state.clock.now();
     let settings = &state.settings;
-    let jwt = verify_own_jwt(
-        &state.keys.ring(),
-        &settings.issuer,
-        now,
-        settings.max_jwt_lifetime(),
-        token,
-        Some(ACCESS_TOKEN_TYP),
-    )
-    .map_err(|_| invalid_token())?;
-    let jti = jwt.jti().ok_or_else(invalid_token)?.to_string();
     let record = state
-        .store
-        .read(move |c| crate::store::tokens::get(c, &jti))
-        .await?;
-    let Some(record) = record.filter(|r| r.kind == TokenKind::Access && r.is_active(now)) else {
-        return Err(invalid_token());
-    };
+        .own_tokens
+        .live_access_token(&state.store, now, token)
+        .await?
+        .map_err(|_| invalid_token())?
+        .record;
     // Token confusion: only tokens addressed to deputy itself are accepted here.
     if record.audience != settings.issuer {
         return Err(invalid_token());

@@ -3,6 +3,7 @@
 //! token is recorded (`TokenRecord`) in the same transaction that answers the
 //! request.
 
+pub mod gate;
 pub mod id_token;
 pub mod jws;
 pub mod verify;

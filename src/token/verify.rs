@@ -1,5 +1,5 @@
-//! Verification of tokens deputy itself signed (subject tokens, admin tokens,
-//! userinfo). Only ES256 with one of our published keys is accepted; the
+//! Verification of JWTs deputy itself signed; `gate` is the one entry point
+//! for callers. Only ES256 with one of our published keys is accepted; the
 //! header's `jku`, `x5u`, `jwk` and `x5c` are never consulted (RFC 8725 §3.1).
 
 use serde_json::{Map, Value};
@@ -21,7 +21,6 @@ pub enum OwnTokenError {
 
 #[derive(Debug, Clone)]
 pub struct VerifiedJwt {
-    pub typ: Option<String>,
     pub claims: Map<String, Value>,
 }
 
@@ -106,7 +105,6 @@ pub fn verify_own_jwt_ignoring_exp(
         return Err(OwnTokenError::WrongIssuer);
     }
     Ok(VerifiedJwt {
-        typ: jws.typ().map(str::to_string),
         claims: jws.payload,
     })
 }

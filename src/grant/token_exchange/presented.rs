@@ -6,10 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::app::AppState;
 use crate::error::OAuthError;
-use crate::model::TokenKind;
 use crate::store::tokens::TokenRecord;
-use crate::token::verify::verify_own_jwt;
-use crate::token::ACCESS_TOKEN_TYP;
+use crate::token::gate::NotLive;
 
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -68,37 +66,28 @@ pub async fn validate(
         }));
     }
     let now = state.clock.now();
-    let settings = &state.settings;
     // A type that does not match the token (an ID token, a refresh token,
-    // another issuer's token, an expired one) fails here.
-    let verified = verify_own_jwt(
-        &state.keys.ring(),
-        &settings.issuer,
-        now,
-        settings.max_jwt_lifetime(),
-        token,
-        Some(ACCESS_TOKEN_TYP),
-    )
-    .map_err(|reason| {
-        tracing::info!(role, reason = ?reason, "presented token refused");
-        refusal(
-            role,
-            "is not a valid, unexpired access token issued by this server",
-        )
-    })?;
-    let jti = verified
-        .jti()
-        .ok_or_else(|| refusal(role, "has no jti"))?
-        .to_string();
-    let record = state
-        .store
-        .read(move |c| crate::store::tokens::get(c, &jti))
-        .await?;
-    match record {
-        Some(r) if r.kind == TokenKind::Access && r.is_active(now) => Ok(PresentedToken {
-            claims: verified.claims,
-            record: r,
+    // another issuer's token, an expired or revoked one) fails the gate.
+    match state
+        .own_tokens
+        .live_access_token(&state.store, now, token)
+        .await?
+    {
+        Ok(live) => Ok(PresentedToken {
+            claims: live.claims,
+            record: live.record,
         }),
-        _ => Err(refusal(role, "is revoked or unknown")),
+        Err(why) => {
+            tracing::info!(role, reason = ?why, "presented token refused");
+            Err(refusal(
+                role,
+                match why {
+                    NotLive::Invalid(_) => {
+                        "is not a valid, unexpired access token issued by this server"
+                    }
+                    _ => "is revoked or unknown",
+                },
+            ))
+        }
     }
 }

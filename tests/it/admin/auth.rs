@@ -267,9 +267,15 @@ async fn the_admin_caller_is_checked_again_where_the_action_commits() {
     let env = Env::new();
     let app = env.app().await;
     let token = admin_token(&app, &env).await;
-    let caller = deputy::admin::caller::authorize(&env.state, Some(&token))
-        .await
-        .unwrap();
+    let caller = deputy::admin::caller::authorize(
+        &env.state.own_tokens,
+        &env.state.store,
+        ISSUER,
+        T0,
+        Some(&token),
+    )
+    .await
+    .unwrap();
     let check = |caller: deputy::admin::caller::AdminCaller| {
         env.state.store.write(move |c| {
             Ok(deputy::admin::caller::still_authorized(c, &caller, T0)?
@@ -296,9 +302,15 @@ async fn the_admin_caller_is_checked_again_where_the_action_commits() {
         &format!("&scope=deputy%3Aadmin&resource={}", enc(ISSUER)),
     )
     .await;
-    let caller = deputy::admin::caller::authorize(&env.state, Some(&token))
-        .await
-        .unwrap();
+    let caller = deputy::admin::caller::authorize(
+        &env.state.own_tokens,
+        &env.state.store,
+        ISSUER,
+        T0,
+        Some(&token),
+    )
+    .await
+    .unwrap();
     env.state
         .store
         .write(|c| deputy::store::clients::remove(c, "admin"))
