@@ -37,6 +37,18 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What the grants need, for one request.
+    pub fn grant_context(&self) -> crate::grant::GrantContext<'_> {
+        crate::grant::GrantContext {
+            now: self.clock.now(),
+            settings: &self.settings,
+            ring: self.keys.ring(),
+            store: &self.store,
+            own_tokens: &self.own_tokens,
+            refresh_key: &self.refresh_key,
+        }
+    }
+
     /// Open the store and keys described by `settings`.
     pub fn open(settings: Settings, clock: SharedClock) -> Result<AppState, String> {
         crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)

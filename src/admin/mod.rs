@@ -9,7 +9,6 @@
 
 pub mod caller;
 pub mod clients;
-pub mod params;
 pub mod revoke;
 pub mod view;
 

@@ -11,14 +11,11 @@ pub mod jwks;
 pub mod remote;
 pub mod secret;
 
-use actix_web::http::header;
-use actix_web::HttpRequest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::app::AppState;
 use crate::error::OAuthError;
-use crate::http::form::FormParams;
 use crate::model::AuthMethod;
 use crate::store::clients::Client;
 
@@ -41,6 +38,31 @@ pub struct AuthenticatedClient {
     pub client: Client,
     pub method: AuthMethod,
     pub assertion: Option<PendingAssertion>,
+}
+
+/// What a request offers to authenticate its client, as read from the
+/// request by the HTTP layer (RFC 6749 §2.3: the Authorization header and
+/// the body's client parameters), before anything is checked.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header: `None` when absent, `Some(None)` when it
+    /// is not readable text.
+    pub authorization: Option<Option<&'a str>>,
+    pub client_id: Option<&'a str>,
+    pub client_secret: Option<&'a str>,
+    pub client_assertion: Option<&'a str>,
+    pub client_assertion_type: Option<&'a str>,
+    /// The remote address (for the failure budgets).
+    pub address: &'a str,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The credentials a request carries, before any is checked.
@@ -89,10 +111,10 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     Ok((id, secret))
 }
 
-fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a>, OAuthError> {
-    let basic = match req.headers().get(header::AUTHORIZATION) {
+fn presented<'a>(form: &Credentials<'a>) -> Result<Presented<'a>, OAuthError> {
+    let basic = match form.authorization {
         Some(v) => {
-            let v = v.to_str().map_err(|_| OAuthError::invalid_client())?;
+            let v = v.ok_or_else(OAuthError::invalid_client)?;
             let scheme = v.split(' ').next().unwrap_or("");
             if scheme.eq_ignore_ascii_case("basic") {
                 let creds = v.get(scheme.len()..).unwrap_or("").trim();
@@ -103,9 +125,9 @@ fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a
         }
         None => None,
     };
-    let assertion = form.get("client_assertion");
-    let assertion_type = form.get("client_assertion_type");
-    let post_secret = form.get("client_secret");
+    let assertion = form.client_assertion;
+    let assertion_type = form.client_assertion_type;
+    let post_secret = form.client_secret;
     let used = [
         basic.is_some(),
         assertion.is_some() || assertion_type.is_some(),
@@ -121,7 +143,7 @@ fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a
         ));
     }
     if let Some((id, secret)) = basic {
-        if let Some(form_id) = form.get("client_id") {
+        if let Some(form_id) = form.client_id {
             if form_id != id {
                 return Err(OAuthError::invalid_request(
                     "client_id does not match the Authorization header",
@@ -139,7 +161,7 @@ fn presented<'a>(req: &HttpRequest, form: &'a FormParams) -> Result<Presented<'a
     if assertion_type.is_some() {
         return Err(OAuthError::invalid_client());
     }
-    match (form.get("client_id"), post_secret) {
+    match (form.client_id, post_secret) {
         (Some(id), Some(secret)) => Ok(Presented::Post { id, secret }),
         (None, Some(_)) => Err(OAuthError::invalid_client()),
         (Some(id), None) => Ok(Presented::Public { id }),
@@ -161,12 +183,12 @@ async fn load_client(state: &AppState, id: &str) -> Result<Option<Client>, OAuth
 impl Presented<'_> {
     /// The client id the request claims (not proven): an assertion's `iss`
     /// when no `client_id` parameter names it.
-    fn claimed_id(&self, form: &FormParams) -> Option<String> {
+    fn claimed_id(&self, form: &Credentials<'_>) -> Option<String> {
         match self {
             Presented::Basic { id, .. } => Some(id.clone()),
             Presented::Post { id, .. } | Presented::Public { id } => Some(id.to_string()),
             Presented::Assertion { assertion, .. } => {
-                form.get("client_id").map(str::to_string).or_else(|| {
+                form.client_id.map(str::to_string).or_else(|| {
                     crate::token::jws::decode_unverified(assertion)
                         .ok()?
                         .payload
@@ -189,13 +211,17 @@ impl Presented<'_> {
 /// authenticates correctly is never refused for other people's failures.
 pub async fn authenticate(
     state: &AppState,
-    req: &HttpRequest,
-    form: &FormParams,
+    form: &Credentials<'_>,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    let presented = presented(req, form).map_err(|e| count_failure(state, req, None, e))?;
-    check_presented(state, &presented, form)
-        .await
-        .map_err(|e| count_failure(state, req, presented.claimed_id(form).as_deref(), e))
+    let presented = presented(form).map_err(|e| count_failure(state, form.address, None, e))?;
+    check_presented(state, &presented, form).await.map_err(|e| {
+        count_failure(
+            state,
+            form.address,
+            presented.claimed_id(form).as_deref(),
+            e,
+        )
+    })
 }
 
 /// Count an authentication failure; the answer is `e` while both budgets
@@ -203,14 +229,13 @@ pub async fn authenticate(
 /// store) are not authentication failures and pass unchanged.
 fn count_failure(
     state: &AppState,
-    req: &HttpRequest,
+    address: &str,
     client_id: Option<&str>,
     e: OAuthError,
 ) -> OAuthError {
     if e.code != crate::error::ErrorCode::InvalidClient {
         return e;
     }
-    let address = crate::login::address(req);
     let address_key = format!("a:{address}");
     let client_key = client_id.map(|id| format!("c:{id}"));
     let keys: Vec<&str> = std::iter::once(address_key.as_str())
@@ -232,7 +257,7 @@ fn count_failure(
 async fn check_presented(
     state: &AppState,
     presented: &Presented<'_>,
-    form: &FormParams,
+    form: &Credentials<'_>,
 ) -> Result<AuthenticatedClient, OAuthError> {
     match presented {
         Presented::Basic { id, secret } => {
@@ -252,7 +277,7 @@ async fn check_presented(
             if *assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
                 return Err(OAuthError::invalid_client());
             }
-            assertion::check(state, assertion, form.get("client_id")).await
+            assertion::check(state, assertion, form.client_id).await
         }
         Presented::Public { id } => {
             let client = load_client(state, id)

@@ -1,11 +1,10 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a service gets a token for
 //! itself. `sub` = `client_id` = the service; no refresh token (RFC 6749 §4.4.3).
 
-use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
-use crate::http::form::FormParams;
+use crate::grant::GrantContext;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::{is_subset, parse_scope, requested_audience};
 use crate::store::clients::Client;
@@ -20,12 +19,20 @@ pub struct ClientCredentialsRequest {
     pub audience: String,
 }
 
+/// The parameters of a client-credentials request (RFC 6749 §4.4.2), as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCredentialsParams {
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+}
+
 /// RFC 6749 §4.4.2 and §3.3; RFC 8707 §2 for the target.
 pub fn validate(
     client: &Client,
-    form: &FormParams,
+    params: &ClientCredentialsParams,
 ) -> Result<ClientCredentialsRequest, OAuthError> {
-    let scope = match form.get("scope") {
+    let scope = match params.scope.as_deref() {
         Some(s) => {
             let requested = parse_scope(s)?;
             if !is_subset(&requested, &client.scopes) {
@@ -38,7 +45,8 @@ pub fn validate(
         // RFC 6749 §3.3: omitted scope means the client's pre-defined default.
         None => client.scopes.clone(),
     };
-    let audience = match requested_audience(form.get("resource"), form.get("audience"))? {
+    let audience = match requested_audience(params.resource.as_deref(), params.audience.as_deref())?
+    {
         Some(a) if client.audiences.contains(&a) => a,
         Some(_) => {
             return Err(OAuthError::invalid_target(
@@ -55,16 +63,16 @@ pub fn validate(
 
 /// Sign the token now; the returned job records it in the request's transaction.
 pub fn issue(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
     req: ClientCredentialsRequest,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
-    let now = state.clock.now();
+    let now = ctx.now;
     let client = &auth.client;
-    let ttl = state.settings.access_token_ttl;
+    let ttl = ctx.settings.access_token_ttl;
     let minted = mint_access_token(
-        &state.keys.ring(),
-        &state.settings.issuer,
+        &ctx.ring,
+        &ctx.settings.issuer,
         now,
         client,
         AccessTokenSpec {

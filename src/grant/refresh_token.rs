@@ -15,11 +15,10 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 
-use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
-use crate::http::form::FormParams;
+use crate::grant::GrantContext;
 use crate::model::GrantType;
 use crate::policy::{is_subset, parse_scope};
 use crate::secret::sha256_b64;
@@ -30,23 +29,12 @@ use crate::token::TokenResponse;
 
 use super::person::{mint, refresh_record, store, PersonTokenSpec};
 
+/// A refresh request (RFC 6749 §6), as sent.
 pub struct RefreshRequest {
     pub refresh_token: String,
-    pub scope: Option<Vec<String>>,
+    pub scope: Option<String>,
     /// RFC 8707 §2.2: the resource the new access token is for.
     pub resource: Option<String>,
-}
-
-pub fn parse(form: &FormParams) -> Result<RefreshRequest, OAuthError> {
-    let token = form.require("refresh_token")?;
-    if token.len() > 512 {
-        return Err(bad_token());
-    }
-    Ok(RefreshRequest {
-        refresh_token: token.to_string(),
-        scope: form.get("scope").map(parse_scope).transpose()?,
-        resource: form.get("resource").map(str::to_string),
-    })
 }
 
 fn bad_token() -> OAuthError {
@@ -87,15 +75,15 @@ fn revoke_for_reuse(
 }
 
 /// The server key successors are derived with, loaded (or created) once.
-async fn refresh_key(state: &AppState) -> Result<String, OAuthError> {
-    if let Some(k) = state.refresh_key.get() {
+async fn refresh_key(ctx: &GrantContext<'_>) -> Result<String, OAuthError> {
+    if let Some(k) = ctx.refresh_key.get() {
         return Ok(k.clone());
     }
-    let k = state
+    let k = ctx
         .store
         .write(|c| crate::store::refresh::server_secret(c, "refresh-successor"))
         .await?;
-    Ok(state.refresh_key.get_or_init(|| k).clone())
+    Ok(ctx.refresh_key.get_or_init(|| k).clone())
 }
 
 /// RFC 6749 §6. The token set is signed before the write, on this request's
@@ -103,25 +91,29 @@ async fn refresh_key(state: &AppState) -> Result<String, OAuthError> {
 /// can change (consumed, revoked, expired, disabled) in the request's
 /// transaction.
 pub async fn refresh(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
     req: RefreshRequest,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
-    let now = state.clock.now();
-    let settings = state.settings.clone();
+    if req.refresh_token.len() > 512 {
+        return Err(bad_token());
+    }
+    let requested_scope = req.scope.as_deref().map(parse_scope).transpose()?;
+    let now = ctx.now;
+    let settings = ctx.settings;
+    let grace = settings.refresh_grace;
     let client = auth.client.clone();
     let hash = sha256_b64(req.refresh_token.as_bytes());
     let pre = {
         let h = hash.clone();
-        state
-            .store
+        ctx.store
             .read(move |c| crate::store::refresh::get(c, &h))
             .await?
     };
     let Some(pre) = pre else {
         return Err(bad_token());
     };
-    let key = refresh_key(state).await?;
+    let key = refresh_key(ctx).await?;
     let successor = successor_of(&key, &req.refresh_token)?;
     let successor_hash = sha256_b64(successor.as_bytes());
     // RFC 6749 §6: the scope may only narrow; the family keeps its consent.
@@ -132,7 +124,7 @@ pub async fn refresh(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let scope = match &req.scope {
+    let scope = match &requested_scope {
         Some(s) if !is_subset(s, &family_scope) => Err(OAuthError::invalid_scope(
             "requested scope exceeds the original grant",
         )),
@@ -165,8 +157,8 @@ pub async fn refresh(
             // The family stays tied to the login session it started in.
             successor_rec.sid = pre.sid.clone();
             Ok(mint(
-                &state.keys.ring(),
-                &settings,
+                &ctx.ring,
+                settings,
                 now,
                 PersonTokenSpec {
                     client: &client,
@@ -199,7 +191,7 @@ pub async fn refresh(
                 .is_some_and(|s| s.consumed_at.is_none() && s.revoked_at.is_none());
             // Whole seconds: "< grace" keeps the window at most `grace`
             // seconds long, and `refresh_grace = 0` strict.
-            let in_grace = now - consumed_at < settings.refresh_grace
+            let in_grace = now - consumed_at < grace
                 && rec.client_id == client.id
                 && rec.consumed_by.as_deref() == Some(client.id.as_str())
                 && rec.successor_hash.as_deref() == Some(successor_hash.as_str())

@@ -13,9 +13,10 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
-use crate::admin::{self, params, AdminCaller, Origin};
+use crate::admin::{self, AdminCaller, Origin};
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
+use crate::http::admin_params as params;
 use crate::http::form::MAX_BODY;
 use crate::http::no_store_json;
 use crate::http::userinfo::bearer;

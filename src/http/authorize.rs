@@ -360,7 +360,7 @@ pub async fn complete(
     // A refusal decided at issuance (signed out, consent withdrawn meanwhile)
     // goes back to the client like any other (RFC 6749 §4.1.2.1).
     let issued = issue_code(
-        state,
+        &state.grant_context(),
         areq,
         SignedIn {
             session_hash: &s.id_hash,

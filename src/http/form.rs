@@ -227,6 +227,39 @@ impl FromRequest for FormKeepingRepeats {
     }
 }
 
+/// The client credentials of a form request (RFC 6749 §2.3), for
+/// `client_auth::authenticate`: the Authorization header and the body's
+/// client parameters, nothing checked yet.
+pub fn client_credentials<'a>(
+    req: &'a actix_web::HttpRequest,
+    form: &'a FormParams,
+    address: &'a str,
+) -> crate::client_auth::Credentials<'a> {
+    crate::client_auth::Credentials {
+        authorization: req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().ok()),
+        client_id: form.get("client_id"),
+        client_secret: form.get("client_secret"),
+        client_assertion: form.get("client_assertion"),
+        client_assertion_type: form.get("client_assertion_type"),
+        address,
+    }
+}
+
+impl crate::grant::authorization_code::request::AuthorizeParams for FormParams {
+    fn get(&self, name: &str) -> Option<&str> {
+        FormParams::get(self, name)
+    }
+    fn contains(&self, name: &str) -> bool {
+        FormParams::contains(self, name)
+    }
+    fn repeated(&self) -> &[String] {
+        FormParams::repeated(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

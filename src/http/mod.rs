@@ -2,6 +2,7 @@
 //! domain, and map the result. Routing and cross-cutting middleware live here.
 
 pub mod admin;
+pub mod admin_params;
 pub mod authorize;
 pub mod discovery;
 pub mod form;

@@ -9,7 +9,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::app::AppState;
 use crate::client_auth::{self, refused, AuthenticatedClient, RequestJob};
 use crate::error::{ErrorCode, OAuthError};
-use crate::grant;
+use crate::grant::authorization_code::CodeRedemption;
+use crate::grant::client_credentials::ClientCredentialsParams;
+use crate::grant::refresh_token::RefreshRequest;
+use crate::grant::token_exchange::ExchangeRequest;
+use crate::grant::{self, TokenRequest};
 use crate::http::form::{Form, FormParams};
 use crate::http::no_store_json;
 use crate::model::{AuthMethod, GrantType};
@@ -31,7 +35,8 @@ pub async fn token(
     if !state.token_by_address.allow(&address, now) {
         return Err(crate::limits::too_many());
     }
-    let auth = client_auth::authenticate(&state, &req, &form).await?;
+    let credentials = crate::http::form::client_credentials(&req, &form, &address);
+    let auth = client_auth::authenticate(&state, &credentials).await?;
     // A public client's id is no secret: anyone can claim it, so its budget
     // is kept per address, not per id (else anyone could exhaust it).
     let bucket = match auth.method {
@@ -72,19 +77,43 @@ async fn run_grant(
             "the client is not registered for this grant type",
         ));
     }
-    match grant_type {
-        GrantType::ClientCredentials => {
-            let req = grant::client_credentials::validate(&auth.client, form)?;
-            grant::client_credentials::issue(state, auth, req)
-        }
-        GrantType::AuthorizationCode => {
-            let req = grant::authorization_code::parse(form)?;
-            grant::authorization_code::redeem(state, auth, req).await
-        }
-        GrantType::RefreshToken => {
-            let req = grant::refresh_token::parse(form)?;
-            grant::refresh_token::refresh(state, auth, req).await
-        }
-        GrantType::TokenExchange => Ok(grant::token_exchange::exchange(state, auth, form).await),
-    }
+    let request = parse(grant_type, form)?;
+    grant::run(&state.grant_context(), auth, request).await
+}
+
+/// The form as the grant's typed request. Parameters the grant does not take
+/// are not read.
+fn parse(grant_type: GrantType, form: &FormParams) -> Result<TokenRequest, OAuthError> {
+    let owned = |name: &str| form.get(name).map(str::to_string);
+    Ok(match grant_type {
+        GrantType::AuthorizationCode => TokenRequest::AuthorizationCode(CodeRedemption {
+            code: form.require("code")?.to_string(),
+            redirect_uri: owned("redirect_uri"),
+            code_verifier: owned("code_verifier"),
+            resource: owned("resource"),
+        }),
+        GrantType::ClientCredentials => TokenRequest::ClientCredentials(ClientCredentialsParams {
+            scope: owned("scope"),
+            resource: owned("resource"),
+            audience: owned("audience"),
+        }),
+        GrantType::RefreshToken => TokenRequest::RefreshToken(RefreshRequest {
+            refresh_token: form.require("refresh_token")?.to_string(),
+            scope: owned("scope"),
+            resource: owned("resource"),
+        }),
+        GrantType::TokenExchange => TokenRequest::TokenExchange(ExchangeRequest {
+            subject_token: owned("subject_token"),
+            subject_token_type: owned("subject_token_type"),
+            actor_token: owned("actor_token"),
+            actor_token_type: owned("actor_token_type"),
+            requested_token_type: owned("requested_token_type"),
+            audience: owned("audience"),
+            resource: owned("resource"),
+            scope: owned("scope"),
+            requested_lifetime: owned("requested_lifetime"),
+            task: owned("task"),
+            may_act: owned("may_act"),
+        }),
+    })
 }

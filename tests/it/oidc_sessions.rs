@@ -396,7 +396,7 @@ async fn issuance_refusals_name_their_reason_and_are_audited() {
                 auth_time: T0,
                 amr: "pwd",
             };
-            issue_code(&state, &areq, who)
+            issue_code(&state.grant_context(), &areq, who)
                 .await
                 .map_err(|e| e.code.as_str())
         }

@@ -4,11 +4,10 @@
 
 pub mod request;
 
-use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
-use crate::http::form::FormParams;
+use crate::grant::GrantContext;
 use crate::model::GrantType;
 use crate::policy::pkce;
 use crate::secret::{random_token, sha256_b64};
@@ -33,11 +32,11 @@ pub struct SignedIn<'a> {
 /// Issue a code for a consented request. One transaction records the grant
 /// (what the tokens will hang from), the hashed code and the audit event.
 pub async fn issue_code(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     req: &AuthorizationRequest,
     who: SignedIn<'_>,
 ) -> Result<String, OAuthError> {
-    let now = state.clock.now();
+    let now = ctx.now;
     let code = random_token(32);
     let grant = GrantRecord {
         id: random_token(16),
@@ -62,7 +61,7 @@ pub async fn issue_code(
         auth_time: who.auth_time,
         amr: who.amr.to_string(),
         issued_at: now,
-        expires_at: now + state.settings.code_ttl,
+        expires_at: now + ctx.settings.code_ttl,
         consumed_at: None,
         sid: Some(crate::login::session_sid(who.session_hash)),
     };
@@ -78,8 +77,7 @@ pub async fn issue_code(
     };
     let session_hash = who.session_hash.to_string();
     let scope = req.scope.clone();
-    state
-        .store
+    ctx.store
         .transact(move |c| {
             // Decided on reader threads before; a logout, a consent withdrawn,
             // a person disabled or a client removed since then must not
@@ -154,15 +152,6 @@ pub struct CodeRedemption {
     pub code_verifier: Option<String>,
     /// RFC 8707 §2.2: the resource the access token is for.
     pub resource: Option<String>,
-}
-
-pub fn parse(form: &FormParams) -> Result<CodeRedemption, OAuthError> {
-    Ok(CodeRedemption {
-        code: form.require("code")?.to_string(),
-        redirect_uri: form.get("redirect_uri").map(str::to_string),
-        code_verifier: form.get("code_verifier").map(str::to_string),
-        resource: form.get("resource").map(str::to_string),
-    })
 }
 
 fn bad_code() -> OAuthError {
@@ -243,16 +232,15 @@ fn refuse_presentation(
 /// RFC 6749 §4.1.3: redeem a code for tokens. The returned job consumes the
 /// code and records the tokens in the request's transaction.
 pub async fn redeem(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
     req: CodeRedemption,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
-    let now = state.clock.now();
+    let now = ctx.now;
     let code_hash = sha256_b64(req.code.as_bytes());
     let rec = {
         let h = code_hash.clone();
-        state
-            .store
+        ctx.store
             .read(move |c| crate::store::codes::get(c, &h))
             .await?
     }
@@ -287,8 +275,7 @@ pub async fn redeem(
     }
     let user = {
         let id = rec.user_id.clone();
-        state
-            .store
+        ctx.store
             .read(move |c| crate::store::users::by_id(c, &id))
             .await?
     };
@@ -313,15 +300,15 @@ pub async fn redeem(
             rec.auth_time,
             &rec.amr,
             now,
-            state.settings.refresh_idle_ttl,
-            now + state.settings.refresh_absolute_ttl,
+            ctx.settings.refresh_idle_ttl,
+            now + ctx.settings.refresh_absolute_ttl,
         );
         r.sid = rec.sid.clone();
         (plaintext, r)
     });
     let set = mint(
-        &state.keys.ring(),
-        &state.settings,
+        &ctx.ring,
+        ctx.settings,
         now,
         PersonTokenSpec {
             client: &client,

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, OAuthError};
-use crate::http::form::FormParams;
 use crate::model::GrantType;
 use crate::policy::{parse_scope, pkce, redirect, requested_audience};
 use crate::store::clients::Client;
@@ -84,10 +83,19 @@ fn parse_prompt(v: Option<&str>) -> Result<Prompt, OAuthError> {
     Ok(p)
 }
 
+/// The parameters of an authorization request as the HTTP layer read them
+/// (query string or form body), keeping which names were sent more than once.
+pub trait AuthorizeParams {
+    fn get(&self, name: &str) -> Option<&str>;
+    fn contains(&self, name: &str) -> bool;
+    /// Names sent more than once (RFC 6749 §3.1: none may be).
+    fn repeated(&self) -> &[String];
+}
+
 /// Validate an authorization request for `client` (None when unknown).
 pub fn validate(
     client: Option<&Client>,
-    params: &FormParams,
+    params: &impl AuthorizeParams,
     default_resource: &str,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
     // RFC 6749 §4.1.2.1: until client_id and redirect_uri are each known

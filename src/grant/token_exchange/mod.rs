@@ -9,10 +9,9 @@ mod trail;
 
 use serde_json::Value;
 
-use crate::app::AppState;
 use crate::client_auth::{refused_and_recorded, AuthenticatedClient, RequestJob};
 use crate::error::OAuthError;
-use crate::http::form::FormParams;
+use crate::grant::GrantContext;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
 use crate::policy::parse_scope;
@@ -48,26 +47,51 @@ fn lapsed_refusal(what: Lapsed) -> OAuthError {
 /// the audit trail in the request's transaction; temporary failures of ours
 /// are answered but are not policy refusals, so they are not recorded.
 pub async fn exchange(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
-    form: &FormParams,
+    form: &ExchangeRequest,
 ) -> RequestJob<TokenResponse> {
     let mut trail = Trail::default();
-    match evaluate(state, auth, form, &mut trail).await {
+    match evaluate(ctx, auth, form, &mut trail).await {
         Ok(job) => job,
         Err(e) => {
-            let ev = event(state.clock.now(), &auth.client, &trail).refused(e.reason());
+            let ev = event(ctx.now, &auth.client, &trail).refused(e.reason());
             refused_and_recorded(e, ev)
         }
     }
 }
 
+/// The parameters of a token-exchange request (RFC 8693 §2.1), as sent.
+/// Each is checked by `evaluate`, so that a refusal of any of them is
+/// recorded in the audit trail with what is known of the request.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeRequest {
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub scope: Option<String>,
+    pub requested_lifetime: Option<String>,
+    /// deputy's parameters: the task, and who may exchange the result next.
+    pub task: Option<String>,
+    pub may_act: Option<String>,
+}
+
+fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, OAuthError> {
+    value
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter: {name}")))
+}
+
 fn one_of_pair<'a>(
-    form: &'a FormParams,
+    pair: (&'a Option<String>, &'a Option<String>),
     a: &'static str,
     b: &'static str,
 ) -> Result<Option<(&'a str, &'a str)>, OAuthError> {
-    match (form.get(a), form.get(b)) {
+    match (pair.0.as_deref(), pair.1.as_deref()) {
         (Some(x), Some(y)) => Ok(Some((x, y))),
         (None, None) => Ok(None),
         // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present
@@ -79,22 +103,26 @@ fn one_of_pair<'a>(
 }
 
 async fn evaluate(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
-    form: &FormParams,
+    form: &ExchangeRequest,
     t: &mut Trail,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let client = &auth.client;
-    let now = state.clock.now();
-    t.task = form.get("task").map(|s| s.chars().take(128).collect());
-    t.scope_asked = form.get("scope").map(str::to_string);
+    let now = ctx.now;
+    t.task = form.task.as_ref().map(|s| s.chars().take(128).collect());
+    t.scope_asked = form.scope.clone();
     // 1. What is asked for (RFC 8693 §2.1).
-    let subject_token = form.require("subject_token")?;
-    let subject_type = form.require("subject_token_type")?;
-    let actor_pair = one_of_pair(form, "actor_token", "actor_token_type")?;
+    let subject_token = required(&form.subject_token, "subject_token")?;
+    let subject_type = required(&form.subject_token_type, "subject_token_type")?;
+    let actor_pair = one_of_pair(
+        (&form.actor_token, &form.actor_token_type),
+        "actor_token",
+        "actor_token_type",
+    )?;
     // RFC 8693 §2.2.1: the issued type follows the requested one; deputy's
     // access tokens are JWTs, so both names fit. No refresh token, ever.
-    let issued_type = match form.get("requested_token_type") {
+    let issued_type = match form.requested_token_type.as_deref() {
         None | Some(ACCESS_TOKEN_TYPE) => ACCESS_TOKEN_TYPE,
         Some(JWT_TYPE) => JWT_TYPE,
         Some(_) => {
@@ -103,7 +131,7 @@ async fn evaluate(
             ))
         }
     };
-    let target = match (form.get("audience"), form.get("resource")) {
+    let target = match (form.audience.as_deref(), form.resource.as_deref()) {
         (Some(a), None) => a.to_string(),
         (None, Some(r)) if crate::policy::is_valid_resource_uri(r) => r.to_string(),
         (None, Some(_)) => {
@@ -123,21 +151,21 @@ async fn evaluate(
         }
     };
     t.target = Some(target.clone());
-    let requested_scope = form.get("scope").map(parse_scope).transpose()?;
-    let requested_lifetime = match form.get("requested_lifetime") {
+    let requested_scope = form.scope.as_deref().map(parse_scope).transpose()?;
+    let requested_lifetime = match form.requested_lifetime.as_deref() {
         Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
             OAuthError::invalid_request("requested_lifetime must be a positive number of seconds")
         })?),
         None => None,
     };
-    if let Some(task) = form.get("task") {
+    if let Some(task) = form.task.as_deref() {
         if !delegation::is_valid_task(task) {
             return Err(OAuthError::invalid_request(
                 "task must be 1-128 printable characters",
             ));
         }
     }
-    let next_actor = form.get("may_act");
+    let next_actor = form.may_act.as_deref();
     if next_actor.is_some_and(|a| !crate::model::is_valid_client_id(a)) {
         return Err(OAuthError::invalid_request(
             "may_act must be a client id (1-128 visible characters)",
@@ -145,7 +173,7 @@ async fn evaluate(
     }
 
     // 2. The subject token: an active access token deputy issued.
-    let subject = validate(state, "subject_token", subject_token, subject_type).await?;
+    let subject = validate(ctx, "subject_token", subject_token, subject_type).await?;
     t.person = Some(subject.record.subject.clone());
     t.subject_jti = Some(subject.record.jti.clone());
 
@@ -153,7 +181,7 @@ async fn evaluate(
     //    when a broker requests on its behalf.
     let actor_token = match actor_pair {
         Some((tok, typ)) => {
-            let a = validate(state, "actor_token", tok, typ).await?;
+            let a = validate(ctx, "actor_token", tok, typ).await?;
             // The actor token must be the actor service's own token.
             if a.record.subject != a.record.client_id
                 || a.record.subject_kind != SubjectKind::Service
@@ -177,7 +205,7 @@ async fn evaluate(
 
     // 4. The actor must be entitled to the subject token (issued to it or
     //    addressed to it), and `may_act` must name it (RFC 8693 §4.4).
-    if !entitled(state, &subject, &actor).await? {
+    if !entitled(ctx, &subject, &actor).await? {
         return Err(refusal(
             "subject_token",
             "was neither issued nor addressed to the actor",
@@ -194,8 +222,7 @@ async fn evaluate(
     // 5. A rule for actor and target (default deny).
     let rule = {
         let (a, tg) = (actor.clone(), target.clone());
-        state
-            .store
+        ctx.store
             .read(move |c| crate::store::delegation::find(c, &a, &tg))
             .await?
     }
@@ -247,7 +274,7 @@ async fn evaluate(
         rule_id: Some(rule.id.clone()),
     };
     issue(
-        state,
+        ctx,
         auth,
         &subject,
         &rule,
@@ -265,7 +292,7 @@ async fn evaluate(
 /// Issued to the actor, or addressed to it (directly or through a resource
 /// registered as that client).
 async fn entitled(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     subject: &PresentedToken,
     actor: &str,
 ) -> Result<bool, OAuthError> {
@@ -273,7 +300,7 @@ async fn entitled(
         return Ok(true);
     }
     let (a, aud) = (actor.to_string(), subject.record.audience.clone());
-    let ids = state
+    let ids = ctx
         .store
         .read(move |c| crate::store::resources::ids_for_client(c, &a))
         .await?;
@@ -282,7 +309,7 @@ async fn entitled(
 
 #[allow(clippy::too_many_arguments)]
 async fn issue(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     auth: &AuthenticatedClient,
     subject: &PresentedToken,
     rule: &DelegationRule,
@@ -294,11 +321,11 @@ async fn issue(
     issued_type: &'static str,
     t: &mut Trail,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
-    let now = state.clock.now();
+    let now = ctx.now;
     let client = &auth.client;
     let minted = mint_access_token(
-        &state.keys.ring(),
-        &state.settings.issuer,
+        &ctx.ring,
+        &ctx.settings.issuer,
         now,
         client,
         AccessTokenSpec {

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
 use crate::error::OAuthError;
+use crate::grant::GrantContext;
 use crate::store::tokens::TokenRecord;
 use crate::token::gate::NotLive;
 
@@ -53,7 +53,7 @@ pub fn refusal(role: &'static str, why: &str) -> OAuthError {
 
 /// Check a presented token and its declared type.
 pub async fn validate(
-    state: &AppState,
+    ctx: &GrantContext<'_>,
     role: &'static str,
     token: &str,
     token_type: &str,
@@ -65,12 +65,12 @@ pub async fn validate(
             _ => "subject_token_type is not supported (use an access token)",
         }));
     }
-    let now = state.clock.now();
+    let now = ctx.now;
     // A type that does not match the token (an ID token, a refresh token,
     // another issuer's token, an expired or revoked one) fails the gate.
-    match state
+    match ctx
         .own_tokens
-        .live_access_token(&state.store, now, token)
+        .live_access_token(ctx.store, now, token)
         .await?
     {
         Ok(live) => Ok(PresentedToken {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{check_limit, Selector};
+use crate::admin::{check_limit, Selector};
 use crate::error::OAuthError;
 use crate::http::form::{parse_form, FormParams};
 use crate::store::audit::AuditQuery;
