@@ -6,7 +6,6 @@
 //! revocation shows at once. Anything else is the same `{"active": false}`,
 //! never a reason (RFC 7662 §2.2).
 
-use rusqlite::OptionalExtension;
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
@@ -93,25 +92,14 @@ async fn introspect_refresh(
             let Some(rec) = crate::store::refresh::get(c, &hash)? else {
                 return Ok(None);
             };
-            let grant_live: bool = c
-                .prepare_cached("SELECT revoked_at IS NULL FROM grants WHERE id = ?1")?
-                .query_row([&rec.family_id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(false);
-            let user_live = crate::store::users::by_id(c, &rec.user_id)?
-                .is_some_and(|u| u.disabled_at.is_none());
-            Ok(Some((rec, grant_live && user_live)))
+            let live = crate::store::liveness::family_live(c, &rec)?;
+            Ok(Some((rec, live)))
         })
         .await?;
     let Some((rec, live)) = found else {
         return Ok(inactive());
     };
-    let active = live
-        && rec.client_id == caller_id
-        && rec.consumed_at.is_none()
-        && rec.revoked_at.is_none()
-        && now < rec.idle_expires_at
-        && now < rec.absolute_expires_at;
+    let active = live && rec.client_id == caller_id && rec.is_usable(now);
     if !active {
         return Ok(inactive());
     }

@@ -121,9 +121,9 @@ fn revoke_refresh(
     if rec.client_id != caller {
         return Ok(());
     }
-    let families = crate::store::refresh::revoke_family(c, &rec.family_id, now)?;
-    let count = tokens::revoke_grant(c, &rec.family_id, now, REASON)?;
-    if families > 0 || count > 0 {
+    let revoked = crate::store::refresh::revoke_family(c, &rec.family_id, now, REASON)?;
+    let count = revoked.tokens;
+    if revoked.changed_anything() {
         // The client holding the person's grant acts: an agent for
         // the person (delegated), the person's own app as the person.
         let mode = if kind == crate::model::ClientKind::Agent.as_str() {

@@ -3,7 +3,7 @@
 //! Each function runs inside the caller's transaction (the store writer's
 //! savepoint, or the CLI's IMMEDIATE transaction): the tokens, their
 //! descendants at any depth, the grants and refresh families, and the audit
-//! event change together or not at all. Every UPDATE touches only rows not
+//! event change together or not at all. Every statement touches only rows not
 //! yet revoked, so the count is "tokens that changed state" and a repeat is 0.
 
 use rusqlite::Connection;
@@ -30,8 +30,7 @@ fn revoke_grants(
 ) -> StoreResult<usize> {
     let mut count = 0;
     for g in grant_ids {
-        refresh::revoke_family(conn, g, now)?;
-        count += tokens::revoke_grant(conn, g, now, reason)?;
+        count += refresh::revoke_family(conn, g, now, reason)?.tokens;
     }
     Ok(count)
 }

@@ -64,7 +64,8 @@ pub async fn conclude<T: Send + 'static>(
                     tracing::info!(client_id = %client_id, "client assertion replayed");
                     return Ok(Outcome::Rollback(OAuthError::invalid_client()));
                 }
-                nested(c, job)
+                // Its own savepoint: a rollback keeps the spent assertion.
+                crate::store::nested(c, job)
             }
             // Nothing to keep if the job rolls back: its own savepoint is the request's.
             None => job(c),
@@ -95,28 +96,4 @@ pub async fn spend(store: &Store, auth: &AuthenticatedClient) -> Result<(), OAut
         return Ok(());
     }
     conclude(store, auth, Box::new(|_| Ok(Outcome::Commit(())))).await
-}
-
-/// Run the job in a savepoint of its own inside the request's, so that its
-/// `Rollback` undoes its writes but keeps the spent assertion.
-fn nested<T>(c: &Connection, job: RequestJob<T>) -> StoreResult<Outcome<T, OAuthError>> {
-    let run = |sql: &str| -> StoreResult<()> {
-        c.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    run("SAVEPOINT request_job")?;
-    match job(c) {
-        Ok(Outcome::Rollback(e)) => {
-            run("ROLLBACK TO request_job")?;
-            run("RELEASE request_job")?;
-            Ok(Outcome::Refuse(e))
-        }
-        Ok(kept) => {
-            run("RELEASE request_job")?;
-            Ok(kept)
-        }
-        // The outer savepoint rolls back everything, spend included; the
-        // caller spends the assertion again on its own.
-        Err(e) => Err(e),
-    }
 }

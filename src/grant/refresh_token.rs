@@ -22,7 +22,6 @@ use crate::grant::GrantContext;
 use crate::model::GrantType;
 use crate::policy::{is_subset, parse_scope};
 use crate::secret::sha256_b64;
-use crate::store::liveness::Dependencies;
 use crate::store::refresh::RefreshRecord;
 use crate::store::{Outcome, StoreResult};
 use crate::token::TokenResponse;
@@ -60,8 +59,8 @@ fn revoke_for_reuse(
     presenter: &str,
     now: i64,
 ) -> StoreResult<()> {
-    crate::store::refresh::revoke_family(conn, &rec.family_id, now)?;
-    let n = crate::store::tokens::revoke_grant(conn, &rec.family_id, now, "refresh token reuse")?;
+    let n = crate::store::refresh::revoke_family(conn, &rec.family_id, now, "refresh token reuse")?
+        .tokens;
     let mut e = AuditEvent::new(now, "refresh_reuse_detected", Mode::System)
         .person(Some(&rec.user_id))
         .refused("a consumed refresh token was presented again");
@@ -212,16 +211,7 @@ pub async fn refresh(
         if now >= rec.idle_expires_at || now >= rec.absolute_expires_at {
             return Ok(Outcome::Refuse(bad_token()));
         }
-        let family_live = crate::store::liveness::still_live(
-            c,
-            &Dependencies {
-                client_id: client.id.clone(),
-                person: Some(rec.user_id.clone()),
-                grant_id: Some(rec.family_id.clone()),
-                ..Dependencies::default()
-            },
-        )?;
-        if !family_live {
+        if !crate::store::liveness::family_live(c, &rec)? {
             return Ok(Outcome::Refuse(bad_token()));
         }
         // Refusals decided before the write count only after reuse detection.
@@ -255,7 +245,7 @@ pub async fn refresh(
             crate::store::audit::insert(c, &e)?;
             return Ok(Outcome::Commit(again.response));
         }
-        // One UPDATE decides a race: the loser sees the token consumed.
+        // One atomic statement decides a race: the loser sees the token consumed.
         if !crate::store::refresh::consume(c, &hash, now, &client.id, &successor_hash)? {
             return Ok(Outcome::Refuse(bad_token()));
         }

@@ -283,15 +283,7 @@ async fn describe_scopes(
     let resource = areq.resource.clone();
     let defined = state
         .store
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT name, description FROM resource_scopes ORDER BY resource_id = ?1 DESC",
-            )?;
-            let rows = stmt.query_map([&resource], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        .read(move |c| crate::store::resources::scope_descriptions(c, &resource))
         .await?;
     Ok(areq
         .scope

@@ -15,10 +15,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // On a reader thread: the file check touches the file system too.
     let probe = state
         .store
-        .read(move |c| {
-            let answers = c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))? == 1;
-            Ok(answers && store.file_is_current())
-        })
+        .read(move |c| Ok(crate::store::ping(c)? && store.file_is_current()))
         .await;
     match probe {
         Ok(true) => HttpResponse::Ok().json(json!({"status": "ready"})),

@@ -276,7 +276,7 @@ async fn do_consent(
     let taken = state
         .store
         .write(move |c| {
-            // One DELETE: a form submitted twice completes once.
+            // One atomic statement: a form submitted twice completes once.
             if !crate::store::sessions::take_interaction(c, &iid)? {
                 return Ok(false);
             }

@@ -107,18 +107,10 @@ pub fn ancestors(conn: &Connection, record: &TokenRecord) -> StoreResult<Vec<Tok
 
 /// Every token derived from `jti`, at any depth, in order of issue.
 pub fn descendants(conn: &Connection, jti: &str) -> StoreResult<Vec<TokenRecord>> {
-    // UNION (not UNION ALL) visits each token once, so even a damaged,
-    // cyclic lineage terminates.
     let jtis: Vec<String> = conn
         .prepare_cached(&format!(
-            "WITH RECURSIVE tree(jti) AS (
-                 SELECT jti FROM tokens WHERE parent_jti = ?1 OR actor_token_jti = ?1
-                 UNION
-                 {}
-             )
-             SELECT jti FROM tokens WHERE jti IN tree AND jti <> ?1
-             ORDER BY issued_at, jti",
-            tokens::CHILDREN
+            "{} SELECT jti FROM tokens WHERE jti IN tree AND jti <> ?1 ORDER BY issued_at, jti",
+            tokens::tree("parent_jti = ?1 OR actor_token_jti = ?1")
         ))?
         .query_map([jti], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -249,15 +241,7 @@ fn can_act_on(param: &str) -> String {
 }
 
 fn tree_cte(roots: Roots) -> String {
-    format!(
-        "WITH RECURSIVE tree(jti) AS (
-             SELECT jti FROM tokens WHERE {}
-             UNION
-             {}
-         )",
-        roots.condition(),
-        tokens::CHILDREN
-    )
+    tokens::tree(&roots.condition())
 }
 
 /// Grants of the refresh tokens among the selected tokens and their
@@ -287,12 +271,9 @@ pub fn revoke_tree_of(
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
-    Ok(conn.execute(
-        &format!(
-            "{} UPDATE tokens SET revoked_at = :now, revoked_reason = :reason \
-             WHERE jti IN tree AND revoked_at IS NULL",
-            tree_cte(roots)
-        ),
+    tokens::revoke_tree_where(
+        conn,
+        &roots.condition(),
         named_params! {":root": arg, ":sub": roots.person(), ":now": now, ":reason": reason},
-    )?)
+    )
 }

@@ -43,6 +43,21 @@ pub enum Lapsed {
     Parent,
 }
 
+/// The family of a refresh token still hangs from a live grant, an active
+/// person and a registered client (the one definition, for the refresh grant
+/// and for introspection).
+pub fn family_live(conn: &Connection, rec: &super::refresh::RefreshRecord) -> StoreResult<bool> {
+    still_live(
+        conn,
+        &Dependencies {
+            client_id: rec.client_id.clone(),
+            person: Some(rec.user_id.clone()),
+            grant_id: Some(rec.family_id.clone()),
+            ..Dependencies::default()
+        },
+    )
+}
+
 /// True when every dependency is still live: the client registered, the
 /// person not disabled, the grant and every parent not revoked, the rule there.
 pub fn still_live(conn: &Connection, d: &Dependencies) -> StoreResult<bool> {

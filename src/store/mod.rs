@@ -343,6 +343,38 @@ fn reader_loop(conn: Connection, rx: Receiver<ReadJob>) {
     }
 }
 
+/// The database answers a trivial query (readiness).
+pub fn ping(conn: &Connection) -> StoreResult<bool> {
+    Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))? == 1)
+}
+
+/// Run `job` in a savepoint of its own inside the caller's, so that its
+/// `Rollback` undoes its writes but keeps what the caller wrote before it
+/// (e.g. a spent client assertion): the rollback becomes a `Refuse`.
+pub fn nested<T, E>(
+    c: &Connection,
+    job: impl FnOnce(&Connection) -> StoreResult<Outcome<T, E>>,
+) -> StoreResult<Outcome<T, E>> {
+    let run = |sql: &str| -> StoreResult<()> {
+        c.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    run("SAVEPOINT nested_job")?;
+    match job(c) {
+        Ok(Outcome::Rollback(e)) => {
+            run("ROLLBACK TO nested_job")?;
+            run("RELEASE nested_job")?;
+            Ok(Outcome::Refuse(e))
+        }
+        Ok(kept) => {
+            run("RELEASE nested_job")?;
+            Ok(kept)
+        }
+        // The caller's savepoint rolls back everything.
+        Err(e) => Err(e),
+    }
+}
+
 /// JSON array of strings stored in a TEXT column.
 pub fn to_json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())

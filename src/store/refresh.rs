@@ -125,12 +125,52 @@ pub fn consume(
     Ok(won)
 }
 
-/// Revoke every refresh token of a family; returns how many changed.
-pub fn revoke_family(conn: &Connection, family_id: &str, now: i64) -> StoreResult<usize> {
-    Ok(conn.execute(
+/// What revoking a family changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FamilyRevoked {
+    /// Refresh tokens of the family that were still usable.
+    pub refresh_tokens: usize,
+    /// Token records (of any kind, descendants included) that changed state.
+    pub tokens: usize,
+}
+
+impl FamilyRevoked {
+    pub fn changed_anything(&self) -> bool {
+        self.refresh_tokens > 0 || self.tokens > 0
+    }
+}
+
+/// Revoke a family (= a grant, RFC 9700 §4.14.2): its refresh tokens, the
+/// grant itself, and every token issued under it with their descendants.
+/// The one definition, for reuse detection, a replayed code, a client's
+/// revocation and an administrator's.
+pub fn revoke_family(
+    conn: &Connection,
+    family_id: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<FamilyRevoked> {
+    let refresh_tokens = conn.execute(
         "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
         params![family_id, now],
-    )?)
+    )?;
+    let tokens = super::tokens::revoke_grant(conn, family_id, now, reason)?;
+    Ok(FamilyRevoked {
+        refresh_tokens,
+        tokens,
+    })
+}
+
+impl RefreshRecord {
+    /// Not consumed, not revoked, within both of its lifetimes. Whether its
+    /// family still hangs from a live grant, person and client is
+    /// `liveness::family_live`.
+    pub fn is_usable(&self, now: i64) -> bool {
+        self.consumed_at.is_none()
+            && self.revoked_at.is_none()
+            && now < self.idle_expires_at
+            && now < self.absolute_expires_at
+    }
 }
 
 /// A named server secret, created on first use (inside the caller's transaction).

@@ -101,3 +101,13 @@ pub fn unlink_client(conn: &Connection, client_id: &str) -> StoreResult<usize> {
         [client_id],
     )?)
 }
+
+/// Every scope's description, those of `resource` first (the consent page
+/// describes each requested scope in the words of the API it is for).
+pub fn scope_descriptions(conn: &Connection, resource: &str) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, description FROM resource_scopes ORDER BY resource_id = ?1 DESC",
+    )?;
+    let rows = stmt.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

@@ -1,6 +1,6 @@
 //! Every token deputy issues, the grants they hang from, and used assertion ids.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{named_params, params, Connection, OptionalExtension, Row};
 
 use super::{is_unique_violation, StoreError, StoreResult};
 use crate::model::{SubjectKind, TokenKind};
@@ -126,43 +126,55 @@ pub fn get(conn: &Connection, jti: &str) -> StoreResult<Option<TokenRecord>> {
     }
 }
 
-/// Revoke a token and every token derived from it, at any depth, in one
-/// statement. Returns how many tokens changed state.
-pub fn revoke_tree(conn: &Connection, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "WITH RECURSIVE tree(jti) AS (
-                 SELECT jti FROM tokens WHERE jti = ?1
-                 UNION
-                 {CHILDREN}
-             )
-             UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
-             WHERE jti IN tree AND revoked_at IS NULL"
-        ))?
-        .execute(params![jti, now, reason])?)
+/// The lineage walk, defined once: `tree(jti)` holds the tokens matching
+/// `roots` (a condition on `tokens`) and every token derived from them at any
+/// depth, through either parent. UNION (not UNION ALL) visits each token
+/// once, so even a damaged, cyclic lineage terminates.
+pub(crate) fn tree(roots: &str) -> String {
+    format!(
+        "WITH RECURSIVE tree(jti) AS (
+             SELECT jti FROM tokens WHERE {roots}
+             UNION
+             {CHILDREN}
+         )"
+    )
 }
 
-/// Revoke every token that hangs from the tokens selected by `where_sql`
-/// (a condition on `tokens`), descendants included.
+/// The revocation cascade, defined once: revoke `tree(roots)` in one
+/// statement. `params` names `:now`, `:reason` and whatever `roots` uses.
+/// Returns how many tokens changed state (a repeat is 0).
+pub(crate) fn revoke_tree_where(
+    conn: &Connection,
+    roots: &str,
+    params: &[(&str, &dyn rusqlite::ToSql)],
+) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "{} UPDATE tokens SET revoked_at = :now, revoked_reason = :reason \
+             WHERE jti IN tree AND revoked_at IS NULL",
+            tree(roots)
+        ))?
+        .execute(params)?)
+}
+
 fn revoke_where(
     conn: &Connection,
-    where_sql: &str,
-    arg: &str,
+    roots: &str,
+    root: &str,
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
-    Ok(conn.execute(
-        &format!(
-            "WITH RECURSIVE tree(jti) AS (
-                 SELECT jti FROM tokens WHERE {where_sql}
-                 UNION
-                 {CHILDREN}
-             )
-             UPDATE tokens SET revoked_at = ?2, revoked_reason = ?3
-             WHERE jti IN tree AND revoked_at IS NULL"
-        ),
-        params![arg, now, reason],
-    )?)
+    revoke_tree_where(
+        conn,
+        roots,
+        named_params! {":root": root, ":now": now, ":reason": reason},
+    )
+}
+
+/// Revoke a token and every token derived from it, at any depth, in one
+/// statement. Returns how many tokens changed state.
+pub fn revoke_tree(conn: &Connection, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
+    revoke_where(conn, "jti = :root", jti, now, reason)
 }
 
 /// Everything issued to or for a client, and everything derived from it.
@@ -172,7 +184,7 @@ pub fn revoke_client(
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
-    revoke_where(conn, "client_id = ?1", client_id, now, reason)
+    revoke_where(conn, "client_id = :root", client_id, now, reason)
 }
 
 /// Everything whose subject is this person or service, and everything derived from it.
@@ -182,11 +194,11 @@ pub fn revoke_subject(
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
-    revoke_where(conn, "subject = ?1", subject, now, reason)
+    revoke_where(conn, "subject = :root", subject, now, reason)
 }
 
 /// Everything issued under a grant, and everything derived from it.
-pub fn revoke_grant(
+pub(super) fn revoke_grant(
     conn: &Connection,
     grant_id: &str,
     now: i64,
@@ -196,7 +208,7 @@ pub fn revoke_grant(
         "UPDATE grants SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![grant_id, now],
     )?;
-    revoke_where(conn, "grant_id = ?1", grant_id, now, reason)
+    revoke_where(conn, "grant_id = :root", grant_id, now, reason)
 }
 
 /// A grant: the authorization tokens hang from.

@@ -445,7 +445,7 @@ async fn a_code_whose_grant_was_revoked_yields_nothing() {
         .store
         .write(|c| {
             let g: String = c.query_row("SELECT id FROM grants", [], |r| r.get(0))?;
-            deputy::store::tokens::revoke_grant(c, &g, T0, "test").map(|_| ())
+            deputy::store::refresh::revoke_family(c, &g, T0, "test").map(|_| ())
         })
         .await
         .unwrap();

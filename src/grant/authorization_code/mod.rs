@@ -165,13 +165,13 @@ fn revoke_replayed(
     rec: &CodeRecord,
     now: i64,
 ) -> crate::store::StoreResult<()> {
-    let n = crate::store::tokens::revoke_grant(
+    let n = crate::store::refresh::revoke_family(
         conn,
         &rec.grant_id,
         now,
         "authorization code replayed",
-    )?;
-    crate::store::refresh::revoke_family(conn, &rec.grant_id, now)?;
+    )?
+    .tokens;
     let mut e = AuditEvent::new(now, "code_replayed", Mode::System)
         .person(Some(&rec.user_id))
         .refused("authorization code presented twice");
@@ -337,7 +337,7 @@ pub async fn redeem(
     redeemed.audience = Some(rec.resource.clone());
     redeemed.detail = Some(serde_json::json!({"grant_id": rec.grant_id}).to_string());
     Ok(Box::new(move |c| {
-        // One UPDATE decides the race: the loser is a replay.
+        // One atomic statement decides the race: the loser is a replay.
         if !crate::store::codes::consume(c, &code_hash, now)? {
             revoke_replayed(c, &rec, now)?;
             return Ok(Outcome::Refuse(bad_code()));
