@@ -13,6 +13,7 @@ pub mod error;
 pub mod fetch;
 pub mod grant;
 pub mod http;
+pub mod interaction;
 pub mod introspection;
 pub mod keys;
 pub mod limits;

@@ -22,7 +22,7 @@ pub async fn introspect(
     // RFC 7662 §2.1 and §4: the caller must authenticate first (a bad
     // credential is invalid_client whatever else is wrong); a public client
     // has no credential, so it may not introspect.
-    let address = crate::login::address(&req);
+    let address = crate::http::cookies::address(&req);
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
     let auth = client_auth::authenticate(&state, &credentials).await?;
     if auth.method == AuthMethod::None {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_params;
 pub mod authorize;
+pub mod cookies;
 pub mod discovery;
 pub mod form;
 pub mod health;

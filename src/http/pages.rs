@@ -132,3 +132,148 @@ pub fn too_many_requests() -> HttpResponse {
     );
     r
 }
+
+/// Render an interaction's reply: the page or the redirect, with its cookies.
+pub fn reply(
+    settings: &crate::config::Settings,
+    issuer: &str,
+    r: crate::interaction::Reply,
+) -> HttpResponse {
+    use crate::interaction::Answer;
+    let status =
+        |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = match &r.answer {
+        Answer::ToClient {
+            redirect_uri,
+            state,
+            params,
+        } => {
+            let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            redirect_to_client(issuer, redirect_uri, state.as_deref(), &pairs)
+        }
+        Answer::AfterLogout { uri, state } => match url::Url::parse(uri) {
+            Ok(mut url) => {
+                if let Some(st) = state {
+                    url.query_pairs_mut().append_pair("state", st);
+                }
+                with_html_headers(HttpResponse::SeeOther())
+                    .insert_header(("Location", url.to_string()))
+                    .finish()
+            }
+            Err(_) => server_error(),
+        },
+        Answer::Login {
+            client_name,
+            interaction,
+            csrf,
+            login_hint,
+            error,
+            status: code,
+            retry_after,
+        } => {
+            let mut resp = page(
+                status(*code),
+                &LoginPage {
+                    client_name,
+                    interaction,
+                    csrf,
+                    login_hint,
+                    error: *error,
+                },
+            );
+            if let Some(wait) = retry_after {
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string()) {
+                    resp.headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        Answer::Consent {
+            client_name,
+            username,
+            is_agent,
+            resource,
+            scopes,
+            interaction,
+            csrf,
+        } => page(
+            StatusCode::OK,
+            &ConsentPage {
+                client_name,
+                username,
+                is_agent: *is_agent,
+                resource: resource.as_deref(),
+                scopes: scopes.clone(),
+                interaction,
+                csrf,
+            },
+        ),
+        Answer::LogoutConfirm {
+            csrf,
+            post_logout_redirect_uri,
+            client_id,
+            state,
+        } => page(
+            StatusCode::OK,
+            &LogoutPage {
+                csrf,
+                post_logout_redirect_uri: post_logout_redirect_uri.as_deref(),
+                client_id: client_id.as_deref(),
+                state: state.as_deref(),
+            },
+        ),
+        Answer::Message { title, message } => page(StatusCode::OK, &MessagePage { title, message }),
+        Answer::Error {
+            status: code,
+            title,
+            message,
+        } => error(status(*code), title, message),
+        Answer::TooManyRequests => too_many_requests(),
+    };
+    use crate::http::cookies;
+    if let Some(v) = r.set_session {
+        let _ = resp.add_cookie(&cookies::session_cookie(settings, v));
+    }
+    if let Some(v) = r.set_binding {
+        let _ = resp.add_cookie(&cookies::browser_cookie(settings, v));
+    }
+    if r.clear_session {
+        let _ = resp.add_cookie(&cookies::clear_session_cookie(settings));
+    }
+    resp
+}
+
+/// 303 to the client with the given parameters plus `state` and `iss`
+/// (RFC 9207 §2: identify ourselves to defend against mix-up attacks).
+pub fn redirect_to_client(
+    issuer: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return server_error();
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", issuer);
+    }
+    with_html_headers(HttpResponse::SeeOther())
+        .insert_header(("Location", url.to_string()))
+        .finish()
+}
+
+pub fn server_error() -> HttpResponse {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again later.",
+    )
+}

@@ -19,7 +19,7 @@ pub async fn revoke(
     // RFC 7009 §2.1: the server first validates the client credentials
     // (confidential clients authenticate; a public client identifies itself
     // with `client_id`, RFC 6749 §2.3 `none`).
-    let address = crate::login::address(&req);
+    let address = crate::http::cookies::address(&req);
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
     let auth = client_auth::authenticate(&state, &credentials).await?;
     // RFC 7009 §2.1: `token` is required; `token_type_hint` is optional. A

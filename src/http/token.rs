@@ -31,7 +31,7 @@ pub async fn token(
             OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")
         })?;
     let now = state.clock.now();
-    let address = crate::login::address(&req);
+    let address = crate::http::cookies::address(&req);
     if !state.token_by_address.allow(&address, now) {
         return Err(crate::limits::too_many());
     }

@@ -1,33 +1,16 @@
-//! People signing in: session cookies, the browser binding of pending
-//! interactions, password checks and throttling.
+//! People signing in: login sessions, the browser binding of pending
+//! interactions, password checks and throttling. (The cookies that carry
+//! them are `http::cookies`.)
 
 pub mod throttle;
 pub mod throttled;
 
-use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
-use actix_web::HttpRequest;
-
 use crate::app::AppState;
-use crate::config::Settings;
 use crate::error::OAuthError;
 use crate::secret::{random_token, sha256_b64, verify_secret};
 use crate::store::sessions::Session;
 use crate::store::users::User;
-
-pub const SESSION_COOKIE: &str = "deputy_session";
-/// A random per-browser value; pending interactions are bound to its hash so a
-/// form cannot be completed from another browser (login CSRF).
-pub const BROWSER_COOKIE: &str = "deputy_browser";
-
-fn cookie(settings: &Settings, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
-    Cookie::build(name, value)
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(settings.issuer_is_https())
-        .path("/")
-        .max_age(CookieDuration::seconds(max_age))
-        .finish()
-}
+use crate::store::Store;
 
 /// The session's public identifier, the ID token's `sid` (OIDC
 /// Front-Channel Logout 1.0 §3): derived one way from the stored id hash, so
@@ -38,22 +21,12 @@ pub fn session_sid(id_hash: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or(&digest))
 }
 
-pub fn session_cookie(settings: &Settings, value: String) -> Cookie<'static> {
-    cookie(settings, SESSION_COOKIE, value, settings.session_ttl)
-}
-
-pub fn clear_session_cookie(settings: &Settings) -> Cookie<'static> {
-    cookie(settings, SESSION_COOKIE, String::new(), 0)
-}
-
-pub fn browser_cookie(settings: &Settings, value: String) -> Cookie<'static> {
-    cookie(settings, BROWSER_COOKIE, value, 365 * 24 * 3600)
-}
-
-/// The browser's binding value, or a new one to set.
-pub fn browser_id(req: &HttpRequest) -> (String, bool) {
-    match req.cookie(BROWSER_COOKIE) {
-        Some(c) if c.value().len() >= 20 && c.value().len() <= 64 => (c.value().to_string(), false),
+/// The browser's binding value (pending interactions are bound to its
+/// hash, so a form cannot be completed from another browser: login CSRF),
+/// or a new one to set.
+pub fn browser_binding(cookie: Option<&str>) -> (String, bool) {
+    match cookie {
+        Some(v) if v.len() >= 20 && v.len() <= 64 => (v.to_string(), false),
         _ => (random_token(24), true),
     }
 }
@@ -67,20 +40,19 @@ pub struct CurrentSession {
 }
 
 pub async fn current(
-    state: &AppState,
-    req: &HttpRequest,
+    store: &Store,
+    now: i64,
+    cookie: Option<&str>,
 ) -> Result<Option<CurrentSession>, OAuthError> {
-    let Some(c) = req.cookie(SESSION_COOKIE) else {
+    let Some(value) = cookie else {
         return Ok(None);
     };
-    if c.value().is_empty() || c.value().len() > 128 {
+    if value.is_empty() || value.len() > 128 {
         return Ok(None);
     }
-    let id_hash = sha256_b64(c.value().as_bytes());
-    let now = state.clock.now();
+    let id_hash = sha256_b64(value.as_bytes());
     let h = id_hash.clone();
-    let found = state
-        .store
+    let found = store
         .read(move |conn| {
             let Some(s) = crate::store::sessions::get_session(conn, &h)? else {
                 return Ok(None);
@@ -182,11 +154,4 @@ pub async fn flush_throttled(
             Err(e)
         }
     }
-}
-
-/// Client address for throttling: the peer, never a forwarded header.
-pub fn address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
 }
