@@ -91,7 +91,7 @@ pub async fn keys_from_uri(
     let parse = |text: &str| {
         state
             .client_keys
-            .get_or_parse(&client.id, &client.assertion_alg, text)
+            .get_or_parse(&client.id, &client.assertion_alg, text, now)
     };
     if let Some((at, text)) = &cached {
         let age = now - at;
