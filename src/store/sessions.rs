@@ -41,10 +41,6 @@ pub fn delete_session(conn: &Connection, id_hash: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])? > 0)
 }
 
-pub fn delete_user_sessions(conn: &Connection, user_id: &str) -> StoreResult<usize> {
-    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
-}
-
 #[derive(Clone, PartialEq, Eq)]
 pub struct Interaction {
     pub id: String,

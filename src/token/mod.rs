@@ -46,7 +46,6 @@ pub struct AccessTokenSpec {
 pub struct MintedToken {
     pub jwt: String,
     pub record: TokenRecord,
-    pub claims: Value,
 }
 
 impl std::fmt::Debug for MintedToken {
@@ -55,7 +54,7 @@ impl std::fmt::Debug for MintedToken {
         f.debug_struct("MintedToken")
             .field("jwt", &Redacted(&self.jwt))
             .field("record", &self.record)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -145,11 +144,7 @@ pub fn mint_access_token(
         revoked_at: None,
         revoked_reason: None,
     };
-    Ok(MintedToken {
-        jwt,
-        record,
-        claims,
-    })
+    Ok(MintedToken { jwt, record })
 }
 
 /// The JSON body of a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
@@ -256,7 +251,6 @@ mod tests {
                 revoked_at: None,
                 revoked_reason: None,
             },
-            claims: json!({}),
         };
         let shown = format!("{m:?}");
         assert!(!shown.contains("eyJhbGci"), "{shown}");
