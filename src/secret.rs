@@ -41,6 +41,17 @@ pub fn sha256_b64(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(sha256(data))
 }
 
+/// A secret in `Debug` output: its length, never its text. For hand-written
+/// `Debug` impls of types that hold tokens, codes, secrets or passwords.
+#[derive(Clone, Copy)]
+pub struct Redacted<'a>(pub &'a str);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0.len())
+    }
+}
+
 /// Constant-time equality for secrets of possibly different lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
@@ -188,6 +199,42 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e, "cannot compute the dummy client secret hash: boom");
+    }
+
+    #[test]
+    fn redacted_shows_the_length_only() {
+        let shown = format!("{:?}", Redacted("hunter2-secret"));
+        assert_eq!(shown, "<redacted, 14 bytes>");
+    }
+
+    /// Records read from the store that hold secrets format without them.
+    #[test]
+    fn stored_secrets_stay_out_of_debug() {
+        let interaction = crate::store::sessions::Interaction {
+            id: "ia-1".into(),
+            browser_hash: "bh".into(),
+            csrf: "csrf-secret-value".into(),
+            request: "{}".into(),
+            login_done: false,
+            expires_at: 1,
+        };
+        let shown = format!("{interaction:?}");
+        assert!(!shown.contains("csrf-secret-value"), "{shown}");
+        assert!(shown.contains("ia-1"));
+        let user = crate::store::users::User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: None,
+            name: None,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$pwhash".into(),
+            disabled_at: None,
+            created_at: 1,
+        };
+        let shown = format!("{user:?}");
+        assert!(
+            !shown.contains("pwhash") && shown.contains("alice"),
+            "{shown}"
+        );
     }
 
     #[test]

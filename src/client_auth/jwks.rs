@@ -2,11 +2,11 @@
 //! algorithm it registered. Parsed sets are cached by the JWKS text, so a key
 //! change takes effect at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use josekit::jwk::{Jwk, JwkSet};
 use josekit::jws::{EdDSA, JwsVerifier, ES256, PS256, RS256};
+use quick_cache::sync::Cache;
 
 /// Algorithms a client may register for its assertions. `none` and every HMAC
 /// algorithm are absent on purpose (RFC 8725 §3.1, §3.2).
@@ -87,36 +87,55 @@ pub fn parse_for_alg(jwks_text: &str, alg: &str) -> Result<ClientKeys, String> {
 /// (client id, algorithm, SHA-256 of the JWKS text)
 type KeyCacheKey = (String, String, [u8; 32]);
 
-/// Cache of parsed key sets.
-#[derive(Default)]
+/// Parsed key sets remembered at most.
+const CACHED_SETS: usize = 10_000;
+/// Seconds a parsed set is kept before it is parsed again. An entry never
+/// goes stale (the key names the exact JWKS text); the expiry only lets the
+/// sets of removed or changed clients go even when the cache is not full.
+const CACHE_TTL: i64 = 3600;
+
+/// Cache of parsed key sets: bounded (sets not used recently go first when
+/// it is full) and each entry kept for `CACHE_TTL` seconds of the server
+/// clock. Sets that fail to parse are not cached.
 pub struct KeyCache {
-    map: Mutex<HashMap<KeyCacheKey, Arc<ClientKeys>>>,
+    cache: Cache<KeyCacheKey, (i64, Arc<ClientKeys>)>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self::with_capacity(CACHED_SETS)
+    }
 }
 
 impl KeyCache {
+    fn with_capacity(capacity: usize) -> Self {
+        KeyCache {
+            cache: Cache::new(capacity),
+        }
+    }
+
+    /// The verifiers in `jwks_text` usable with `alg`, parsed once per
+    /// (client, algorithm, text) and `CACHE_TTL`.
     pub fn get_or_parse(
         &self,
         client_id: &str,
         alg: &str,
         jwks_text: &str,
+        now: i64,
     ) -> Result<Arc<ClientKeys>, String> {
         let key = (
             client_id.to_string(),
             alg.to_string(),
             crate::secret::sha256(jwks_text.as_bytes()),
         );
-        if let Ok(map) = self.map.lock() {
-            if let Some(k) = map.get(&key) {
-                return Ok(k.clone());
+        if let Some((until, keys)) = self.cache.get(&key) {
+            if now < until {
+                return Ok(keys);
             }
         }
         let parsed = Arc::new(parse_for_alg(jwks_text, alg)?);
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() > 10_000 {
-                map.clear();
-            }
-            map.insert(key, parsed.clone());
-        }
+        self.cache
+            .insert(key, (now.saturating_add(CACHE_TTL), parsed.clone()));
         Ok(parsed)
     }
 }
@@ -132,7 +151,7 @@ pub async fn client_keys(
     if let Some(text) = &client.jwks {
         return state
             .client_keys
-            .get_or_parse(&client.id, &client.assertion_alg, text)
+            .get_or_parse(&client.id, &client.assertion_alg, text, state.clock.now())
             .map_err(|e| {
                 tracing::warn!(client_id = %client.id, error = %e, "registered JWKS unusable");
                 OAuthError::invalid_client()
@@ -178,5 +197,39 @@ mod tests {
         );
         assert!(parse_for_alg("[]", "ES256").is_err());
         assert!(parse_for_alg(&es256_jwks(), "none").is_err());
+    }
+
+    #[test]
+    fn parsed_sets_are_cached_per_client_alg_and_text() {
+        let cache = KeyCache::default();
+        let (a, b) = (es256_jwks(), es256_jwks());
+        let first = cache.get_or_parse("app", "ES256", &a, 100).unwrap();
+        let again = cache.get_or_parse("app", "ES256", &a, 101).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "parsed once");
+        // Another text (a rotated key) or another client: parsed on its own.
+        let rotated = cache.get_or_parse("app", "ES256", &b, 101).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        let other = cache.get_or_parse("other", "ES256", &a, 101).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        // Unusable sets are refused every time, never cached.
+        assert!(cache.get_or_parse("app", "RS256", &a, 101).is_err());
+        assert!(cache.get_or_parse("app", "RS256", &a, 102).is_err());
+        // After the expiry the text is parsed again.
+        let later = cache
+            .get_or_parse("app", "ES256", &a, 100 + CACHE_TTL)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &later));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = KeyCache::with_capacity(8);
+        let jwks = es256_jwks();
+        for i in 0..100 {
+            cache
+                .get_or_parse(&format!("client-{i}"), "ES256", &jwks, 100)
+                .unwrap();
+            assert!(cache.cache.len() <= 8, "{} sets kept", cache.cache.len());
+        }
     }
 }

@@ -10,33 +10,41 @@
 //! so unknown kids cannot make deputy hammer a client's server. When a fetch
 //! fails the last good set is still used. Only `https` URIs, unless the
 //! development setting `allow_loopback_jwks_uri` admits loopback.
+//!
+//! The sets are kept in a bounded cache (`CACHED_URIS`; URIs not used
+//! recently go first). Entries carry the time they were fetched and are not
+//! expired by the cache itself: `CACHE_TTL` decides when a set is fetched
+//! again, on the server clock, and a set older than that is still the last
+//! good one when the new fetch fails.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 use super::jwks::ClientKeys;
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
-use crate::fetch::{BoundedMap, FetchError, Flights, Policy, Request};
+use crate::fetch::{FetchError, Flights, Policy, Request};
 use crate::store::clients::Client;
 
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 const CACHE_TTL: i64 = 300;
 const REFETCH_INTERVAL: i64 = 30;
-/// URIs whose sets (and failures) are remembered; the oldest go first.
+/// URIs whose sets (and failures) are remembered.
 const CACHED_URIS: usize = 1000;
 /// RFC 7517 §8.5.1 names the JWK Set media type; plain JSON is common.
 const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
 
 pub struct RemoteJwksCache {
     /// uri -> (fetched at, JWKS text)
-    sets: Mutex<BoundedMap<String, (i64, Arc<str>)>>,
+    sets: Cache<String, (i64, Arc<str>)>,
     flights: Flights,
 }
 
 impl Default for RemoteJwksCache {
     fn default() -> Self {
         RemoteJwksCache {
-            sets: Mutex::new(BoundedMap::new(CACHED_URIS)),
+            sets: Cache::new(CACHED_URIS),
             flights: Flights::new(CACHED_URIS),
         }
     }
@@ -44,12 +52,10 @@ impl Default for RemoteJwksCache {
 
 impl RemoteJwksCache {
     fn get(&self, uri: &str) -> Option<(i64, Arc<str>)> {
-        self.sets.lock().ok()?.get(uri).cloned()
+        self.sets.get(uri)
     }
     fn put(&self, uri: &str, at: i64, text: Arc<str>) {
-        if let Ok(mut m) = self.sets.lock() {
-            m.insert(uri.to_string(), (at, text));
-        }
+        self.sets.insert(uri.to_string(), (at, text));
     }
 }
 
@@ -91,7 +97,7 @@ pub async fn keys_from_uri(
     let parse = |text: &str| {
         state
             .client_keys
-            .get_or_parse(&client.id, &client.assertion_alg, text)
+            .get_or_parse(&client.id, &client.assertion_alg, text, now)
     };
     if let Some((at, text)) = &cached {
         let age = now - at;

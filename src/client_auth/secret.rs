@@ -4,10 +4,14 @@
 //! (light parameters, see `secret::Argon2Profile`). A successful verification
 //! is remembered as SHA-256 of the secret, keyed by the client and its stored
 //! hash, so a busy service pays the argon2 cost once, not on every request; a
-//! changed secret or a removed client never matches the memory.
+//! changed secret or a removed client never matches the memory. The memory
+//! is a bounded cache (at most `MAX_REMEMBERED` clients; the least used go
+//! first) and each entry is trusted for `REMEMBER_FOR` seconds of the server
+//! clock, after which the secret is verified with argon2 again.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 use crate::app::AppState;
 use crate::error::OAuthError;
@@ -17,34 +21,55 @@ use crate::store::clients::Client;
 
 use super::AuthenticatedClient;
 
-/// client id -> (stored PHC string, SHA-256 of the secret that verified)
-#[derive(Default)]
-pub struct VerifiedSecrets {
-    map: Mutex<HashMap<String, (String, [u8; 32])>>,
+const MAX_REMEMBERED: usize = 10_000;
+/// Seconds a verification is remembered.
+const REMEMBER_FOR: i64 = 3600;
+
+/// One secret that verified.
+#[derive(Clone)]
+struct Verified {
+    /// The stored PHC string it verified against: a new secret (or a client
+    /// removed and registered again) has another one, so it never matches.
+    phc: Arc<str>,
+    /// SHA-256 of the secret.
+    digest: [u8; 32],
+    /// Trusted until then (server clock).
+    until: i64,
 }
 
-const MAX_REMEMBERED: usize = 10_000;
+/// client id -> the last secret that verified for it.
+pub struct VerifiedSecrets {
+    cache: Cache<String, Verified>,
+}
+
+impl Default for VerifiedSecrets {
+    fn default() -> Self {
+        Self::with_capacity(MAX_REMEMBERED)
+    }
+}
 
 impl VerifiedSecrets {
-    fn remembered(&self, client_id: &str, phc: &str, digest: &[u8; 32]) -> bool {
-        let Ok(map) = self.map.lock() else {
-            return false;
-        };
-        match map.get(client_id) {
-            Some((stored_phc, stored_digest)) => {
-                stored_phc == phc && constant_time_eq(stored_digest, digest)
-            }
-            None => false,
+    fn with_capacity(capacity: usize) -> Self {
+        VerifiedSecrets {
+            cache: Cache::new(capacity),
         }
     }
 
-    fn remember(&self, client_id: &str, phc: &str, digest: [u8; 32]) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= MAX_REMEMBERED {
-                map.clear();
-            }
-            map.insert(client_id.to_string(), (phc.to_string(), digest));
-        }
+    fn remembered(&self, client_id: &str, phc: &str, digest: &[u8; 32], now: i64) -> bool {
+        self.cache
+            .get(client_id)
+            .is_some_and(|v| now < v.until && *v.phc == *phc && constant_time_eq(&v.digest, digest))
+    }
+
+    fn remember(&self, client_id: &str, phc: &str, digest: [u8; 32], now: i64) {
+        self.cache.insert(
+            client_id.to_string(),
+            Verified {
+                phc: phc.into(),
+                digest,
+                until: now.saturating_add(REMEMBER_FOR),
+            },
+        );
     }
 }
 
@@ -55,6 +80,7 @@ pub async fn check(
     method: AuthMethod,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let digest = sha256(presented.as_bytes());
+    let now = state.clock.now();
     let phc = client
         .as_ref()
         .and_then(|c| c.secret_hash.clone())
@@ -63,7 +89,7 @@ pub async fn check(
         .unwrap_or_else(|| state.dummy_hashes.client_secret.clone());
     let cached = client
         .as_ref()
-        .is_some_and(|c| state.verified_secrets.remembered(&c.id, &phc, &digest));
+        .is_some_and(|c| state.verified_secrets.remembered(&c.id, &phc, &digest, now));
     let ok = if cached {
         true
     } else {
@@ -75,7 +101,7 @@ pub async fn check(
             .map_err(OAuthError::server_error)?;
         if verified {
             if let Some(c) = &client {
-                state.verified_secrets.remember(&c.id, &phc, digest);
+                state.verified_secrets.remember(&c.id, &phc, digest, now);
             }
         }
         verified
@@ -89,5 +115,56 @@ pub async fn check(
             })
         }
         _ => Err(OAuthError::invalid_client()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHC: &str = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA";
+
+    #[test]
+    fn only_the_same_secret_against_the_same_hash_matches() {
+        let v = VerifiedSecrets::default();
+        let digest = sha256(b"s3cret");
+        assert!(!v.remembered("app", PHC, &digest, 100));
+        v.remember("app", PHC, digest, 100);
+        assert!(v.remembered("app", PHC, &digest, 100));
+        assert!(
+            !v.remembered("app", PHC, &sha256(b"other"), 100),
+            "another secret"
+        );
+        assert!(
+            !v.remembered("app", "$argon2id$v=19$new", &digest, 100),
+            "the secret was changed (another stored hash)"
+        );
+        assert!(!v.remembered("other-app", PHC, &digest, 100));
+    }
+
+    #[test]
+    fn a_verification_is_trusted_for_a_while_only() {
+        let v = VerifiedSecrets::default();
+        let digest = sha256(b"s3cret");
+        v.remember("app", PHC, digest, 100);
+        assert!(v.remembered("app", PHC, &digest, 100 + REMEMBER_FOR - 1));
+        assert!(!v.remembered("app", PHC, &digest, 100 + REMEMBER_FOR));
+        // Verified again: trusted again.
+        v.remember("app", PHC, digest, 100 + REMEMBER_FOR);
+        assert!(v.remembered("app", PHC, &digest, 100 + REMEMBER_FOR));
+    }
+
+    #[test]
+    fn memory_is_bounded_without_forgetting_everything() {
+        let v = VerifiedSecrets::with_capacity(20);
+        let digest = sha256(b"s3cret");
+        v.remember("busy", PHC, digest, 100);
+        for i in 0..1000 {
+            v.remember(&format!("client-{i}"), PHC, digest, 100);
+            // The busy client keeps authenticating meanwhile.
+            let _ = v.remembered("busy", PHC, &digest, 100);
+            assert!(v.cache.len() <= 20, "{} remembered", v.cache.len());
+        }
+        assert!(v.remembered("busy", PHC, &digest, 100));
     }
 }

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use quick_cache::sync::Cache;
 use tokio::sync::OnceCell;
 
-use super::bounded::BoundedMap;
 use super::{FetchError, Fetched};
 
 /// What every caller of one flight receives.
@@ -40,23 +40,26 @@ struct Failure {
 type Cell = Arc<OnceCell<Outcome>>;
 
 pub struct Flights {
+    /// Only flights someone is in (see `Seat`), so bounded by the callers.
     in_flight: Mutex<HashMap<String, Cell>>,
-    failures: Mutex<BoundedMap<String, Failure>>,
+    /// Failures in a row per URL, kept past their backoff so the next
+    /// failure waits longer; a success removes them.
+    failures: Cache<String, Failure>,
 }
 
 impl Flights {
-    /// `capacity` bounds the failures remembered (oldest forgotten first).
+    /// `capacity` bounds the failures remembered (URLs not failing recently
+    /// are forgotten first).
     pub fn new(capacity: usize) -> Self {
         Flights {
             in_flight: Mutex::new(HashMap::new()),
-            failures: Mutex::new(BoundedMap::new(capacity)),
+            failures: Cache::new(capacity),
         }
     }
 
     /// Until when fetching `url` is backing off, if it is.
     pub fn backing_off(&self, url: &str, now: i64) -> Option<i64> {
-        let failures = self.failures.lock().ok()?;
-        failures
+        self.failures
             .get(url)
             .map(|f| f.until)
             .filter(|until| now < *until)
@@ -104,10 +107,11 @@ impl Flights {
         }
     }
 
+    /// Called by the one caller that ran the URL's flight, and a URL has one
+    /// flight at a time, so reading the streak and then writing it is not
+    /// raced (the exception, a poisoned flight map, can only lose a count).
     fn record(&self, url: &str, outcome: &Outcome, now: i64) {
-        let Ok(mut failures) = self.failures.lock() else {
-            return;
-        };
+        let failures = &self.failures;
         match outcome {
             Ok(_) => {
                 failures.remove(url);
@@ -295,5 +299,17 @@ mod tests {
             Err(FetchError::Busy)
         ));
         assert_eq!(flights.backing_off(url, 1), None);
+    }
+
+    #[actix_web::test]
+    async fn the_failures_remembered_are_bounded() {
+        let flights = Flights::new(10);
+        let fail = || async { Err::<Fetched, _>(FetchError::Status(500)) };
+        for i in 0..100 {
+            let url = format!("https://k{i}.example/jwks");
+            flights.run(&url, 1000, fail).await.unwrap_err();
+            assert_eq!(flights.backing_off(&url, 1000), Some(1030));
+            assert!(flights.failures.len() <= 10);
+        }
     }
 }

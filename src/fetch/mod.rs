@@ -17,7 +17,6 @@
 //! (OWASP SSRF Prevention Cheat Sheet; RFC 6890 for the address ranges.)
 
 pub mod address;
-mod bounded;
 pub mod flight;
 mod resolve;
 
@@ -32,7 +31,6 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 pub use address::{Policy, Refusal};
-pub use bounded::BoundedMap;
 pub use flight::{Flights, Outcome};
 
 /// The whole fetch, from name resolution to the body's last byte.

@@ -25,7 +25,7 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 pub const NOT_A_FORM: &str = "content type must be application/x-www-form-urlencoded";
 
 /// Parsed, de-duplicated form parameters.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct FormParams {
     map: HashMap<String, String>,
     /// Names sent more than once (only `parse_form_keeping_repeats` fills it;
@@ -57,6 +57,19 @@ impl FormParams {
 
     pub fn repeated(&self) -> &[String] {
         &self.repeated
+    }
+}
+
+impl std::fmt::Debug for FormParams {
+    /// Names only: the values are passwords, client secrets, codes, refresh
+    /// tokens and assertions.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.map.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("FormParams")
+            .field("names", &names)
+            .field("repeated", &self.repeated)
+            .finish()
     }
 }
 
@@ -302,6 +315,21 @@ mod tests {
             .map(|i| format!("p{}=x&p{}=y", i, i))
             .collect();
         assert!(parse_form_keeping_repeats(body.join("&").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn debug_shows_names_never_values() {
+        let f = parse_form_keeping_repeats(
+            b"grant_type=password&password=hunter2-pw&client_secret=s3cr3t-value\
+              &refresh_token=rt-secret&client_assertion=eyJ.assert.sig&x=1&x=2",
+        )
+        .unwrap();
+        let shown = format!("{f:?}");
+        for secret in ["hunter2-pw", "s3cr3t-value", "rt-secret", "eyJ.assert.sig"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("client_secret") && shown.contains("password"));
+        assert!(shown.contains("repeated: [\"x\"]"), "{shown}");
     }
 
     #[test]

@@ -68,19 +68,6 @@ impl Throttle {
         self.keys.hash_one(("a", address))
     }
 
-    fn locked(&self, key: u64, now: i64) -> Option<i64> {
-        let map = self.map.lock().ok()?;
-        let r = map.peek(&key)?;
-        (r.locked_until > now).then_some(r.locked_until - now)
-    }
-
-    /// Seconds to wait before another attempt for this account or address.
-    pub fn retry_after(&self, username: &str, address: &str, now: i64) -> Option<i64> {
-        let a = self.locked(self.account(username), now);
-        let b = self.locked(self.address(address), now);
-        a.max(b)
-    }
-
     /// Count a failure for `key` (the least recently used record makes room).
     fn count(map: &mut LruCache<u64, Record>, key: u64, free: u32, now: i64) {
         if map.get_mut(&key).is_none() {
@@ -93,22 +80,6 @@ impl Throttle {
             r.failures = r.failures.saturating_add(1);
             r.last_failure = now;
             r.locked_until = now + wait_for(r.failures, free);
-        }
-    }
-
-    pub fn record_failure(&self, username: &str, address: &str, now: i64) {
-        let (account, addr) = (self.account(username), self.address(address));
-        if let Ok(mut map) = self.map.lock() {
-            Self::count(&mut map, account, ACCOUNT_FREE, now);
-            Self::count(&mut map, addr, ADDRESS_FREE, now);
-        }
-    }
-
-    /// A successful login clears the account's record (not the address's).
-    pub fn record_success(&self, username: &str) {
-        let account = self.account(username);
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(&account);
         }
     }
 
@@ -180,37 +151,46 @@ mod tests {
         assert!(t.reserve("carol", "6.6.6.6", 100).is_ok());
     }
 
+    /// An attempt that is reserved and never settled is a failure.
     #[test]
     fn waits_grow_after_the_free_attempts_and_success_resets() {
         let t = Throttle::default();
         for i in 0..ACCOUNT_FREE - 1 {
-            t.record_failure("alice", "1.2.3.4", 100 + i as i64);
-            assert_eq!(t.retry_after("alice", "1.2.3.4", 100 + i as i64), None);
+            assert_eq!(t.reserve("alice", "1.2.3.4", 100 + i as i64), Ok(()));
         }
-        t.record_failure("alice", "1.2.3.4", 110);
-        assert_eq!(t.retry_after("ALICE", "9.9.9.9", 110), Some(BASE_WAIT));
-        t.record_failure("alice", "1.2.3.4", 110);
-        assert_eq!(t.retry_after("alice", "9.9.9.9", 110), Some(BASE_WAIT * 2));
-        assert_eq!(t.retry_after("alice", "9.9.9.9", 110 + BASE_WAIT * 2), None);
-        t.record_success("alice");
-        assert_eq!(t.retry_after("alice", "9.9.9.9", 111), None);
+        // The last free attempt fails too: now the account waits, from any
+        // address and however the name is written.
+        assert_eq!(t.reserve("alice", "1.2.3.4", 110), Ok(()));
+        assert_eq!(t.reserve("ALICE", "9.9.9.9", 110), Err(BASE_WAIT));
+        assert_eq!(t.reserve("alice", "9.9.9.9", 110 + BASE_WAIT - 1), Err(1));
+        // After the wait, one more attempt; failing it doubles the wait.
+        let now = 110 + BASE_WAIT;
+        assert_eq!(t.reserve("alice", "9.9.9.9", now), Ok(()));
+        assert_eq!(t.reserve("alice", "9.9.9.9", now), Err(BASE_WAIT * 2));
+        // A success clears the account.
+        let now = now + BASE_WAIT * 2;
+        assert_eq!(t.reserve("alice", "9.9.9.9", now), Ok(()));
+        t.settle_success("alice", "9.9.9.9", now);
+        for _ in 0..ACCOUNT_FREE {
+            assert_eq!(t.reserve("alice", "9.9.9.9", now), Ok(()));
+        }
     }
 
     #[test]
     fn an_address_spraying_many_accounts_is_throttled() {
         let t = Throttle::default();
         for i in 0..ADDRESS_FREE {
-            t.record_failure(&format!("user{i}"), "6.6.6.6", 100);
+            assert_eq!(t.reserve(&format!("user{i}"), "6.6.6.6", 100), Ok(()));
         }
-        assert!(t.retry_after("someone-new", "6.6.6.6", 100).is_some());
-        assert!(t.retry_after("someone-new", "7.7.7.7", 100).is_none());
+        assert_eq!(t.reserve("someone-new", "6.6.6.6", 100), Err(BASE_WAIT));
+        assert_eq!(t.reserve("someone-new", "7.7.7.7", 100), Ok(()));
     }
 
     #[test]
     fn memory_is_bounded_and_a_record_under_attack_stays() {
         let t = Throttle::with_capacity(50);
         for _ in 0..ACCOUNT_FREE {
-            t.record_failure("victim", "9.9.9.9", 200);
+            assert_eq!(t.reserve("victim", "9.9.9.9", 200), Ok(()));
         }
         // Spraying names from many addresses fills the map; the victim's
         // account, still being guessed, keeps its lock.

@@ -42,10 +42,6 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
-    pub fn is_confidential(&self) -> bool {
-        self.auth_method != AuthMethod::None
-    }
-
     /// Public view for the CLI and admin API (never the secret hash).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

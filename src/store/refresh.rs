@@ -87,15 +87,6 @@ pub fn get(conn: &Connection, token_hash: &str) -> StoreResult<Option<RefreshRec
         .optional()?)
 }
 
-pub fn get_by_jti(conn: &Connection, jti: &str) -> StoreResult<Option<RefreshRecord>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM refresh_tokens WHERE jti = ?1"
-        ))?
-        .query_row([jti], from_row)
-        .optional()?)
-}
-
 /// Consume a refresh token: one UPDATE, so of N concurrent presentations
 /// exactly one rotates. Records which client consumed it and its successor,
 /// and ends its token record (reason `rotated`) so the admin views and

@@ -41,11 +41,7 @@ pub fn delete_session(conn: &Connection, id_hash: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])? > 0)
 }
 
-pub fn delete_user_sessions(conn: &Connection, user_id: &str) -> StoreResult<usize> {
-    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Interaction {
     pub id: String,
     pub browser_hash: String,
@@ -53,6 +49,20 @@ pub struct Interaction {
     pub request: String,
     pub login_done: bool,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Interaction {
+    /// The CSRF token is a secret of the browser's: its length only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interaction")
+            .field("id", &self.id)
+            .field("browser_hash", &self.browser_hash)
+            .field("csrf", &crate::secret::Redacted(&self.csrf))
+            .field("request", &self.request)
+            .field("login_done", &self.login_done)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 pub fn insert_interaction(conn: &Connection, i: &Interaction, now: i64) -> StoreResult<()> {

@@ -17,12 +17,26 @@ pub enum JwsError {
 }
 
 /// A compact JWS split and parsed, signature not yet checked.
-#[derive(Debug)]
 pub struct UnverifiedJws<'a> {
     pub header: Map<String, Value>,
     pub payload: Map<String, Value>,
     signing_input: &'a str,
     signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for UnverifiedJws<'_> {
+    /// The decoded header and claims, not the signature: with it the text
+    /// would be the presented token (a bearer credential or an assertion).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedJws")
+            .field("header", &self.header)
+            .field("payload", &self.payload)
+            .field(
+                "signature",
+                &format_args!("<redacted, {} bytes>", self.signature.len()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl UnverifiedJws<'_> {
@@ -132,6 +146,18 @@ mod tests {
             decode_unverified(&forged).unwrap().verify_with(&verifier),
             Err(JwsError::BadSignature)
         );
+    }
+
+    #[test]
+    fn debug_of_a_parsed_token_leaves_its_signature_out() {
+        let kp = ES256.generate_key_pair().unwrap();
+        let signer = ES256.signer_from_der(kp.to_der_private_key()).unwrap();
+        let t = encode(&json!({"alg":"ES256"}), &json!({"sub":"a"}), &signer).unwrap();
+        let shown = format!("{:?}", decode_unverified(&t).unwrap());
+        let parts: Vec<&str> = t.split('.').collect();
+        assert!(!shown.contains(parts[2]), "{shown}");
+        assert!(!shown.contains(&t[..t.len() - parts[2].len()]), "{shown}");
+        assert!(shown.contains("\"sub\""), "the claims are shown: {shown}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::error::OAuthError;
 use crate::keys::KeyRing;
 use crate::model::{GrantType, SubjectKind, TokenKind};
+use crate::secret::Redacted;
 use crate::store::clients::Client;
 use crate::store::tokens::TokenRecord;
 
@@ -42,11 +43,20 @@ pub struct AccessTokenSpec {
 }
 
 /// A signed token and the record to store for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MintedToken {
     pub jwt: String,
     pub record: TokenRecord,
-    pub claims: Value,
+}
+
+impl std::fmt::Debug for MintedToken {
+    /// The token is a bearer credential: its length only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedToken")
+            .field("jwt", &Redacted(&self.jwt))
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 /// A token id: 6 bytes of milliseconds then 12 random bytes, base64url. The
@@ -135,15 +145,11 @@ pub fn mint_access_token(
         revoked_at: None,
         revoked_reason: None,
     };
-    Ok(MintedToken {
-        jwt,
-        record,
-        claims,
-    })
+    Ok(MintedToken { jwt, record })
 }
 
 /// The JSON body of a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TokenResponse {
     pub access_token: String,
     pub expires_in: i64,
@@ -151,6 +157,23 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub issued_token_type: Option<&'static str>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    /// The tokens are bearer credentials: their lengths only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &Redacted(&self.access_token))
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_deref().map(Redacted),
+            )
+            .field("id_token", &self.id_token.as_deref().map(Redacted))
+            .field("issued_token_type", &self.issued_token_type)
+            .finish()
+    }
 }
 
 impl TokenResponse {
@@ -172,5 +195,66 @@ impl TokenResponse {
             m.insert("issued_token_type".into(), json!(t));
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCESS: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz";
+
+    #[test]
+    fn token_response_debug_never_shows_a_token() {
+        let r = TokenResponse {
+            access_token: ACCESS.to_string(),
+            expires_in: 300,
+            scope: "read".to_string(),
+            refresh_token: Some("refresh-secret-value-0123456789".to_string()),
+            id_token: Some("eyJpZC10b2tlbi1oZWFkZXI.cGF5bG9hZA.c2ln".to_string()),
+            issued_token_type: None,
+        };
+        let shown = format!("{r:?}");
+        for secret in [
+            ACCESS,
+            "eyJhbGci",
+            "refresh-secret-value",
+            "eyJpZC10b2tlbi1oZWFkZXI",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("expires_in: 300") && shown.contains("redacted"));
+    }
+
+    #[test]
+    fn minted_token_debug_never_shows_the_jwt() {
+        let m = MintedToken {
+            jwt: ACCESS.to_string(),
+            record: TokenRecord {
+                jti: "jti-1".into(),
+                kind: TokenKind::Access,
+                subject: "alice".into(),
+                subject_kind: SubjectKind::Person,
+                client_id: "app".into(),
+                client_kind: "app".into(),
+                actor_chain: None,
+                audience: "https://api.example".into(),
+                scope: "read".into(),
+                task: None,
+                issued_at: 1,
+                expires_at: 2,
+                parent_jti: None,
+                grant_id: None,
+                grant_type: "client_credentials".into(),
+                rule_id: None,
+                may_act: None,
+                actor_token_jti: None,
+                revoked_at: None,
+                revoked_reason: None,
+            },
+        };
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("eyJhbGci"), "{shown}");
+        assert!(shown.contains("jti-1"), "the record is shown: {shown}");
     }
 }
