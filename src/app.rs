@@ -2,9 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::client_auth::jwks::KeyCache;
-use crate::client_auth::remote::RemoteJwksCache;
-use crate::client_auth::secret::VerifiedSecrets;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::keys::Keys;
@@ -17,9 +14,8 @@ pub struct AppState {
     /// The one gate for deputy's own tokens (built on `keys`).
     pub own_tokens: crate::token::gate::OwnTokens,
     pub clock: SharedClock,
-    pub verified_secrets: VerifiedSecrets,
-    pub client_keys: KeyCache,
-    pub remote_jwks: RemoteJwksCache,
+    /// Client authentication's caches (per instance, never deciding an answer).
+    pub client_auth: crate::client_auth::Caches,
     /// The one outbound fetcher: its bound on fetches in progress is global.
     pub fetcher: crate::fetch::Fetcher,
     pub throttle: crate::login::throttle::Throttle,
@@ -37,6 +33,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What client authentication needs, for one request.
+    pub fn auth_context(&self) -> crate::client_auth::Context<'_> {
+        crate::client_auth::Context {
+            store: &self.store,
+            settings: &self.settings,
+            now: self.clock.now(),
+            caches: &self.client_auth,
+            fetcher: &self.fetcher,
+            auth_failures: &self.auth_failures,
+            dummy_secret_hash: &self.dummy_hashes.client_secret,
+        }
+    }
+
     /// What the grants need, for one request.
     pub fn grant_context(&self) -> crate::grant::GrantContext<'_> {
         crate::grant::GrantContext {
@@ -79,9 +88,7 @@ impl AppState {
             store,
             keys,
             clock,
-            verified_secrets: VerifiedSecrets::default(),
-            client_keys: KeyCache::default(),
-            remote_jwks: RemoteJwksCache::default(),
+            client_auth: Default::default(),
             throttle: Default::default(),
             throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use super::Context;
 use super::{AuthenticatedClient, PendingAssertion};
-use crate::app::AppState;
 use crate::error::OAuthError;
 use crate::model::AuthMethod;
 use crate::token::jws::{decode_unverified, numeric_date};
@@ -40,7 +40,7 @@ fn refuse(reason: AssertionRefusal) -> OAuthError {
 /// returned unconsumed: the caller records it in the transaction that acts on
 /// the request, so that "accepted" and "recorded" are one step.
 pub async fn check(
-    state: &AppState,
+    state: &Context<'_>,
     assertion: &str,
     form_client_id: Option<&str>,
 ) -> Result<AuthenticatedClient, OAuthError> {
@@ -85,7 +85,7 @@ pub async fn check(
     let rules = ClaimRules {
         issuer: &settings.issuer,
         token_endpoint: &settings.endpoint("/token"),
-        now: state.clock.now(),
+        now: state.now,
         skew: settings.clock_skew,
         max_age: settings.assertion_max_age,
     };

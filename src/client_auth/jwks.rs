@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use josekit::jwk::{Jwk, JwkSet};
 use josekit::jws::{EdDSA, JwsVerifier, ES256, PS256, RS256};
+
+use super::Context;
 use quick_cache::sync::Cache;
 
 /// Algorithms a client may register for its assertions. `none` and every HMAC
@@ -143,15 +145,16 @@ impl KeyCache {
 /// The verifiers for a client's assertion: from its registered JWKS, or from
 /// its `jwks_uri` (fetched and cached; refetched once on an unknown `kid`).
 pub async fn client_keys(
-    state: &crate::app::AppState,
+    state: &Context<'_>,
     client: &crate::store::clients::Client,
     kid: Option<&str>,
 ) -> Result<Arc<ClientKeys>, crate::error::OAuthError> {
     use crate::error::OAuthError;
     if let Some(text) = &client.jwks {
         return state
+            .caches
             .client_keys
-            .get_or_parse(&client.id, &client.assertion_alg, text, state.clock.now())
+            .get_or_parse(&client.id, &client.assertion_alg, text, state.now)
             .map_err(|e| {
                 tracing::warn!(client_id = %client.id, error = %e, "registered JWKS unusable");
                 OAuthError::invalid_client()

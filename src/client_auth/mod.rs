@@ -7,6 +7,7 @@
 
 pub mod assertion;
 pub mod conclude;
+mod context;
 pub mod jwks;
 pub mod remote;
 pub mod secret;
@@ -14,10 +15,10 @@ pub mod secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::app::AppState;
 use crate::error::OAuthError;
 use crate::model::AuthMethod;
 use crate::store::clients::Client;
+pub use context::{Caches, Context};
 
 pub use conclude::{conclude, refused, refused_and_recorded, spend, RequestJob};
 
@@ -169,7 +170,7 @@ fn presented<'a>(form: &Credentials<'a>) -> Result<Presented<'a>, OAuthError> {
     }
 }
 
-async fn load_client(state: &AppState, id: &str) -> Result<Option<Client>, OAuthError> {
+async fn load_client(state: &Context<'_>, id: &str) -> Result<Option<Client>, OAuthError> {
     if id.len() > 256 {
         return Ok(None);
     }
@@ -210,7 +211,7 @@ impl Presented<'_> {
 /// of 401. The credential is always checked in full first, so a client that
 /// authenticates correctly is never refused for other people's failures.
 pub async fn authenticate(
-    state: &AppState,
+    state: &Context<'_>,
     form: &Credentials<'_>,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let presented = presented(form).map_err(|e| count_failure(state, form.address, None, e))?;
@@ -228,7 +229,7 @@ pub async fn authenticate(
 /// last, 429 once one is spent. Other errors (a malformed request, a busy
 /// store) are not authentication failures and pass unchanged.
 fn count_failure(
-    state: &AppState,
+    state: &Context<'_>,
     address: &str,
     client_id: Option<&str>,
     e: OAuthError,
@@ -241,7 +242,7 @@ fn count_failure(
     let keys: Vec<&str> = std::iter::once(address_key.as_str())
         .chain(client_key.as_deref())
         .collect();
-    match state.auth_failures.fail(&keys, state.clock.now()) {
+    match state.auth_failures.fail(&keys, state.now) {
         crate::limits::Spent::Within => e,
         crate::limits::Spent::Over { retry_after, first } => {
             if first {
@@ -255,7 +256,7 @@ fn count_failure(
 }
 
 async fn check_presented(
-    state: &AppState,
+    state: &Context<'_>,
     presented: &Presented<'_>,
     form: &Credentials<'_>,
 ) -> Result<AuthenticatedClient, OAuthError> {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::jwks::ClientKeys;
-use crate::app::AppState;
+use super::Context;
 use crate::error::{ErrorCode, OAuthError};
 use crate::fetch::{FetchError, Flights, Policy, Request};
 use crate::store::clients::Client;
@@ -82,7 +82,7 @@ fn fetch_capacity_exhausted() -> OAuthError {
 }
 
 pub async fn keys_from_uri(
-    state: &AppState,
+    state: &Context<'_>,
     client: &Client,
     uri: &str,
     kid: Option<&str>,
@@ -91,11 +91,12 @@ pub async fn keys_from_uri(
         tracing::warn!(client_id = %client.id, reason = %why, "jwks_uri not allowed by settings");
         return Err(OAuthError::invalid_client());
     }
-    let now = state.clock.now();
-    let cache = &state.remote_jwks;
+    let now = state.now;
+    let cache = &state.caches.remote_jwks;
     let cached = cache.get(uri);
     let parse = |text: &str| {
         state
+            .caches
             .client_keys
             .get_or_parse(&client.id, &client.assertion_alg, text, now)
     };

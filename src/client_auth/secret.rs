@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use quick_cache::sync::Cache;
 
-use crate::app::AppState;
+use super::Context;
 use crate::error::OAuthError;
 use crate::model::AuthMethod;
 use crate::secret::{constant_time_eq, sha256, verify_secret};
@@ -74,22 +74,25 @@ impl VerifiedSecrets {
 }
 
 pub async fn check(
-    state: &AppState,
+    state: &Context<'_>,
     client: Option<Client>,
     presented: &str,
     method: AuthMethod,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let digest = sha256(presented.as_bytes());
-    let now = state.clock.now();
+    let now = state.now;
     let phc = client
         .as_ref()
         .and_then(|c| c.secret_hash.clone())
         // An unknown client is verified against a dummy hash of the same
         // profile, so that it and a wrong secret take the same time.
-        .unwrap_or_else(|| state.dummy_hashes.client_secret.clone());
-    let cached = client
-        .as_ref()
-        .is_some_and(|c| state.verified_secrets.remembered(&c.id, &phc, &digest, now));
+        .unwrap_or_else(|| state.dummy_secret_hash.to_string());
+    let cached = client.as_ref().is_some_and(|c| {
+        state
+            .caches
+            .verified_secrets
+            .remembered(&c.id, &phc, &digest, now)
+    });
     let ok = if cached {
         true
     } else {
@@ -101,7 +104,10 @@ pub async fn check(
             .map_err(OAuthError::server_error)?;
         if verified {
             if let Some(c) = &client {
-                state.verified_secrets.remember(&c.id, &phc, digest, now);
+                state
+                    .caches
+                    .verified_secrets
+                    .remember(&c.id, &phc, digest, now);
             }
         }
         verified

@@ -24,7 +24,7 @@ pub async fn introspect(
     // has no credential, so it may not introspect.
     let address = crate::http::cookies::address(&req);
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
-    let auth = client_auth::authenticate(&state, &credentials).await?;
+    let auth = client_auth::authenticate(&state.auth_context(), &credentials).await?;
     if auth.method == AuthMethod::None {
         return Err(OAuthError::invalid_client());
     }

@@ -21,7 +21,7 @@ pub async fn revoke(
     // with `client_id`, RFC 6749 §2.3 `none`).
     let address = crate::http::cookies::address(&req);
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
-    let auth = client_auth::authenticate(&state, &credentials).await?;
+    let auth = client_auth::authenticate(&state.auth_context(), &credentials).await?;
     // RFC 7009 §2.1: `token` is required; `token_type_hint` is optional. A
     // refused request still spends its client assertion (RFC 7523 §3 item 7).
     let job = form

@@ -36,7 +36,7 @@ pub async fn token(
         return Err(crate::limits::too_many());
     }
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
-    let auth = client_auth::authenticate(&state, &credentials).await?;
+    let auth = client_auth::authenticate(&state.auth_context(), &credentials).await?;
     // A public client's id is no secret: anyone can claim it, so its budget
     // is kept per address, not per id (else anyone could exhaust it).
     let bucket = match auth.method {
