@@ -33,6 +33,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Write the throttled-login bursts that ended by `now` (see
+    /// `login::flush_throttled`).
+    pub async fn flush_throttled(&self, now: i64) -> Result<usize, crate::store::StoreError> {
+        crate::login::flush_throttled(&self.store, &self.throttled_logins, now).await
+    }
+
     /// What client authentication needs, for one request.
     pub fn auth_context(&self) -> crate::client_auth::Context<'_> {
         crate::client_auth::Context {

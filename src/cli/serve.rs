@@ -69,7 +69,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
         tracing::info!(issuer = %state.settings.issuer, %addr, "deputy serving");
         let served = server.await.map_err(|e| format!("server failed: {e}"));
         // Bursts of throttled logins still open go to the audit trail now.
-        if let Err(e) = crate::login::flush_throttled(&state, i64::MAX).await {
+        if let Err(e) = state.flush_throttled(i64::MAX).await {
             tracing::warn!(error = %e, "cannot record throttled logins at shutdown");
         }
         served
@@ -85,7 +85,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         loop {
             tick.tick().await;
             rounds += 1;
-            if let Err(e) = crate::login::flush_throttled(&state, state.clock.now()).await {
+            if let Err(e) = state.flush_throttled(state.clock.now()).await {
                 tracing::warn!(error = %e, "cannot record throttled logins");
             }
             let keys = state.keys.clone();

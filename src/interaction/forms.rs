@@ -83,7 +83,15 @@ pub async fn login(
     let username = form.username.chars().take(128).collect::<String>();
     let now = state.clock.now();
     let address = browser.address;
-    let user = match crate::login::check_password(state, &username, form.password, address).await? {
+    let checked = crate::login::check_password(
+        &state.store,
+        &state.throttle,
+        &state.dummy_hashes.password,
+        now,
+        (&username, form.password, address),
+    )
+    .await?;
+    let user = match checked {
         Ok(u) => u,
         Err(LoginFailure::Throttled(wait)) => {
             // Not one audit row per attempt: the attempt joins its burst,

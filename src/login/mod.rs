@@ -5,7 +5,6 @@
 pub mod throttle;
 pub mod throttled;
 
-use crate::app::AppState;
 use crate::error::OAuthError;
 use crate::secret::{random_token, sha256_b64, verify_secret};
 use crate::store::sessions::Session;
@@ -83,33 +82,32 @@ pub enum LoginFailure {
 /// Check a username and password. Unknown users are verified against a dummy
 /// hash so that both failures take the same time.
 pub async fn check_password(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    address: &str,
+    store: &Store,
+    throttle: &throttle::Throttle,
+    dummy_password_hash: &str,
+    now: i64,
+    (username, password, address): (&str, &str, &str),
 ) -> Result<Result<User, LoginFailure>, OAuthError> {
-    let now = state.clock.now();
     // The attempt is counted before the (slow) verification, atomically with
     // the check, so parallel guesses cannot slip past the throttle.
-    if let Err(wait) = state.throttle.reserve(username, address, now) {
+    if let Err(wait) = throttle.reserve(username, address, now) {
         return Ok(Err(LoginFailure::Throttled(wait)));
     }
     let name = username.to_string();
-    let user = state
-        .store
+    let user = store
         .read(move |c| crate::store::users::by_username(c, &name))
         .await?;
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hashes.password.clone());
+        .unwrap_or_else(|| dummy_password_hash.to_string());
     let pw = password.to_string();
     let ok = actix_web::web::block(move || verify_secret(&pw, &hash))
         .await
         .map_err(OAuthError::server_error)?;
     match user {
         Some(u) if ok && u.disabled_at.is_none() => {
-            state.throttle.settle_success(username, address, now);
+            throttle.settle_success(username, address, now);
             Ok(Ok(u))
         }
         // Already counted by the reservation.
@@ -123,10 +121,11 @@ pub async fn check_password(
 /// burst) at shutdown. Bursts a failed write did not record are kept for the
 /// next call.
 pub async fn flush_throttled(
-    state: &AppState,
+    store: &Store,
+    throttled: &throttled::ThrottledLogins,
     now: i64,
 ) -> Result<usize, crate::store::StoreError> {
-    let due = state.throttled_logins.take_due(now);
+    let due = throttled.take_due(now);
     if due.dropped > 0 {
         tracing::warn!(
             attempts = due.dropped,
@@ -138,8 +137,7 @@ pub async fn flush_throttled(
     }
     let events: Vec<_> = due.bursts.iter().map(|b| b.event()).collect();
     let n = events.len();
-    let written = state
-        .store
+    let written = store
         .write(move |c| {
             for e in &events {
                 crate::store::audit::insert(c, e)?;
@@ -150,7 +148,7 @@ pub async fn flush_throttled(
     match written {
         Ok(()) => Ok(n),
         Err(e) => {
-            state.throttled_logins.put_back(due.bursts);
+            throttled.put_back(due.bursts);
             Err(e)
         }
     }

@@ -381,20 +381,10 @@ async fn throttled_logins_are_one_audit_event_per_burst() {
     );
     // Before the quiet period has passed: nothing yet.
     env.clock.advance(9);
-    assert_eq!(
-        deputy::login::flush_throttled(&env.state, last + 9)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(env.state.flush_throttled(last + 9).await.unwrap(), 0);
     assert!(throttled_events(&env).await.is_empty());
     env.clock.advance(1);
-    assert_eq!(
-        deputy::login::flush_throttled(&env.state, last + 10)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(env.state.flush_throttled(last + 10).await.unwrap(), 1);
     assert_eq!(
         throttled_events(&env).await,
         vec![(
@@ -405,12 +395,7 @@ async fn throttled_logins_are_one_audit_event_per_burst() {
         )]
     );
     // Flushed once: a later flush writes nothing more.
-    assert_eq!(
-        deputy::login::flush_throttled(&env.state, last + 100)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(env.state.flush_throttled(last + 100).await.unwrap(), 0);
 }
 
 #[actix_web::test]
@@ -439,9 +424,7 @@ async fn throttled_unknown_names_are_one_burst_without_the_name() {
         assert_eq!(s.status().as_u16(), 429);
     }
     assert_eq!(
-        deputy::login::flush_throttled(&env.state, T0 + QUIET_PERIOD)
-            .await
-            .unwrap(),
+        env.state.flush_throttled(T0 + QUIET_PERIOD).await.unwrap(),
         1
     );
     let events = throttled_events(&env).await;
