@@ -333,4 +333,38 @@ mod tests {
         let f = toml_file("unknown.toml", "colour = \"blue\"\n");
         assert_eq!(src.file(&f).unwrap_err().setting, "colour");
     }
+
+    #[test]
+    fn load_orders_file_env_flags_then_validates() {
+        let f = toml_file(
+            "layers.toml",
+            "issuer = \"http://file.example\"\ncode_ttl = 90\nworkers = 3\n",
+        );
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let s = Settings::load(Some(&f), env(&[]), &[]).unwrap();
+        assert_eq!(
+            (s.issuer.as_str(), s.code_ttl, s.workers),
+            ("http://file.example", 90, 3)
+        );
+        let vars = env(&[
+            ("DEPUTY_ISSUER", "http://env.example"),
+            ("DEPUTY_WORKERS", "4"),
+        ]);
+        let s = Settings::load(Some(&f), vars.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.issuer.as_str(), s.code_ttl, s.workers),
+            ("http://env.example", 90, 4)
+        );
+        let s =
+            Settings::load(Some(&f), vars.clone(), &[("issuer", "http://flag.example")]).unwrap();
+        assert_eq!((s.issuer.as_str(), s.workers), ("http://flag.example", 4));
+        // Validation sees the result of every source.
+        let e = Settings::load(Some(&f), vars, &[("issuer", "http://flag.example/")]);
+        assert_eq!(e.unwrap_err().setting, "issuer");
+    }
 }

@@ -193,3 +193,196 @@ impl<'de, 'a, I: Iterator<Item = (&'a str, &'a Value)>> MapAccess<'de> for Entri
             .map_err(|e| at(key, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogFormat;
+
+    fn file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("deputy-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f
+    }
+
+    fn from_file(name: &str, text: &str) -> Result<Settings, ConfigError> {
+        let mut sources = Sources::default();
+        sources.file(&file(name, text))?;
+        sources.settings()
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn typed_toml_values_are_used_as_they_are() {
+        let s = from_file(
+            "typed.toml",
+            "access_token_ttl = 120\nallow_loopback_jwks_uri = true\nworkers = 8\n\
+             log_format = \"json\"\ndatabase = \"/var/lib/deputy/d.db\"\nrate_limit_login = 0\n",
+        )
+        .unwrap();
+        assert_eq!(s.access_token_ttl, 120);
+        assert!(s.allow_loopback_jwks_uri);
+        assert_eq!(s.workers, 8);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.database, Path::new("/var/lib/deputy/d.db"));
+        assert_eq!(s.rate_limit_login, 0);
+    }
+
+    #[test]
+    fn toml_strings_and_numbers_mean_what_they_always_did() {
+        // Quoted numbers and words for booleans are read like env text.
+        let s = from_file(
+            "quoted.toml",
+            "access_token_ttl = \"120\"\ncode_ttl = \" 90 \"\nallow_loopback_jwks_uri = \"yes\"\n\
+             workers = \"4\"\n",
+        )
+        .unwrap();
+        assert_eq!((s.access_token_ttl, s.code_ttl, s.workers), (120, 90, 4));
+        assert!(s.allow_loopback_jwks_uri);
+        // Integers for text and booleans, as their text.
+        let s = from_file(
+            "numbers.toml",
+            "allow_loopback_jwks_uri = 1\nlog_level = 3\n",
+        )
+        .unwrap();
+        assert!(s.allow_loopback_jwks_uri);
+        assert_eq!(s.log_level, "3");
+        for (text, message) in [
+            (
+                "access_token_ttl = 1.5",
+                "setting `access_token_ttl`: must be a string, integer or boolean",
+            ),
+            (
+                "colour = [1]",
+                "setting `colour`: must be a string, integer or boolean",
+            ),
+            (
+                "access_token_ttl = true",
+                "setting `access_token_ttl`: `true` is not a whole number of seconds",
+            ),
+            (
+                "access_token_ttl = -5",
+                "setting `access_token_ttl`: must be between 1 and 315360000 seconds",
+            ),
+            (
+                "workers = 257",
+                "setting `workers`: must be a number from 0 to 256",
+            ),
+            (
+                "allow_loopback_jwks_uri = 2",
+                "setting `allow_loopback_jwks_uri`: must be true or false",
+            ),
+            (
+                "log_format = 1",
+                "setting `log_format`: must be `text` or `json`",
+            ),
+            ("nope = 1", "setting `nope`: unknown setting"),
+        ] {
+            let e = from_file("bad.toml", text).unwrap_err();
+            assert_eq!(e.to_string(), message, "{text}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_flag_overrides_env() {
+        let f = file(
+            "layers.toml",
+            "issuer = \"http://file.example\"\nclock_skew = 1\nsession_ttl = 2\n",
+        );
+        let mut sources = Sources::default();
+        sources.file(&f).unwrap();
+        sources
+            .env(vars(&[
+                ("DEPUTY_CLOCK_SKEW", "10"),
+                ("DEPUTY_ISSUER", "http://env.example"),
+            ]))
+            .unwrap();
+        sources.set("issuer", "http://flag.example").unwrap();
+        let s = sources.settings().unwrap();
+        assert_eq!(s.issuer, "http://flag.example");
+        assert_eq!((s.clock_skew, s.session_ttl), (10, 2));
+    }
+
+    #[test]
+    fn a_bad_value_stops_start_up_even_when_overridden() {
+        let f = file("overridden.toml", "code_ttl = \"soon\"\n");
+        let e = Settings::load(Some(&f), vars(&[("DEPUTY_CODE_TTL", "60")]), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "setting `code_ttl`: `soon` is not a whole number of seconds"
+        );
+        let e = Settings::load(
+            None,
+            vars(&[("DEPUTY_WORKERS", "many")]),
+            &[("workers", "2")],
+        );
+        assert_eq!(e.unwrap_err().setting, "workers");
+    }
+
+    /// The field names and default values as `Debug` prints them: the struct
+    /// itself, independently of serde.
+    fn debug_fields() -> Vec<(String, String)> {
+        format!("{:#?}", Settings::default())
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| {
+                let v = v.trim_end_matches(',');
+                let v = match v.strip_prefix('"') {
+                    Some(quoted) => quoted.trim_end_matches('"').to_string(),
+                    None => v.to_lowercase(), // `Text` is written `text`
+                };
+                (k.to_string(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_keys_are_the_struct_fields() {
+        let fields: Vec<String> = debug_fields().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            fields,
+            keys(),
+            "a field that is no setting, or a key that is no field"
+        );
+        assert!(keys().contains(&"auth_failure_window"));
+    }
+
+    #[test]
+    fn every_setting_is_settable_from_text() {
+        // Each default, given back as a variable's text, reads as itself.
+        let fields = debug_fields();
+        let env: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (format!("DEPUTY_{}", k.to_uppercase()), v.clone()))
+            .collect();
+        let mut sources = Sources::default();
+        sources.env(env).unwrap();
+        let s = sources.settings().unwrap();
+        assert_eq!(format!("{s:?}"), format!("{:?}", Settings::default()));
+        assert_eq!(sources.values.len(), fields.len());
+    }
+
+    #[test]
+    fn the_readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## ")
+            .find(|s| s.starts_with("Configuration"))
+            .unwrap();
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert_eq!(documented, keys());
+    }
+}

@@ -252,3 +252,99 @@ where
 
     d.deserialize_any(Whole(PhantomData))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::with;
+
+    #[test]
+    fn text_values_keep_their_messages() {
+        for (key, value, message) in [
+            (
+                "code_ttl",
+                "soon",
+                "`soon` is not a whole number of seconds",
+            ),
+            (
+                "code_ttl",
+                " 1.5",
+                "` 1.5` is not a whole number of seconds",
+            ),
+            ("code_ttl", "0", "must be between 1 and 315360000 seconds"),
+            (
+                "refresh_grace",
+                "-1",
+                "must be between 0 and 315360000 seconds",
+            ),
+            (
+                "clock_skew",
+                "315360001",
+                "must be between 0 and 315360000 seconds",
+            ),
+            ("workers", "257", "must be a number from 0 to 256"),
+            ("workers", "-1", "must be a number from 0 to 256"),
+            (
+                "rate_limit_login",
+                "fast",
+                "must be a whole number of requests per second (0 = no limit)",
+            ),
+            (
+                "rate_limit_client",
+                "4294967296",
+                "must be a whole number of requests per second (0 = no limit)",
+            ),
+            (
+                "auth_failure_limit",
+                "-1",
+                "must be a whole number of failures (0 = no limit)",
+            ),
+            ("log_format", "xml", "must be `text` or `json`"),
+            ("log_format", "JSON", "must be `text` or `json`"),
+            ("allow_loopback_jwks_uri", "maybe", "must be true or false"),
+            ("allow_loopback_jwks_uri", "TRUE", "must be true or false"),
+        ] {
+            let e = with(&[(key, value)]).unwrap_err();
+            assert_eq!(e.setting, key);
+            assert_eq!(e.message, message, "{key} = {value:?}");
+        }
+    }
+
+    #[test]
+    fn text_values_that_are_accepted() {
+        let s = with(&[
+            ("code_ttl", " 60 "),
+            ("refresh_grace", "+0"),
+            ("clock_skew", "315360000"),
+            ("workers", "256"),
+            ("rate_limit_client", "4294967295"),
+            ("log_format", "json"),
+            ("allow_loopback_jwks_uri", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.code_ttl, s.refresh_grace, s.clock_skew),
+            (60, 0, MAX_SECONDS)
+        );
+        assert_eq!((s.workers, s.rate_limit_client), (256, u32::MAX));
+        assert!(s.allow_loopback_jwks_uri);
+        for (word, yes) in [
+            ("1", true),
+            ("true", true),
+            ("0", false),
+            ("no", false),
+            ("false", false),
+        ] {
+            let s = with(&[("allow_loopback_jwks_uri", word)]).unwrap();
+            assert_eq!(s.allow_loopback_jwks_uri, yes, "{word}");
+        }
+    }
+
+    #[test]
+    fn enum_words_are_listed() {
+        let e = <Unusable as de::Error>::unknown_variant("x", &["a", "b", "c"]);
+        assert_eq!(e.0, "must be `a`, `b` or `c`");
+        let e = <Unusable as de::Error>::unknown_variant("x", &["a"]);
+        assert_eq!(e.0, "must be `a`");
+    }
+}
