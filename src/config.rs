@@ -1,13 +1,20 @@
 //! Settings: defaults, then `deputy.toml` (`--config`), then `DEPUTY_*`
-//! environment variables, then command-line flags. Every source goes through
-//! `Settings::apply`, so an unknown key or a bad value is reported the same way:
-//! one line naming the setting.
+//! environment variables, then command-line flags (`sources`), deserialized
+//! into `Settings` by serde, then `validate`d. An unknown key or a bad value
+//! is reported the same way from every source: one line naming the setting.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
+mod sources;
 mod validate;
+mod values;
+
+pub use sources::Sources;
+use values::Seconds;
 
 /// A setting that could not be used; printed as one line and start-up stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,63 +38,101 @@ fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// All settings, with their defaults. Durations are in seconds.
-#[derive(Debug, Clone)]
+/// All settings. Each is written once, here: its key is the field name (in
+/// the file, and upper case after `DEPUTY_`), its type and kind say what it
+/// accepts, its default is in `impl Default`. Durations are whole seconds up
+/// to ten years.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Issuer identifier (RFC 8414 §2); also the base of every endpoint URL.
+    /// Issuer identifier (RFC 8414 §2) and base of every endpoint URL, kept as
+    /// written: `validate` refuses what it would have to rewrite, since it is
+    /// published and compared exactly (§3.3). Default `http://127.0.0.1:8080`.
     pub issuer: String,
-    /// Address the HTTP server binds.
+    /// Address the HTTP server binds, host:port. Default `127.0.0.1:8080`.
     pub bind: String,
-    /// SQLite database file.
+    /// SQLite database file; must not be empty. Default `data/deputy.db`.
     pub database: PathBuf,
-    /// Directory of signing keys (PKCS#8 PEM plus metadata).
+    /// Directory of signing keys (PKCS#8 PEM plus metadata); must not be
+    /// empty. Default `keys`.
     pub keys_dir: PathBuf,
+    /// Access token lifetime, seconds (at least 1). Default 300.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub access_token_ttl: i64,
+    /// ID token lifetime, seconds (at least 1). Default 300.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub id_token_ttl: i64,
+    /// Authorization code lifetime, seconds (at least 1). Default 60.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub code_ttl: i64,
-    /// A refresh token unused this long is dead.
+    /// A refresh token unused this long is dead, seconds (at least 1).
+    /// Default 1209600 (14 days).
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub refresh_idle_ttl: i64,
-    /// A refresh family dies this long after the original sign-in, rotated or not.
+    /// A refresh family dies this long after the original sign-in, rotated or
+    /// not, seconds (at least 1, not below `refresh_idle_ttl`). Default 2592000 (30 days).
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub refresh_absolute_ttl: i64,
     /// Seconds during which the same client re-presenting a just-rotated refresh
     /// token gets the same successor again instead of a reuse alarm (0 = strict).
+    /// Default 5.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
     pub refresh_grace: i64,
-    /// A client assertion's `exp` may be at most this far ahead (RFC 7523 §3).
+    /// A client assertion's `exp` may be at most this far ahead (RFC 7523 §3),
+    /// seconds (at least 1). Default 3600.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub assertion_max_age: i64,
-    /// Tolerance for `exp`, `iat` and `nbf` checks.
+    /// Tolerance for `exp`, `iat` and `nbf` checks, seconds. Default 30.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
     pub clock_skew: i64,
-    /// `Cache-Control: max-age` of the JWKS.
+    /// `Cache-Control: max-age` of the JWKS, seconds. Default 300.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
     pub jwks_max_age: i64,
-    /// A rotated key is published this long before it signs anything.
+    /// A rotated key is published this long before it signs anything, seconds
+    /// (longer than `jwks_max_age`). Default 900.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
     pub key_prepublish: i64,
-    /// Lifetime of a login session cookie.
+    /// Lifetime of a login session cookie, seconds (at least 1). Default 28800 (8 hours).
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub session_ttl: i64,
+    /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
-    /// tracing filter, e.g. `info` or `deputy=debug`.
+    /// tracing filter, e.g. `info` or `deputy=debug`; must not be empty. Default `info`.
     pub log_level: String,
     /// Development only: outbound fetches (clients' JWKS URIs) may reach
     /// loopback addresses, and use `http` to a loopback host
     /// (`crate::fetch::Policy`; meant to become `allow_loopback_fetch`).
+    /// `true`/`1`/`yes` or `false`/`0`/`no`. Default false.
     pub allow_loopback_jwks_uri: bool,
-    /// HTTP worker threads (0 = one per core).
+    /// HTTP worker threads, 0 to 256 (0 = one per core). Default 0.
+    #[serde(deserialize_with = "values::workers")]
     pub workers: usize,
-    /// Token-endpoint requests per second per authenticated client (0 = no limit).
+    /// Token-endpoint requests per second per authenticated client (0 = no
+    /// limit). Default 10000.
+    #[serde(deserialize_with = "values::per_second")]
     pub rate_limit_client: u32,
     /// Token-endpoint requests per second per remote address (0 = no limit).
+    /// Default 20000.
+    #[serde(deserialize_with = "values::per_second")]
     pub rate_limit_address: u32,
-    /// Login form posts per second per remote address (0 = no limit).
+    /// Login form posts per second per remote address (0 = no limit). Default 100.
+    #[serde(deserialize_with = "values::per_second")]
     pub rate_limit_login: u32,
     /// Failed client authentications allowed per client id and per remote
     /// address within `auth_failure_window`; further failures are 429
-    /// (0 = no budget).
+    /// (0 = no budget). Default 20.
+    #[serde(deserialize_with = "values::failures")]
     pub auth_failure_limit: u32,
-    /// The window of `auth_failure_limit`, seconds.
+    /// The window of `auth_failure_limit`, seconds (at least 1). Default 10.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
     pub auth_failure_window: i64,
 }
 
@@ -122,158 +167,30 @@ impl Default for Settings {
     }
 }
 
-/// Every key `apply` knows, in the order the README documents them.
-pub const KEYS: &[&str] = &[
-    "issuer",
-    "bind",
-    "database",
-    "keys_dir",
-    "access_token_ttl",
-    "id_token_ttl",
-    "code_ttl",
-    "refresh_idle_ttl",
-    "refresh_absolute_ttl",
-    "refresh_grace",
-    "assertion_max_age",
-    "clock_skew",
-    "jwks_max_age",
-    "key_prepublish",
-    "session_ttl",
-    "log_format",
-    "log_level",
-    "allow_loopback_jwks_uri",
-    "workers",
-    "rate_limit_client",
-    "rate_limit_address",
-    "rate_limit_login",
-    "auth_failure_limit",
-    "auth_failure_window",
-];
-
-fn seconds(key: &str, v: &str, min: i64) -> Result<i64, ConfigError> {
-    let n: i64 = v
-        .trim()
-        .parse()
-        .map_err(|_| bad(key, format!("`{v}` is not a whole number of seconds")))?;
-    if n < min || n > 10 * 365 * 24 * 3600 {
-        return Err(bad(
-            key,
-            format!("must be between {min} and 315360000 seconds"),
-        ));
-    }
-    Ok(n)
-}
-
 impl Settings {
-    /// Set one key from its textual value.
-    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        match key {
-            // Kept as written: the issuer is published and compared exactly
-            // (RFC 8414 §3.3), so `validate` refuses what it would have to rewrite.
-            "issuer" => self.issuer = value.to_string(),
-            "bind" => self.bind = value.to_string(),
-            "database" => self.database = PathBuf::from(value),
-            "keys_dir" => self.keys_dir = PathBuf::from(value),
-            "access_token_ttl" => self.access_token_ttl = seconds(key, value, 1)?,
-            "id_token_ttl" => self.id_token_ttl = seconds(key, value, 1)?,
-            "code_ttl" => self.code_ttl = seconds(key, value, 1)?,
-            "refresh_idle_ttl" => self.refresh_idle_ttl = seconds(key, value, 1)?,
-            "refresh_absolute_ttl" => self.refresh_absolute_ttl = seconds(key, value, 1)?,
-            "refresh_grace" => self.refresh_grace = seconds(key, value, 0)?,
-            "assertion_max_age" => self.assertion_max_age = seconds(key, value, 1)?,
-            "clock_skew" => self.clock_skew = seconds(key, value, 0)?,
-            "jwks_max_age" => self.jwks_max_age = seconds(key, value, 0)?,
-            "key_prepublish" => self.key_prepublish = seconds(key, value, 0)?,
-            "session_ttl" => self.session_ttl = seconds(key, value, 1)?,
-            "log_format" => {
-                self.log_format = match value {
-                    "text" => LogFormat::Text,
-                    "json" => LogFormat::Json,
-                    _ => return Err(bad(key, "must be `text` or `json`")),
-                }
-            }
-            "log_level" => self.log_level = value.to_string(),
-            "allow_loopback_jwks_uri" => {
-                self.allow_loopback_jwks_uri = match value {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(bad(key, "must be true or false")),
-                }
-            }
-            "workers" => {
-                self.workers = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n <= 256)
-                    .ok_or_else(|| bad(key, "must be a number from 0 to 256"))?
-            }
-            "rate_limit_client" | "rate_limit_address" | "rate_limit_login" => {
-                let n: u32 = value.trim().parse().map_err(|_| {
-                    bad(
-                        key,
-                        "must be a whole number of requests per second (0 = no limit)",
-                    )
-                })?;
-                match key {
-                    "rate_limit_client" => self.rate_limit_client = n,
-                    "rate_limit_address" => self.rate_limit_address = n,
-                    _ => self.rate_limit_login = n,
-                }
-            }
-            "auth_failure_limit" => {
-                self.auth_failure_limit = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad(key, "must be a whole number of failures (0 = no limit)"))?
-            }
-            "auth_failure_window" => self.auth_failure_window = seconds(key, value, 1)?,
-            _ => return Err(bad(key, "unknown setting")),
-        }
-        Ok(())
+    /// Every setting's key, in field order (taken from the struct by serde).
+    pub fn keys() -> &'static [&'static str] {
+        sources::keys()
     }
 
-    /// Apply a TOML file whose top-level keys are setting names.
-    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            bad(
-                "config",
-                format!("{} is not valid TOML: {}", path.display(), e.message()),
-            )
-        })?;
-        for (key, value) in table {
-            let text = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                _ => return Err(bad(&key, "must be a string, integer or boolean")),
-            };
-            self.apply(&key, &text)?;
-        }
-        Ok(())
-    }
-
-    /// Apply `DEPUTY_<KEY>` variables from the given environment.
-    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
-        &mut self,
+    /// Defaults, then the TOML file, then `DEPUTY_*` variables, then flags
+    /// (key, text); validated once at the end.
+    pub fn load<I: IntoIterator<Item = (String, String)>>(
+        file: Option<&Path>,
         vars: I,
-    ) -> Result<(), ConfigError> {
-        for (name, value) in vars {
-            let Some(rest) = name.strip_prefix("DEPUTY_") else {
-                continue;
-            };
-            let key = rest.to_ascii_lowercase();
-            if key == "config" {
-                continue; // read by the CLI to find the file
-            }
-            if !KEYS.contains(&key.as_str()) {
-                return Err(bad(&name, "unknown setting"));
-            }
-            self.apply(&key, &value)?;
+        flags: &[(&str, &str)],
+    ) -> Result<Settings, ConfigError> {
+        let mut sources = Sources::default();
+        if let Some(file) = file {
+            sources.file(file)?;
         }
-        Ok(())
+        sources.env(vars)?;
+        for (key, value) in flags {
+            sources.set(key, value)?;
+        }
+        let settings = sources.settings()?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -320,6 +237,15 @@ pub fn ensure_writable_dir(setting: &str, dir: &Path) -> Result<(), ConfigError>
 mod tests {
     use super::*;
 
+    /// Defaults with textual values (as flags give them) on top.
+    pub(super) fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut sources = Sources::default();
+        for (key, value) in pairs {
+            sources.set(key, value)?;
+        }
+        sources.settings()
+    }
+
     #[test]
     fn defaults_are_valid() {
         let s = Settings::default();
@@ -332,73 +258,113 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_setting() {
-        let mut s = Settings::default();
-        let e = s.apply("acces_token_ttl", "5").unwrap_err();
+        let e = with(&[("acces_token_ttl", "5")]).unwrap_err();
         assert_eq!(e.setting, "acces_token_ttl");
         assert_eq!(e.to_string(), "setting `acces_token_ttl`: unknown setting");
     }
 
     #[test]
     fn env_overrides_and_unknown_env_is_refused() {
-        let mut s = Settings::default();
-        s.apply_env(vec![
+        let mut src = Sources::default();
+        src.env(vec![
             ("DEPUTY_ACCESS_TOKEN_TTL".to_string(), "60".to_string()),
             ("HOME".to_string(), "/root".to_string()),
+            ("DEPUTY_CONFIG".to_string(), "/nowhere.toml".to_string()),
         ])
         .unwrap();
-        assert_eq!(s.access_token_ttl, 60);
-        let e = s
-            .apply_env(vec![("DEPUTY_NOPE".to_string(), "1".to_string())])
+        assert_eq!(src.settings().unwrap().access_token_ttl, 60);
+        let e = src
+            .env(vec![("DEPUTY_NOPE".to_string(), "1".to_string())])
             .unwrap_err();
         assert_eq!(e.setting, "DEPUTY_NOPE");
+        assert_eq!(e.to_string(), "setting `DEPUTY_NOPE`: unknown setting");
     }
 
     #[test]
     fn non_numeric_ttl_is_refused() {
-        let mut s = Settings::default();
-        assert_eq!(s.apply("code_ttl", "soon").unwrap_err().setting, "code_ttl");
-        assert_eq!(s.apply("code_ttl", "0").unwrap_err().setting, "code_ttl");
-        s.apply("refresh_grace", "0").unwrap();
+        assert_eq!(
+            with(&[("code_ttl", "soon")]).unwrap_err().setting,
+            "code_ttl"
+        );
+        assert_eq!(with(&[("code_ttl", "0")]).unwrap_err().setting, "code_ttl");
+        with(&[("refresh_grace", "0")]).unwrap();
     }
 
     #[test]
     fn auth_failure_budget_settings() {
-        let mut s = Settings::default();
+        let s = Settings::default();
         assert_eq!((s.auth_failure_limit, s.auth_failure_window), (20, 10));
-        s.apply("auth_failure_limit", "0").unwrap();
-        s.apply("auth_failure_window", "60").unwrap();
+        let s = with(&[("auth_failure_limit", "0"), ("auth_failure_window", "60")]).unwrap();
         assert_eq!((s.auth_failure_limit, s.auth_failure_window), (0, 60));
         for (k, v) in [
             ("auth_failure_limit", "-1"),
             ("auth_failure_limit", "many"),
             ("auth_failure_window", "0"),
         ] {
-            assert_eq!(s.apply(k, v).unwrap_err().setting, k);
+            assert_eq!(with(&[(k, v)]).unwrap_err().setting, k);
         }
     }
 
     #[test]
     fn bad_bind_is_refused() {
-        let mut s = Settings::default();
-        s.apply("bind", "nowhere").unwrap();
+        let s = with(&[("bind", "nowhere")]).unwrap();
         assert_eq!(s.validate().unwrap_err().setting, "bind");
+    }
+
+    fn toml_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("deputy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f
     }
 
     #[test]
     fn toml_file_applies_and_rejects_unknown_keys() {
-        let dir = std::env::temp_dir().join(format!("deputy-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("deputy.toml");
-        std::fs::write(
-            &f,
+        let f = toml_file(
+            "deputy.toml",
             "issuer = \"https://id.example\"\naccess_token_ttl = 120\n",
-        )
-        .unwrap();
-        let mut s = Settings::default();
-        s.apply_file(&f).unwrap();
+        );
+        let mut src = Sources::default();
+        src.file(&f).unwrap();
+        let s = src.settings().unwrap();
         assert_eq!(s.issuer, "https://id.example");
         assert_eq!(s.access_token_ttl, 120);
-        std::fs::write(&f, "colour = \"blue\"\n").unwrap();
-        assert_eq!(s.apply_file(&f).unwrap_err().setting, "colour");
+        let f = toml_file("unknown.toml", "colour = \"blue\"\n");
+        assert_eq!(src.file(&f).unwrap_err().setting, "colour");
+    }
+
+    #[test]
+    fn load_orders_file_env_flags_then_validates() {
+        let f = toml_file(
+            "layers.toml",
+            "issuer = \"http://file.example\"\ncode_ttl = 90\nworkers = 3\n",
+        );
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let s = Settings::load(Some(&f), env(&[]), &[]).unwrap();
+        assert_eq!(
+            (s.issuer.as_str(), s.code_ttl, s.workers),
+            ("http://file.example", 90, 3)
+        );
+        let vars = env(&[
+            ("DEPUTY_ISSUER", "http://env.example"),
+            ("DEPUTY_WORKERS", "4"),
+        ]);
+        let s = Settings::load(Some(&f), vars.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.issuer.as_str(), s.code_ttl, s.workers),
+            ("http://env.example", 90, 4)
+        );
+        let s =
+            Settings::load(Some(&f), vars.clone(), &[("issuer", "http://flag.example")]).unwrap();
+        assert_eq!((s.issuer.as_str(), s.workers), ("http://flag.example", 4));
+        // Validation sees the result of every source.
+        let e = Settings::load(Some(&f), vars, &[("issuer", "http://flag.example/")]);
+        assert_eq!(e.unwrap_err().setting, "issuer");
     }
 }

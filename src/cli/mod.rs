@@ -98,28 +98,22 @@ pub fn usage_error(e: &clap::Error) -> Option<String> {
 /// A command's failure: one line for the user.
 pub type CliResult = Result<(), String>;
 
-/// Defaults, then the file, then DEPUTY_* variables, then flags.
+/// Defaults, then the file, then DEPUTY_* variables, then flags, validated.
 pub fn load_settings(cli: &Cli, flags: &[(&str, Option<&str>)]) -> Result<Settings, String> {
-    let mut s = Settings::default();
     let file = cli
         .config
         .clone()
         .or_else(|| std::env::var_os("DEPUTY_CONFIG").map(PathBuf::from));
-    if let Some(f) = file {
-        s.apply_file(&f).map_err(|e| e.to_string())?;
-    }
-    s.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
     let global = [
         ("database", cli.database.as_deref()),
         ("keys_dir", cli.keys_dir.as_deref()),
     ];
-    for (k, v) in global.iter().chain(flags.iter()) {
-        if let Some(v) = v {
-            s.apply(k, v).map_err(|e| e.to_string())?;
-        }
-    }
-    s.validate().map_err(|e| e.to_string())?;
-    Ok(s)
+    let given: Vec<(&str, &str)> = global
+        .iter()
+        .chain(flags.iter())
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    Settings::load(file.as_deref(), std::env::vars(), &given).map_err(|e| e.to_string())
 }
 
 fn open_db(settings: &Settings) -> Result<rusqlite::Connection, String> {

@@ -1,5 +1,5 @@
 //! Checks that need several settings together, or the shape of a value beyond
-//! what `Settings::apply` parses. Run once after every source was applied, for
+//! what a single value's type accepts. Run once after every source was applied, for
 //! `serve` and for every CLI command alike.
 
 use super::{bad, ConfigError, Settings};
@@ -82,11 +82,10 @@ fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::tests::with;
 
     fn issuer_error(issuer: &str) -> Option<String> {
-        let mut s = Settings::default();
-        s.apply("issuer", issuer).unwrap();
+        let s = with(&[("issuer", issuer)]).unwrap();
         s.validate().err().map(|e| {
             assert_eq!(e.setting, "issuer", "{issuer}: {e}");
             e.message
@@ -129,8 +128,7 @@ mod tests {
             "https://login.example.com:8443",
             "http://[::1]:8080",
         ] {
-            let mut s = Settings::default();
-            s.apply("issuer", good).unwrap();
+            let s = with(&[("issuer", good)]).unwrap();
             assert_eq!(s.validate(), Ok(()), "{good}");
             assert_eq!(s.issuer, good);
         }
@@ -139,8 +137,7 @@ mod tests {
     #[test]
     fn empty_paths_are_refused() {
         for key in ["database", "keys_dir"] {
-            let mut s = Settings::default();
-            s.apply(key, "").unwrap();
+            let s = with(&[(key, "")]).unwrap();
             let e = s.validate().unwrap_err();
             assert_eq!(e.to_string(), format!("setting `{key}`: must not be empty"));
         }
@@ -149,9 +146,7 @@ mod tests {
     #[test]
     fn prepublication_must_outlast_the_jwks_cache() {
         for (max_age, prepublish) in [("1000", "900"), ("300", "300"), ("0", "0")] {
-            let mut s = Settings::default();
-            s.apply("jwks_max_age", max_age).unwrap();
-            s.apply("key_prepublish", prepublish).unwrap();
+            let s = with(&[("jwks_max_age", max_age), ("key_prepublish", prepublish)]).unwrap();
             let e = s.validate().unwrap_err();
             assert_eq!(
                 e.to_string(),
@@ -161,9 +156,7 @@ mod tests {
                 )
             );
         }
-        let mut s = Settings::default();
-        s.apply("jwks_max_age", "0").unwrap();
-        s.apply("key_prepublish", "1").unwrap();
+        let s = with(&[("jwks_max_age", "0"), ("key_prepublish", "1")]).unwrap();
         assert_eq!(s.validate(), Ok(()));
     }
 }

@@ -32,11 +32,12 @@ pub fn temp_dir() -> PathBuf {
 }
 
 pub fn settings_in(dir: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.apply("issuer", ISSUER).unwrap();
-    s.database = dir.join("deputy.db");
-    s.keys_dir = dir.join("keys");
-    s
+    Settings {
+        issuer: ISSUER.to_string(),
+        database: dir.join("deputy.db"),
+        keys_dir: dir.join("keys"),
+        ..Settings::default()
+    }
 }
 
 impl Env {
