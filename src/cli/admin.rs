@@ -89,7 +89,7 @@ pub fn run(cli: &Cli, cmd: &AdminCmd) -> CliResult {
                 a.actor.clone(),
                 a.grant.clone(),
             )
-            .map_err(|_| {
+            .map_err(|_why| {
                 "exactly one of --jti, --sub, --client, --actor, --grant is required (non-empty), or --actor with --sub"
                     .to_string()
             })?;

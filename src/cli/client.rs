@@ -60,8 +60,8 @@ pub struct AddArgs {
 
 /// Redirect URIs: absolute, no fragment (RFC 6749 §3.1.2).
 fn check_redirect_uri(u: &str) -> Result<(), String> {
-    let parsed =
-        url::Url::parse(u).map_err(|_| format!("redirect URI `{u}` is not an absolute URI"))?;
+    let parsed = url::Url::parse(u)
+        .map_err(|_not_a_url| format!("redirect URI `{u}` is not an absolute URI"))?;
     if parsed.fragment().is_some() || u.contains('#') {
         return Err(format!("redirect URI `{u}` must not contain a fragment"));
     }

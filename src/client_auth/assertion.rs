@@ -45,7 +45,7 @@ pub async fn check(
     form_client_id: Option<&str>,
 ) -> Result<AuthenticatedClient, OAuthError> {
     use AssertionRefusal::*;
-    let jws = decode_unverified(assertion).map_err(|_| refuse(Malformed))?;
+    let jws = decode_unverified(assertion).map_err(|_malformed| refuse(Malformed))?;
     let claims = &jws.payload;
     // RFC 7523 §3 items 1 and 2: iss and sub are both the client id.
     let iss = claims

@@ -93,8 +93,8 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
         .ok_or_else(OAuthError::invalid_client)?;
     let raw = STANDARD
         .decode(b64.trim())
-        .map_err(|_| OAuthError::invalid_client())?;
-    let text = String::from_utf8(raw).map_err(|_| OAuthError::invalid_client())?;
+        .map_err(|_unreadable| OAuthError::invalid_client())?;
+    let text = String::from_utf8(raw).map_err(|_unreadable| OAuthError::invalid_client())?;
     let (id, secret) = text
         .split_once(':')
         .ok_or_else(OAuthError::invalid_client)?;
@@ -103,7 +103,7 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
         percent_encoding::percent_decode_str(&plus_fixed)
             .decode_utf8()
             .map(|c| c.into_owned())
-            .map_err(|_| OAuthError::invalid_client())
+            .map_err(|_unreadable| OAuthError::invalid_client())
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
     if id.is_empty() || secret.is_empty() {
@@ -265,7 +265,7 @@ async fn check_presented(
             let client = load_client(state, id).await?;
             secret::check(state, client, secret, AuthMethod::ClientSecretBasic)
                 .await
-                .map_err(|_| OAuthError::invalid_client())
+                .map_err(|_unreadable| OAuthError::invalid_client())
         }
         Presented::Post { id, secret } => {
             let client = load_client(state, id).await?;

@@ -203,15 +203,16 @@ pub(super) fn workers<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error
 
 /// A rate in requests per second (0 = no limit).
 pub(super) fn per_second<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    whole::<u32, D>(d)?.map_err(|_| {
+    whole::<u32, D>(d)?.map_err(|_out_of_range| {
         de::Error::custom("must be a whole number of requests per second (0 = no limit)")
     })
 }
 
 /// A number of failures (0 = no limit).
 pub(super) fn failures<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    whole::<u32, D>(d)?
-        .map_err(|_| de::Error::custom("must be a whole number of failures (0 = no limit)"))
+    whole::<u32, D>(d)?.map_err(|_out_of_range| {
+        de::Error::custom("must be a whole number of failures (0 = no limit)")
+    })
 }
 
 /// A whole number of type `T`: an integer as it is, text trimmed and parsed
@@ -231,7 +232,7 @@ where
         }
 
         fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-            Ok(T::try_from(n).map_err(|_| n.to_string()))
+            Ok(T::try_from(n).map_err(|_out_of_range| n.to_string()))
         }
 
         fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
@@ -242,7 +243,7 @@ where
         }
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-            Ok(s.trim().parse().map_err(|_| s.to_string()))
+            Ok(s.trim().parse().map_err(|_out_of_range| s.to_string()))
         }
 
         fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {

@@ -77,7 +77,7 @@ impl Policy {
     /// The URL policy: what registration accepts and what a fetch starts
     /// from. The addresses behind the host are checked at fetch time.
     pub fn check_url(&self, uri: &str) -> Result<Url, Refusal> {
-        let url = Url::parse(uri).map_err(|_| Refusal::NotAUrl)?;
+        let url = Url::parse(uri).map_err(|_not_a_url| Refusal::NotAUrl)?;
         let host = url.host().ok_or(Refusal::NoHost)?;
         if matches!(&host, Host::Domain(d) if d.is_empty()) {
             return Err(Refusal::NoHost);

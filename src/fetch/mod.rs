@@ -119,7 +119,10 @@ impl Fetcher {
                 .check_ip(ip)
                 .map_err(|why| FetchError::Address { ip, why })?;
         }
-        let _permit = self.permits.try_acquire().map_err(|_| FetchError::Busy)?;
+        let _permit = self
+            .permits
+            .try_acquire()
+            .map_err(|_no_permit_left| FetchError::Busy)?;
         // Dropping the inner future at the deadline drops the client, its
         // pool and the connection with it.
         tokio::time::timeout(self.deadline, self.get(&url, req))

@@ -26,8 +26,9 @@ fn owned(p: &FormParams, name: &str) -> Option<String> {
 fn integer(p: &FormParams, name: &'static str) -> Result<Option<i64>, OAuthError> {
     p.get(name)
         .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| OAuthError::invalid_request(format!("{name} must be an integer")))
+            v.parse::<i64>().map_err(|_not_an_integer_or_json| {
+                OAuthError::invalid_request(format!("{name} must be an integer"))
+            })
         })
         .transpose()
 }
@@ -97,7 +98,7 @@ struct RevokeBody {
 }
 
 pub fn revoke_selector(body: &[u8]) -> Result<Selector, OAuthError> {
-    let b: RevokeBody = serde_json::from_slice(body).map_err(|_| {
+    let b: RevokeBody = serde_json::from_slice(body).map_err(|_not_an_integer_or_json| {
         OAuthError::invalid_request(
             "the body must be a JSON object with one of jti, sub, client_id, actor, grant_id",
         )

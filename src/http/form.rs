@@ -79,7 +79,8 @@ fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_fixed).collect();
-    String::from_utf8(bytes).map_err(|_| OAuthError::invalid_request("parameters must be UTF-8"))
+    String::from_utf8(bytes)
+        .map_err(|_not_utf8| OAuthError::invalid_request("parameters must be UTF-8"))
 }
 
 /// Parse a urlencoded string (a body or a query string).
@@ -101,10 +102,9 @@ fn parse(body: &[u8], keep_repeats: bool) -> Result<FormParams, OAuthError> {
         if pair.is_empty() {
             continue;
         }
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
+        let mut halves = pair.splitn(2, |&b| b == b'=');
+        let k = halves.next().unwrap_or_default();
+        let v = halves.next().unwrap_or_default();
         let key = decode_component(k)?;
         let value = decode_component(v)?;
         // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
@@ -196,8 +196,8 @@ where
     let read = async {
         let mut body = Vec::with_capacity(capacity.min(max));
         while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| OAuthError::invalid_request("unreadable request body"))?;
+            let chunk = chunk
+                .map_err(|_read_failed| OAuthError::invalid_request("unreadable request body"))?;
             if body.len() + chunk.len() > max {
                 return Err(OAuthError::payload_too_large());
             }
@@ -207,7 +207,7 @@ where
     };
     actix_web::rt::time::timeout(BODY_TIMEOUT, read)
         .await
-        .map_err(|_| {
+        .map_err(|_late| {
             OAuthError::invalid_request("the request body did not arrive in time")
                 .with_status(actix_web::http::StatusCode::REQUEST_TIMEOUT)
         })?

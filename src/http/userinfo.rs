@@ -44,7 +44,7 @@ pub async fn userinfo(
         .own_tokens
         .live_access_token(&state.store, now, token)
         .await?
-        .map_err(|_| invalid_token())?
+        .map_err(|_not_live| invalid_token())?
         .record;
     // Token confusion: only tokens addressed to deputy itself are accepted here.
     if record.audience != settings.issuer {

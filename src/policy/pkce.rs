@@ -80,6 +80,10 @@ mod tests {
         assert!(check_challenge(Some(CHALLENGE), None).is_err());
         assert!(check_challenge(None, Some("S256")).is_err());
         assert!(check_challenge(Some("tooshort"), Some("S256")).is_err());
-        assert!(check_challenge(Some(&format!("{}+", &CHALLENGE[..42])), Some("S256")).is_err());
+        assert!(check_challenge(
+            Some(&format!("{}+", CHALLENGE.get(..42).unwrap())),
+            Some("S256")
+        )
+        .is_err());
     }
 }

@@ -243,8 +243,10 @@ impl Store {
             });
             (keep, completion)
         });
-        self.writer.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writer
+            .send(job)
+            .map_err(|_thread_gone| StoreError::Closed)?;
+        rx.await.map_err(|_thread_gone| StoreError::Closed)?
     }
 
     /// Run a read-only query on a reader thread.
@@ -259,8 +261,10 @@ impl Store {
                 catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or(Err(StoreError::Panicked));
             let _ = tx.send(out);
         });
-        self.readers.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.readers
+            .send(job)
+            .map_err(|_thread_gone| StoreError::Closed)?;
+        rx.await.map_err(|_thread_gone| StoreError::Closed)?
     }
 }
 

@@ -53,14 +53,14 @@ impl UnverifiedJws<'_> {
     pub fn verify_with(&self, verifier: &dyn JwsVerifier) -> Result<(), JwsError> {
         verifier
             .verify(self.signing_input.as_bytes(), &self.signature)
-            .map_err(|_| JwsError::BadSignature)
+            .map_err(|_mismatch| JwsError::BadSignature)
     }
 }
 
 fn b64_json(part: &str) -> Result<Map<String, Value>, JwsError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| JwsError::Malformed)?;
+        .map_err(|_not_base64url| JwsError::Malformed)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(JwsError::Malformed),
@@ -80,7 +80,9 @@ pub fn decode_unverified(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
     };
     let header = b64_json(h)?;
     let payload = b64_json(p)?;
-    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwsError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_not_base64url| JwsError::Malformed)?;
     let signing_input = token
         .get(..h.len() + 1 + p.len())
         .ok_or(JwsError::Malformed)?;
@@ -156,7 +158,10 @@ mod tests {
         let shown = format!("{:?}", decode_unverified(&t).unwrap());
         let parts: Vec<&str> = t.split('.').collect();
         assert!(!shown.contains(parts[2]), "{shown}");
-        assert!(!shown.contains(&t[..t.len() - parts[2].len()]), "{shown}");
+        assert!(
+            !shown.contains(t.get(..t.len() - parts[2].len()).unwrap()),
+            "{shown}"
+        );
         assert!(shown.contains("\"sub\""), "the claims are shown: {shown}");
     }
 

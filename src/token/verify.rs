@@ -85,7 +85,7 @@ pub fn verify_own_jwt_ignoring_exp(
     token: &str,
     expected_typ: Option<&str>,
 ) -> Result<VerifiedJwt, OwnTokenError> {
-    let jws = decode_unverified(token).map_err(|_| OwnTokenError::Malformed)?;
+    let jws = decode_unverified(token).map_err(|_malformed| OwnTokenError::Malformed)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, never the token's.
     if jws.alg() != Some("ES256") || jws.header.contains_key("crit") {
         return Err(OwnTokenError::Malformed);
@@ -100,7 +100,7 @@ pub fn verify_own_jwt_ignoring_exp(
         .verifying_key(kid, now, max_jwt_lifetime)
         .ok_or(OwnTokenError::UnknownKey)?;
     jws.verify_with(&key.verifier)
-        .map_err(|_| OwnTokenError::BadSignature)?;
+        .map_err(|_mismatch| OwnTokenError::BadSignature)?;
     if jws.payload.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(OwnTokenError::WrongIssuer);
     }

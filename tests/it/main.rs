@@ -1,6 +1,11 @@
 //! In-process integration tests: one test binary (each file in `tests/` would
 //! link separately, which is slow on small machines).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 mod support;
 
