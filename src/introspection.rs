@@ -8,12 +8,13 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::app::AppState;
 use crate::error::OAuthError;
+use crate::keys::KeyRing;
 use crate::store::resources::ids_for_client;
 use crate::store::tokens::TokenRecord;
+use crate::store::Store;
 use crate::store::StoreError;
-use crate::token::gate::NotLive;
+use crate::token::gate::{NotLive, OwnTokens};
 
 /// RFC 9701 §5: `typ` of the signed introspection response.
 pub const JWT_RESPONSE_TYP: &str = "token-introspection+jwt";
@@ -42,19 +43,19 @@ fn visible_to(
 
 /// The introspection answer for `token`, as `caller_id` may see it.
 pub async fn introspect(
-    state: &AppState,
+    own: &OwnTokens,
+    store: &Store,
+    now: i64,
     caller_id: &str,
     token: &str,
 ) -> Result<Value, OAuthError> {
-    let now = state.clock.now();
     // Only live access tokens deputy signed (RFC 9068 `at+jwt`): garbage,
     // another issuer, a bad signature, an ID token, an expired or revoked
     // token end here. RFC 7662 §2.2: active = issued by us, not revoked, not
     // expired (and, §4, for this caller). The record, not the JWT, decides.
     let caller = caller_id.to_string();
-    let live = state
-        .own_tokens
-        .live_access_token_and(&state.store, now, token, move |c, record| {
+    let live = own
+        .live_access_token_and(store, now, token, move |c, record| {
             visible_to(c, record, &caller)
         })
         .await?;
@@ -66,28 +67,28 @@ pub async fn introspect(
         }
         Err(NotLive::Invalid(reason)) => {
             tracing::debug!(client_id = %caller_id, reason = ?reason, "introspected token not a JWT of ours");
-            return introspect_refresh(state, caller_id, token).await;
+            return introspect_refresh(store, own.issuer(), now, caller_id, token).await;
         }
         Err(_) => return Ok(inactive()),
     };
     tracing::info!(client_id = %caller_id, jti = %record.jti, active = true, "token introspected");
-    active_response(&record, &state.settings.issuer)
+    active_response(&record, own.issuer())
 }
 
 /// Refresh tokens are opaque; only the client they were issued to may
 /// introspect them (RFC 7662 §4).
 async fn introspect_refresh(
-    state: &AppState,
+    store: &Store,
+    issuer: &str,
+    now: i64,
     caller_id: &str,
     token: &str,
 ) -> Result<Value, OAuthError> {
     if token.len() > 512 || token.contains('.') {
         return Ok(inactive());
     }
-    let now = state.clock.now();
     let hash = crate::secret::sha256_b64(token.as_bytes());
-    let found = state
-        .store
+    let found = store
         .read(move |c| {
             let Some(rec) = crate::store::refresh::get(c, &hash)? else {
                 return Ok(None);
@@ -108,7 +109,7 @@ async fn introspect_refresh(
         "scope": rec.scope,
         "client_id": rec.client_id,
         "sub": rec.user_id,
-        "iss": state.settings.issuer,
+        "iss": issuer,
         "exp": rec.idle_expires_at.min(rec.absolute_expires_at),
         "iat": rec.issued_at,
         "jti": rec.jti,
@@ -152,16 +153,17 @@ fn active_response(record: &TokenRecord, issuer: &str) -> Result<Value, OAuthErr
 /// caller (`aud`). It carries no `sub` or `exp` of its own, so it cannot pass
 /// for an access token.
 pub fn signed_response(
-    state: &AppState,
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
     caller_id: &str,
     answer: &Value,
 ) -> Result<String, OAuthError> {
-    let now = state.clock.now();
     let claims = json!({
-        "iss": state.settings.issuer,
+        "iss": issuer,
         "aud": caller_id,
         "iat": now,
         "token_introspection": answer,
     });
-    crate::token::sign(&state.keys.ring(), now, JWT_RESPONSE_TYP, &claims)
+    crate::token::sign(ring, now, JWT_RESPONSE_TYP, &claims)
 }

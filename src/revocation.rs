@@ -8,13 +8,13 @@
 
 use rusqlite::Connection;
 
-use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{SubjectKind, TokenKind};
 use crate::store::tokens::{self, TokenRecord};
 use crate::store::{Outcome, StoreResult};
+use crate::token::gate::OwnTokens;
 
 /// `revoked_reason` written on every token a client's revocation reaches.
 pub const REASON: &str = "revoked_by_client";
@@ -80,12 +80,16 @@ fn revoke_owned(conn: &Connection, jti: &str, caller: &str, now: i64) -> StoreRe
 /// The job that revokes `token` for the authenticated caller in the
 /// request's transaction. It answers `Ok` whether or not anything changed
 /// (RFC 7009 §2.2); only a store failure is an error.
-pub fn revoke(state: &AppState, auth: &AuthenticatedClient, token: &str) -> RequestJob<()> {
-    let now = state.clock.now();
+pub fn revoke(
+    own: &OwnTokens,
+    now: i64,
+    auth: &AuthenticatedClient,
+    token: &str,
+) -> RequestJob<()> {
     let caller = auth.client.id.clone();
     // Only access tokens deputy signed carry a `jti` we can look up; expiry is
     // no obstacle. Anything else is unknown: RFC 7009 §2.2, answered 200.
-    if let Some(jti) = state.own_tokens.known_access_token(now, token) {
+    if let Some(jti) = own.known_access_token(now, token) {
         return Box::new(move |c| {
             let count = revoke_owned(c, &jti, &caller, now)?;
             if count > 0 {

@@ -34,9 +34,18 @@ pub async fn introspect(
     // assertion is spent here, before anything is answered (errors too).
     client_auth::spend(&state.store, &auth).await?;
     let token = form.require("token")?;
-    let answer = introspection::introspect(&state, &auth.client.id, token).await?;
+    let now = state.clock.now();
+    let answer =
+        introspection::introspect(&state.own_tokens, &state.store, now, &auth.client.id, token)
+            .await?;
     if accepts_jwt(&req) {
-        let jwt = introspection::signed_response(&state, &auth.client.id, &answer)?;
+        let jwt = introspection::signed_response(
+            &state.keys.ring(),
+            &state.settings.issuer,
+            now,
+            &auth.client.id,
+            &answer,
+        )?;
         return Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))

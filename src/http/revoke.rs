@@ -28,7 +28,12 @@ pub async fn revoke(
         .require("token")
         .and_then(|token| {
             revocation::check_hint(form.get("token_type_hint"))?;
-            Ok(revocation::revoke(&state, &auth, token))
+            Ok(revocation::revoke(
+                &state.own_tokens,
+                state.clock.now(),
+                &auth,
+                token,
+            ))
         })
         .unwrap_or_else(client_auth::refused);
     client_auth::conclude(&state.store, &auth, job).await?;
