@@ -6,6 +6,7 @@
 //! revocation shows at once. Anything else is the same `{"active": false}`,
 //! never a reason (RFC 7662 §2.2).
 
+use crate::store::Db;
 use serde_json::{json, Map, Value};
 
 use crate::error::OAuthError;
@@ -31,11 +32,7 @@ pub fn inactive() -> Value {
 /// RFC 7662 §4: a caller may learn about a token only when it is the client
 /// the token was issued to, or the token is addressed to it (the audience is
 /// its client id, or a resource registered as that client).
-fn visible_to(
-    conn: &rusqlite::Connection,
-    record: &TokenRecord,
-    caller: &str,
-) -> Result<bool, StoreError> {
+fn visible_to(conn: &dyn Db, record: &TokenRecord, caller: &str) -> Result<bool, StoreError> {
     Ok(record.client_id == caller
         || record.audience == caller
         || ids_for_client(conn, caller)?.contains(&record.audience))

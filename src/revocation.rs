@@ -6,7 +6,7 @@
 //! unknown, garbage, already revoked, another client's — the caller learns
 //! nothing beyond "200" (RFC 7009 §2.2).
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
@@ -60,7 +60,7 @@ fn revoked_event(record: &TokenRecord, count: usize, now: i64) -> AuditEvent {
 /// Inside the write: revoke the token's tree when the caller owns it. Returns
 /// how many tokens changed state (0: not the caller's, unknown, or already
 /// revoked — nothing is written then).
-fn revoke_owned(conn: &Connection, jti: &str, caller: &str, now: i64) -> StoreResult<usize> {
+fn revoke_owned(conn: &dyn Db, jti: &str, caller: &str, now: i64) -> StoreResult<usize> {
     let Some(record) = tokens::get(conn, jti)? else {
         return Ok(0);
     };
@@ -112,13 +112,7 @@ pub fn revoke(
 
 /// RFC 7009 §2.1: revoking a refresh token revokes its whole family and every
 /// token issued from it (RFC 9700 §4.14.2). Unknown strings change nothing.
-fn revoke_refresh(
-    c: &Connection,
-    hash: &str,
-    caller: &str,
-    kind: &str,
-    now: i64,
-) -> StoreResult<()> {
+fn revoke_refresh(c: &dyn Db, hash: &str, caller: &str, kind: &str, now: i64) -> StoreResult<()> {
     let Some(rec) = crate::store::refresh::get(c, hash)? else {
         return Ok(());
     };

@@ -3,6 +3,7 @@
 //! to deputy itself (`aud` = the issuer). Errors follow RFC 6750 §3.1.
 
 use crate::error::{ErrorCode, OAuthError};
+use crate::store::Db;
 use crate::store::Store;
 use crate::token::gate::OwnTokens;
 
@@ -92,7 +93,7 @@ pub async fn authorize(
 /// request body may arrive much later (a slow client holds the connection),
 /// and a revocation or client removal in between must stop the action.
 pub fn still_authorized(
-    conn: &rusqlite::Connection,
+    conn: &dyn Db,
     caller: &AdminCaller,
     now: i64,
 ) -> crate::store::StoreResult<Result<(), OAuthError>> {

@@ -2,7 +2,7 @@
 //! from it goes with it in the caller's transaction, so a client registered
 //! again under the same id inherits nothing.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::json;
 
 use super::{Origin, Selector};
@@ -19,12 +19,7 @@ pub struct Removal {
 }
 
 /// Remove client `id`; `None` when there is no such client (nothing written).
-pub fn remove(
-    conn: &Connection,
-    id: &str,
-    origin: &Origin,
-    now: i64,
-) -> StoreResult<Option<Removal>> {
+pub fn remove(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult<Option<Removal>> {
     let Some(existing) = crate::store::clients::get(conn, id)? else {
         return Ok(None);
     };

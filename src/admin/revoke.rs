@@ -6,7 +6,7 @@
 //! event change together or not at all. Every statement touches only rows not
 //! yet revoked, so the count is "tokens that changed state" and a repeat is 0.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::{json, Map, Value};
 
 use super::{Origin, Selector};
@@ -23,7 +23,7 @@ pub const CONSENT_REASON: &str = "consent_withdrawn";
 /// working, RFC 9700 §4.14.2) and every token issued under it, with
 /// descendants. Returns how many tokens changed state.
 fn revoke_grants(
-    conn: &Connection,
+    conn: &dyn Db,
     grant_ids: &[String],
     now: i64,
     reason: &str,
@@ -36,13 +36,13 @@ fn revoke_grants(
 }
 
 /// The subject as a person, when it is one (for the audit event's `person`).
-fn person(conn: &Connection, id: &str) -> StoreResult<Option<String>> {
+fn person(conn: &dyn Db, id: &str) -> StoreResult<Option<String>> {
     Ok(crate::store::users::by_id(conn, id)?.map(|u| u.id))
 }
 
 /// Revoke what `sel` selects, with cascade, and record who did it.
 /// Returns how many tokens changed state (0 for an unknown selector value).
-pub fn revoke(conn: &Connection, sel: &Selector, origin: &Origin, now: i64) -> StoreResult<usize> {
+pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> StoreResult<usize> {
     // First the grants whose refresh families must die too: a person's or a
     // client's grants, the named grant, and the family of any refresh token
     // among the selected tokens (RFC 7009 §2.1: revoking a refresh token
@@ -129,7 +129,7 @@ pub struct Withdrawal {
 /// of that person for that client, with their refresh families and tokens.
 /// `client_kind` is the client's kind when it is still registered.
 pub fn withdraw_consent(
-    conn: &Connection,
+    conn: &dyn Db,
     user_id: &str,
     client_id: &str,
     client_kind: Option<&str>,

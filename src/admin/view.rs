@@ -2,7 +2,7 @@
 //! descendants, the grant it hangs from) and the audit trail. The same JSON
 //! for the API and the CLI.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::{json, Value};
 
 use crate::audit::AuditEvent;
@@ -69,14 +69,14 @@ fn grant_json(g: &GrantRow) -> Value {
 }
 
 /// `GET /admin/tokens`: the records matching `f`, oldest first.
-pub fn list(conn: &Connection, f: &TokenFilter, now: i64) -> StoreResult<Value> {
+pub fn list(conn: &dyn Db, f: &TokenFilter, now: i64) -> StoreResult<Value> {
     tokens_json(&lineage::list(conn, f, now)?, now)
 }
 
 /// `GET /admin/tokens/{jti}`, `deputy trace`: which person or service, which
 /// chain of actors, which task, what scope, under which rule, granted when.
 /// `None` for an unknown `jti`.
-pub fn trace(conn: &Connection, jti: &str, now: i64) -> StoreResult<Option<Value>> {
+pub fn trace(conn: &dyn Db, jti: &str, now: i64) -> StoreResult<Option<Value>> {
     let Some(token) = crate::store::tokens::get(conn, jti)? else {
         return Ok(None);
     };
@@ -132,7 +132,7 @@ pub fn event_json(e: &AuditEvent) -> Value {
 
 /// `GET /admin/audit`, `deputy audit`: the trail, oldest first (newest last).
 /// `person` is the person's id (a token's `sub`) or their username.
-pub fn audit(conn: &Connection, q: &AuditQuery) -> StoreResult<Value> {
+pub fn audit(conn: &dyn Db, q: &AuditQuery) -> StoreResult<Value> {
     let mut q = q.clone();
     if let Some(p) = &q.person {
         if crate::store::users::by_id(conn, p)?.is_none() {

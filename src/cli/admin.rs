@@ -2,9 +2,8 @@
 //! CLI's own connection, each change in one IMMEDIATE transaction.
 
 use clap::{Args, Subcommand};
-use rusqlite::TransactionBehavior;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::admin::{self, Origin, Selector};
 use crate::store::audit::AuditQuery;
 
@@ -93,18 +92,14 @@ pub fn run(cli: &Cli, cmd: &AdminCmd) -> CliResult {
                 "exactly one of --jti, --sub, --client, --actor, --grant is required (non-empty), or --actor with --sub"
                     .to_string()
             })?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let revoked =
-                admin::revoke::revoke(&tx, &sel, &Origin::Cli, t).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            let revoked = change(&mut conn, |tx| {
+                Ok(Ok(admin::revoke::revoke(tx, &sel, &Origin::Cli, t)?))
+            })?;
             print_json(&serde_json::json!({ "revoked": revoked }));
             Ok(())
         }
         AdminCmd::Trace { jti } => {
-            let trace = admin::view::trace(&conn, jti, t)
-                .map_err(|e| e.to_string())?
+            let trace = read(&mut conn, |c| admin::view::trace(c, jti, t))?
                 .ok_or_else(|| format!("no token `{jti}`"))?;
             print_json(&trace);
             Ok(())
@@ -120,34 +115,31 @@ pub fn run(cli: &Cli, cmd: &AdminCmd) -> CliResult {
                 until: a.until,
                 limit: Some(admin::check_limit(a.limit).map_err(|e| format!("--{e}"))?),
             };
-            print_json(&admin::view::audit(&conn, &q).map_err(|e| e.to_string())?);
+            print_json(&read(&mut conn, |c| admin::view::audit(c, &q))?);
             Ok(())
         }
         AdminCmd::Consent(ConsentCmd::Withdraw { user, client }) => {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let person = crate::store::users::by_username(&tx, user)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user `{user}`"))?;
-            let kind = crate::store::clients::get(&tx, client)
-                .map_err(|e| e.to_string())?
-                .map(|c| c.kind.as_str().to_string());
-            let w = admin::revoke::withdraw_consent(
-                &tx,
-                &person.id,
-                client,
-                kind.as_deref(),
-                &Origin::Cli,
-                t,
-            )
-            .map_err(|e| e.to_string())?;
-            // A client that is neither registered nor known to this person's
-            // consent or grants is a typo, not a withdrawal: write nothing.
-            if kind.is_none() && !w.consent && w.grants == 0 && w.revoked == 0 {
-                return Err(format!("no client `{client}`"));
-            }
-            tx.commit().map_err(|e| e.to_string())?;
+            let (person, w) = change(&mut conn, |tx| {
+                let Some(person) = crate::store::users::by_username(tx, user)? else {
+                    return Ok(Err(format!("no user `{user}`")));
+                };
+                let kind =
+                    crate::store::clients::get(tx, client)?.map(|c| c.kind.as_str().to_string());
+                let w = admin::revoke::withdraw_consent(
+                    tx,
+                    &person.id,
+                    client,
+                    kind.as_deref(),
+                    &Origin::Cli,
+                    t,
+                )?;
+                // A client that is neither registered nor known to this person's
+                // consent or grants is a typo, not a withdrawal: write nothing.
+                if kind.is_none() && !w.consent && w.grants == 0 && w.revoked == 0 {
+                    return Ok(Err(format!("no client `{client}`")));
+                }
+                Ok(Ok((person, w)))
+            })?;
             print_json(&serde_json::json!({
                 "user": user,
                 "sub": person.id,

@@ -1,9 +1,8 @@
 //! `deputy client add|list|show|remove`.
 
 use clap::Subcommand;
-use rusqlite::TransactionBehavior;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::client_auth::jwks::{parse_for_alg, SUPPORTED_ALGS};
 use crate::client_auth::remote::uri_allowed;
 use crate::model::{AuthMethod, ClientKind, GrantType};
@@ -195,23 +194,19 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
     match cmd {
         ClientCmd::Add(args) => {
             let (client, secret) = build(args, settings.allow_loopback_jwks_uri)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            if clients::get(&tx, &client.id)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                return Err(format!("client `{}` already exists", client.id));
-            }
-            clients::insert(&tx, &client).map_err(|e| e.to_string())?;
             let mut event =
                 crate::audit::AuditEvent::new(now(), "client_added", crate::audit::Mode::Admin)
                     .client(&client.id, client.kind.as_str());
             event.detail =
                 Some(serde_json::json!({"auth_method": client.auth_method.as_str()}).to_string());
-            crate::store::audit::insert(&tx, &event).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            change(&mut conn, |tx| {
+                if clients::get(tx, &client.id)?.is_some() {
+                    return Ok(Err(format!("client `{}` already exists", client.id)));
+                }
+                clients::insert(tx, &client)?;
+                crate::store::audit::insert(tx, &event)?;
+                Ok(Ok(()))
+            })?;
             let mut out = client.to_json();
             if let (Some(s), Some(obj)) = (secret, out.as_object_mut()) {
                 obj.insert("client_secret".into(), serde_json::Value::String(s));
@@ -220,27 +215,26 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
             Ok(())
         }
         ClientCmd::List => {
-            let all = clients::list(&conn).map_err(|e| e.to_string())?;
+            let all = read(&mut conn, clients::list)?;
             print_json(&serde_json::Value::Array(
                 all.iter().map(Client::to_json).collect(),
             ));
             Ok(())
         }
         ClientCmd::Show { id } => {
-            let c = clients::get(&conn, id)
-                .map_err(|e| e.to_string())?
+            let c = read(&mut conn, |c| clients::get(c, id))?
                 .ok_or_else(|| format!("no client `{id}`"))?;
             print_json(&c.to_json());
             Ok(())
         }
         ClientCmd::Remove { id } => {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let removal = crate::admin::clients::remove(&tx, id, &crate::admin::Origin::Cli, now())
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no client `{id}`"))?;
-            tx.commit().map_err(|e| e.to_string())?;
+            let t = now();
+            let removal = change(&mut conn, |tx| {
+                Ok(
+                    crate::admin::clients::remove(tx, id, &crate::admin::Origin::Cli, t)?
+                        .ok_or_else(|| format!("no client `{id}`")),
+                )
+            })?;
             print_json(&serde_json::json!({
                 "removed": id,
                 "tokens_revoked": removal.tokens_revoked,

@@ -1,9 +1,8 @@
 //! `deputy delegation allow|list|remove`: the token-exchange policy.
 
 use clap::Subcommand;
-use rusqlite::TransactionBehavior;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::policy::delegation::DelegationRule;
 use crate::policy::is_valid_scope_token;
 use crate::secret::random_token;
@@ -81,25 +80,6 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
             {
                 return Err(format!("--audience `{audience}` is not valid"));
             }
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            for who in std::iter::once(actor).chain(broker.iter()) {
-                if crate::store::clients::get(&tx, who)
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    return Err(format!("no client `{who}`"));
-                }
-            }
-            if delegation::find(&tx, actor, audience)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                return Err(format!(
-                    "a rule for actor `{actor}` and audience `{audience}` exists; remove it first"
-                ));
-            }
             let mut unique = Vec::new();
             for s in scopes {
                 if !unique.contains(s) {
@@ -116,7 +96,6 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
                 broker: broker.clone(),
                 created_at: now(),
             };
-            delegation::insert(&tx, &rule).map_err(|e| e.to_string())?;
             let mut e = crate::audit::AuditEvent::new(
                 rule.created_at,
                 "delegation_allowed",
@@ -126,13 +105,26 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
             e.audience = Some(audience.clone());
             e.rule_id = Some(rule.id.clone());
             e.scope = Some(rule.scopes.join(" "));
-            crate::store::audit::insert(&tx, &e).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            change(&mut conn, |tx| {
+                for who in std::iter::once(actor).chain(broker.iter()) {
+                    if crate::store::clients::get(tx, who)?.is_none() {
+                        return Ok(Err(format!("no client `{who}`")));
+                    }
+                }
+                if delegation::find(tx, actor, audience)?.is_some() {
+                    return Ok(Err(format!(
+                        "a rule for actor `{actor}` and audience `{audience}` exists; remove it first"
+                    )));
+                }
+                delegation::insert(tx, &rule)?;
+                crate::store::audit::insert(tx, &e)?;
+                Ok(Ok(()))
+            })?;
             print_json(&rule_json(&rule));
             Ok(())
         }
         DelegationCmd::List => {
-            let all = delegation::list(&conn).map_err(|e| e.to_string())?;
+            let all = read(&mut conn, delegation::list)?;
             print_json(&serde_json::Value::Array(
                 all.iter().map(rule_json).collect(),
             ));
@@ -143,27 +135,30 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
             actor,
             audience,
         } => {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let rule = match (id, actor, audience) {
-                (Some(id), None, None) => delegation::get(&tx, id),
-                (None, Some(a), Some(b)) => delegation::find(&tx, a, b),
-                _ => return Err("give a rule id, or --actor and --audience".to_string()),
-            }
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "no such rule".to_string())?;
-            delegation::remove(&tx, &rule.id).map_err(|e| e.to_string())?;
-            // Rule changes are part of the trail: which rule allowed what, until when.
             let t = now();
-            let mut e =
-                crate::audit::AuditEvent::new(t, "delegation_removed", crate::audit::Mode::Admin);
-            e.client_id = Some(rule.actor.clone());
-            e.audience = Some(rule.audience.clone());
-            e.rule_id = Some(rule.id.clone());
-            e.scope = Some(rule.scopes.join(" "));
-            crate::store::audit::insert(&tx, &e).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            let rule = change(&mut conn, |tx| {
+                let rule = match (id, actor, audience) {
+                    (Some(id), None, None) => delegation::get(tx, id)?,
+                    (None, Some(a), Some(b)) => delegation::find(tx, a, b)?,
+                    _ => return Ok(Err("give a rule id, or --actor and --audience".to_string())),
+                };
+                let Some(rule) = rule else {
+                    return Ok(Err("no such rule".to_string()));
+                };
+                delegation::remove(tx, &rule.id)?;
+                // Rule changes are part of the trail: which rule allowed what, until when.
+                let mut e = crate::audit::AuditEvent::new(
+                    t,
+                    "delegation_removed",
+                    crate::audit::Mode::Admin,
+                );
+                e.client_id = Some(rule.actor.clone());
+                e.audience = Some(rule.audience.clone());
+                e.rule_id = Some(rule.id.clone());
+                e.scope = Some(rule.scopes.join(" "));
+                crate::store::audit::insert(tx, &e)?;
+                Ok(Ok(rule))
+            })?;
             print_json(&serde_json::json!({"removed": true, "id": rule.id}));
             Ok(())
         }

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, Cli, CliResult};
 use crate::keys::{file, Keys};
 
 #[derive(Subcommand, Debug)]
@@ -23,13 +23,15 @@ pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
             // Make sure a first key exists, so the new one has a predecessor.
             Keys::open(&settings.keys_dir, t)?;
             let meta = file::generate(&settings.keys_dir, t, t + settings.key_prepublish)?;
-            let conn = open_db(&settings)?;
+            let mut conn = open_db(&settings)?;
             let mut event =
                 crate::audit::AuditEvent::new(t, "key_rotated", crate::audit::Mode::Admin);
             event.detail = Some(
                 serde_json::json!({"kid": meta.kid, "activates_at": meta.activates_at}).to_string(),
             );
-            crate::store::audit::insert(&conn, &event).map_err(|e| e.to_string())?;
+            change(&mut conn, |tx| {
+                Ok(Ok(crate::store::audit::insert(tx, &event)?))
+            })?;
             print_json(&serde_json::json!({
                 "kid": meta.kid,
                 "state": "pending",

@@ -116,9 +116,25 @@ pub fn load_settings(cli: &Cli, flags: &[(&str, Option<&str>)]) -> Result<Settin
     Settings::load(file.as_deref(), std::env::vars(), &given).map_err(|e| e.to_string())
 }
 
-fn open_db(settings: &Settings) -> Result<rusqlite::Connection, String> {
-    crate::store::open_and_migrate(&settings.database)
+fn open_db(settings: &Settings) -> Result<crate::store::Direct, String> {
+    crate::store::Direct::open(&settings.database)
         .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))
+}
+
+/// One change in one transaction; a refusal (`Ok(Err(message))`) writes nothing.
+fn change<T>(
+    db: &mut crate::store::Direct,
+    f: impl FnMut(&dyn crate::store::Db) -> crate::store::StoreResult<Result<T, String>>,
+) -> Result<T, String> {
+    db.transact(f).map_err(|e| e.to_string())?
+}
+
+/// A read on the CLI's connection.
+fn read<T>(
+    db: &mut crate::store::Direct,
+    f: impl FnOnce(&dyn crate::store::Db) -> crate::store::StoreResult<T>,
+) -> Result<T, String> {
+    db.read(f).map_err(|e| e.to_string())
 }
 
 /// Output for people and scripts. A reader that stops early (`| head`) is
@@ -152,7 +168,7 @@ pub fn run(cli: Cli) -> CliResult {
                     )
                 })?;
             }
-            let mut conn = crate::store::open_connection(&settings.database, false)
+            let mut conn = crate::store::sqlite::open_connection(&settings.database, false)
                 .map_err(|e| format!("setting `database`: {e}"))?;
             let applied = crate::store::migrate::migrate(&mut conn).map_err(|e| e.to_string())?;
             let version =

@@ -1,9 +1,8 @@
 //! `deputy resource add|list|remove`.
 
 use clap::Subcommand;
-use rusqlite::TransactionBehavior;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::policy::{is_valid_resource_uri, is_valid_scope_token};
 use crate::store::resources::{self, Resource};
 
@@ -54,45 +53,42 @@ pub fn run(cli: &Cli, cmd: &ResourceCmd) -> CliResult {
                 }
                 parsed.push((name.to_string(), desc.trim().to_string()));
             }
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            if let Some(c) = client {
-                if crate::store::clients::get(&tx, c)
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    return Err(format!("no client `{c}`"));
-                }
-            }
-            if resources::get(&tx, id)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                return Err(format!("resource `{id}` already exists"));
-            }
             let r = Resource {
                 id: id.clone(),
                 client_id: client.clone(),
                 scopes: parsed,
                 created_at: now(),
             };
-            resources::insert(&tx, &r).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            change(&mut conn, |tx| {
+                if let Some(c) = client {
+                    if crate::store::clients::get(tx, c)?.is_none() {
+                        return Ok(Err(format!("no client `{c}`")));
+                    }
+                }
+                if resources::get(tx, id)?.is_some() {
+                    return Ok(Err(format!("resource `{id}` already exists")));
+                }
+                resources::insert(tx, &r)?;
+                Ok(Ok(()))
+            })?;
             print_json(&r.to_json());
             Ok(())
         }
         ResourceCmd::List => {
-            let all = resources::list(&conn).map_err(|e| e.to_string())?;
+            let all = read(&mut conn, resources::list)?;
             print_json(&serde_json::Value::Array(
                 all.iter().map(Resource::to_json).collect(),
             ));
             Ok(())
         }
         ResourceCmd::Remove { id } => {
-            if !resources::remove(&conn, id).map_err(|e| e.to_string())? {
-                return Err(format!("no resource `{id}`"));
-            }
+            change(&mut conn, |tx| {
+                Ok(if resources::remove(tx, id)? {
+                    Ok(())
+                } else {
+                    Err(format!("no resource `{id}`"))
+                })
+            })?;
             print_json(&serde_json::json!({"removed": id}));
             Ok(())
         }

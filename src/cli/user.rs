@@ -3,9 +3,8 @@
 use std::io::BufRead;
 
 use clap::Subcommand;
-use rusqlite::TransactionBehavior;
 
-use super::{load_settings, now, open_db, print_json, Cli, CliResult};
+use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::secret::{hash_secret, random_token, Argon2Profile};
 use crate::store::users::{self, User};
 
@@ -70,16 +69,6 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
                 disabled_at: None,
                 created_at: now(),
             };
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            if users::by_username(&tx, username)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                return Err(format!("user `{username}` already exists"));
-            }
-            users::insert(&tx, &user).map_err(|e| e.to_string())?;
             // Person changes are audited in the same transaction (README, Audit trail).
             let event = crate::audit::AuditEvent::new(
                 user.created_at,
@@ -87,13 +76,19 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
                 crate::audit::Mode::Admin,
             )
             .person(Some(&user.id));
-            crate::store::audit::insert(&tx, &event).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            change(&mut conn, |tx| {
+                if users::by_username(tx, username)?.is_some() {
+                    return Ok(Err(format!("user `{username}` already exists")));
+                }
+                users::insert(tx, &user)?;
+                crate::store::audit::insert(tx, &event)?;
+                Ok(Ok(()))
+            })?;
             print_json(&user.to_json());
             Ok(())
         }
         UserCmd::List => {
-            let all = users::list(&conn).map_err(|e| e.to_string())?;
+            let all = read(&mut conn, users::list)?;
             print_json(&serde_json::Value::Array(
                 all.iter().map(User::to_json).collect(),
             ));
@@ -101,20 +96,18 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
         }
         UserCmd::Disable { username } => {
             let t = now();
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let id = users::disable(&tx, username, t)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user `{username}`"))?;
-            let revoked = crate::store::tokens::revoke_subject(&tx, &id, t, "person disabled")
-                .map_err(|e| e.to_string())?;
-            let mut event =
-                crate::audit::AuditEvent::new(t, "person_disabled", crate::audit::Mode::Admin)
-                    .person(Some(&id));
-            event.detail = Some(serde_json::json!({"tokens_revoked": revoked}).to_string());
-            crate::store::audit::insert(&tx, &event).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
+            let (id, revoked) = change(&mut conn, |tx| {
+                let Some(id) = users::disable(tx, username, t)? else {
+                    return Ok(Err(format!("no user `{username}`")));
+                };
+                let revoked = crate::store::tokens::revoke_subject(tx, &id, t, "person disabled")?;
+                let mut event =
+                    crate::audit::AuditEvent::new(t, "person_disabled", crate::audit::Mode::Admin)
+                        .person(Some(&id));
+                event.detail = Some(serde_json::json!({"tokens_revoked": revoked}).to_string());
+                crate::store::audit::insert(tx, &event)?;
+                Ok(Ok((id, revoked)))
+            })?;
             print_json(
                 &serde_json::json!({"disabled": username, "id": id, "tokens_revoked": revoked}),
             );

@@ -7,7 +7,7 @@
 //! request produced. A refusal's own writes (audit events) are kept; a job
 //! that rolls back undoes only its own writes, never the spent assertion.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::AuthenticatedClient;
 use crate::audit::AuditEvent;
@@ -16,11 +16,11 @@ use crate::store::{Outcome, Store, StoreResult};
 
 /// What a request does in its transaction.
 pub type RequestJob<T> =
-    Box<dyn FnOnce(&Connection) -> StoreResult<Outcome<T, OAuthError>> + Send + 'static>;
+    Box<dyn FnMut(&dyn Db) -> StoreResult<Outcome<T, OAuthError>> + Send + 'static>;
 
 /// A request refused before its transaction: nothing to write but the spend.
 pub fn refused<T: 'static>(e: OAuthError) -> RequestJob<T> {
-    Box::new(move |_| Ok(Outcome::Refuse(e)))
+    Box::new(move |_| Ok(Outcome::Refuse(e.clone())))
 }
 
 /// A refusal recorded in the audit trail, unless it is a temporary failure
@@ -31,7 +31,7 @@ pub fn refused_and_recorded<T: 'static>(e: OAuthError, event: AuditEvent) -> Req
     }
     Box::new(move |c| {
         crate::store::audit::insert(c, &event)?;
-        Ok(Outcome::Refuse(e))
+        Ok(Outcome::Refuse(e.clone()))
     })
 }
 
@@ -50,7 +50,7 @@ pub fn is_temporary(e: &OAuthError) -> bool {
 pub async fn conclude<T: Send + 'static>(
     store: &Store,
     auth: &AuthenticatedClient,
-    job: RequestJob<T>,
+    mut job: RequestJob<T>,
 ) -> Result<T, OAuthError> {
     let spend = auth
         .assertion
@@ -65,7 +65,7 @@ pub async fn conclude<T: Send + 'static>(
                     return Ok(Outcome::Rollback(OAuthError::invalid_client()));
                 }
                 // Its own savepoint: a rollback keeps the spent assertion.
-                crate::store::nested(c, job)
+                crate::store::nested(c, &mut job)
             }
             // Nothing to keep if the job rolls back: its own savepoint is the request's.
             None => job(c),

@@ -118,6 +118,6 @@ pub fn issue(
         }
         crate::store::tokens::insert(c, &record)?;
         crate::store::audit::insert(c, &audit)?;
-        Ok(Outcome::Commit(response))
+        Ok(Outcome::Commit(response.clone()))
     }))
 }

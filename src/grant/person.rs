@@ -10,6 +10,7 @@ use crate::model::{GrantType, SubjectKind, TokenKind};
 use crate::store::clients::Client;
 use crate::store::refresh::RefreshRecord;
 use crate::store::tokens::TokenRecord;
+use crate::store::Db;
 use crate::token::id_token::{mint_id_token, IdTokenSpec};
 use crate::token::{mint_access_token, new_jti, AccessTokenSpec, TokenResponse};
 
@@ -33,6 +34,7 @@ pub struct PersonTokenSpec<'a> {
 /// Everything to store, and the response to send once stored. Each record
 /// gets its `token_issued` event when stored, so the trail names exactly the
 /// tokens that were issued.
+#[derive(Clone)]
 pub struct IssuedSet {
     pub response: TokenResponse,
     pub records: Vec<TokenRecord>,
@@ -206,7 +208,7 @@ pub fn refresh_record(
 
 /// Store an issued set inside the caller's transaction, with one
 /// `token_issued` event per token.
-pub fn store(conn: &rusqlite::Connection, set: &IssuedSet) -> crate::store::StoreResult<()> {
+pub fn store(conn: &dyn Db, set: &IssuedSet) -> crate::store::StoreResult<()> {
     for r in &set.records {
         crate::store::tokens::insert(conn, r)?;
     }

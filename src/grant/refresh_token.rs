@@ -11,6 +11,7 @@
 //! derived from the presented token with a server key, so it is never stored in
 //! clear) and a fresh access token. Anything else is reuse.
 
+use crate::store::Db;
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
@@ -54,7 +55,7 @@ fn successor_of(key: &str, presented: &str) -> StoreResult<String> {
 
 /// Revoke a family and everything issued from it; audit the reuse.
 fn revoke_for_reuse(
-    conn: &rusqlite::Connection,
+    conn: &dyn Db,
     rec: &RefreshRecord,
     presenter: &str,
     now: i64,
@@ -215,9 +216,9 @@ pub async fn refresh(
             return Ok(Outcome::Refuse(bad_token()));
         }
         // Refusals decided before the write count only after reuse detection.
-        let set = match set {
-            Ok(set) => set,
-            Err(e) => return Ok(Outcome::Refuse(e)),
+        let set = match &set {
+            Ok(set) => set.clone(),
+            Err(e) => return Ok(Outcome::Refuse(e.clone())),
         };
         // An agent refreshing a person's grant acts for them (delegated).
         let mode = super::person::mode_for(&client);

@@ -165,8 +165,8 @@ pub async fn login(
         state
             .store
             .write(move |c| {
-                if let Some(old) = old {
-                    crate::store::sessions::delete_session(c, &old)?;
+                if let Some(old) = &old {
+                    crate::store::sessions::delete_session(c, old)?;
                 }
                 crate::store::sessions::insert_session(c, &h, &s, now)?;
                 crate::store::sessions::mark_login_done(c, &iid)?;

@@ -1,34 +1,34 @@
 //! SQL for the audit trail (append-only; triggers refuse UPDATE and DELETE).
 
-use rusqlite::{params, Connection, Row};
-
+use super::db::{Db, Row};
 use super::StoreResult;
+use crate::args;
 use crate::audit::AuditEvent;
 
-pub fn insert(conn: &Connection, e: &AuditEvent) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert(conn: &dyn Db, e: &AuditEvent) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO audit_events (at, event, mode, outcome, person, client_id, client_kind, \
          actor_chain, audience, scope, task, jti, parent_jti, rule_id, reason, detail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
-        e.at,
-        e.event,
-        e.mode,
-        e.outcome,
-        e.person,
-        e.client_id,
-        e.client_kind,
-        e.actor_chain,
-        e.audience,
-        e.scope,
-        e.task,
-        e.jti,
-        e.parent_jti,
-        e.rule_id,
-        e.reason,
-        e.detail
-    ])?;
+        args![
+            e.at,
+            &e.event,
+            &e.mode,
+            &e.outcome,
+            &e.person,
+            &e.client_id,
+            &e.client_kind,
+            &e.actor_chain,
+            &e.audience,
+            &e.scope,
+            &e.task,
+            &e.jti,
+            &e.parent_jti,
+            &e.rule_id,
+            &e.reason,
+            &e.detail
+        ],
+    )?;
     Ok(())
 }
 
@@ -46,7 +46,7 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+fn from_row(r: &Row) -> StoreResult<AuditEvent> {
     Ok(AuditEvent {
         id: r.get(0)?,
         at: r.get(1)?,
@@ -68,7 +68,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     })
 }
 
-pub fn query(conn: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+pub fn query(conn: &dyn Db, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     let actor_pattern = q.actor.as_ref().map(|a| {
         // `act` chains are stored as JSON; match the quoted subject exactly.
         let quoted = serde_json::Value::String(a.clone()).to_string();
@@ -79,27 +79,26 @@ pub fn query(conn: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> 
             .replace('_', "\\_");
         format!("%\"sub\":{escaped}%")
     });
-    let mut stmt = conn.prepare_cached(
+    conn.query(
         "SELECT id, at, event, mode, outcome, person, client_id, client_kind, actor_chain, \
          audience, scope, task, jti, parent_jti, rule_id, reason, detail FROM audit_events \
          WHERE (?1 IS NULL OR person = ?1) AND (?2 IS NULL OR client_id = ?2) \
          AND (?3 IS NULL OR actor_chain LIKE ?3 ESCAPE '\\' OR client_id = ?8) AND (?4 IS NULL OR task = ?4) \
          AND (?5 IS NULL OR event = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7) \
          ORDER BY id LIMIT ?9",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            q.person,
-            q.client_id,
+        args![
+            &q.person,
+            &q.client_id,
             actor_pattern,
-            q.task,
-            q.event,
+            &q.task,
+            &q.event,
             q.since,
             q.until,
-            q.actor,
+            &q.actor,
             q.limit.unwrap_or(1000)
         ],
-        from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }

@@ -1,8 +1,8 @@
 //! Registered clients.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
+use super::db::{Db, Row};
 use super::{from_json_list, to_json_list, StoreError, StoreResult};
+use crate::args;
 use crate::model::{AuthMethod, ClientKind, GrantType};
 
 #[derive(Clone)]
@@ -65,11 +65,11 @@ impl Client {
 const COLUMNS: &str = "id, kind, name, auth_method, secret_hash, jwks, jwks_uri, assertion_alg, \
      redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Client, StoreError>> {
+fn from_row(r: &Row) -> StoreResult<Client> {
     let kind: String = r.get(1)?;
     let auth: String = r.get(3)?;
     let grants: String = r.get(10)?;
-    let build = || -> Result<Client, StoreError> {
+    {
         let grant_types = from_json_list(&grants)?
             .iter()
             .map(|g| {
@@ -87,18 +87,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Client, StoreError>> {
             jwks: r.get(5)?,
             jwks_uri: r.get(6)?,
             assertion_alg: r.get(7)?,
-            redirect_uris: from_json_list(&r.get::<_, String>(8)?)?,
-            post_logout_redirect_uris: from_json_list(&r.get::<_, String>(9)?)?,
+            redirect_uris: from_json_list(&r.get::<String>(8)?)?,
+            post_logout_redirect_uris: from_json_list(&r.get::<String>(9)?)?,
             grant_types,
-            scopes: from_json_list(&r.get::<_, String>(11)?)?,
-            audiences: from_json_list(&r.get::<_, String>(12)?)?,
+            scopes: from_json_list(&r.get::<String>(11)?)?,
+            audiences: from_json_list(&r.get::<String>(12)?)?,
             created_at: r.get(13)?,
         })
-    };
-    Ok(build())
+    }
 }
 
-pub fn insert(conn: &Connection, c: &Client) -> StoreResult<()> {
+pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
     let grants: Vec<String> = c
         .grant_types
         .iter()
@@ -106,15 +105,15 @@ pub fn insert(conn: &Connection, c: &Client) -> StoreResult<()> {
         .collect();
     conn.execute(
         &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
-        params![
-            c.id,
+        args![
+            &c.id,
             c.kind.as_str(),
-            c.name,
+            &c.name,
             c.auth_method.as_str(),
-            c.secret_hash,
-            c.jwks,
-            c.jwks_uri,
-            c.assertion_alg,
+            &c.secret_hash,
+            &c.jwks,
+            &c.jwks_uri,
+            &c.assertion_alg,
             to_json_list(&c.redirect_uris),
             to_json_list(&c.post_logout_redirect_uris),
             to_json_list(&grants),
@@ -126,25 +125,24 @@ pub fn insert(conn: &Connection, c: &Client) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<Client>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM clients WHERE id = ?1"))?;
-    match stmt.query_row([id], from_row).optional()? {
-        Some(c) => Ok(Some(c?)),
-        None => Ok(None),
-    }
+pub fn get(conn: &dyn Db, id: &str) -> StoreResult<Option<Client>> {
+    conn.query_one(
+        &format!("SELECT {COLUMNS} FROM clients WHERE id = ?1"),
+        args![id],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
-pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY id"))?;
-    let rows = stmt.query_map([], from_row)?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(r??);
-    }
-    Ok(out)
+pub fn list(conn: &dyn Db) -> StoreResult<Vec<Client>> {
+    conn.query(&format!("SELECT {COLUMNS} FROM clients ORDER BY id"), &[])?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// Remove a client. Returns false when there was none.
-pub fn remove(conn: &Connection, id: &str) -> StoreResult<bool> {
-    Ok(conn.execute("DELETE FROM clients WHERE id = ?1", [id])? > 0)
+pub fn remove(conn: &dyn Db, id: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM clients WHERE id = ?1", args![id])? > 0)
 }

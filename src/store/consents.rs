@@ -1,14 +1,14 @@
 //! Remembered consent: each scope a person allowed a client at one resource
 //! (RFC 8707 §2: a consent for one API is not a consent for another).
 
-use rusqlite::{params, Connection};
-
+use super::db::Db;
 use super::StoreResult;
+use crate::args;
 
 /// True when the person allowed this client every scope asked for, at this
 /// resource. Scopes allowed at another resource do not count.
 pub fn covers(
-    conn: &Connection,
+    conn: &dyn Db,
     user_id: &str,
     client_id: &str,
     resource: &str,
@@ -17,12 +17,13 @@ pub fn covers(
     if scopes.is_empty() {
         return Ok(false);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT 1 FROM consent_scopes \
-         WHERE user_id = ?1 AND client_id = ?2 AND resource = ?3 AND scope = ?4",
-    )?;
     for s in scopes {
-        if !stmt.exists(params![user_id, client_id, resource, s])? {
+        let allowed = conn.exists(
+            "SELECT 1 FROM consent_scopes \
+             WHERE user_id = ?1 AND client_id = ?2 AND resource = ?3 AND scope = ?4",
+            args![user_id, client_id, resource, s],
+        )?;
+        if !allowed {
             return Ok(false);
         }
     }
@@ -31,43 +32,42 @@ pub fn covers(
 
 /// Remember that the person allowed these scopes at this resource.
 pub fn remember(
-    conn: &Connection,
+    conn: &dyn Db,
     user_id: &str,
     client_id: &str,
     resource: &str,
     scopes: &[String],
     now: i64,
 ) -> StoreResult<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO consent_scopes (user_id, client_id, resource, scope, granted_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (user_id, client_id, resource, scope) DO UPDATE SET granted_at = excluded.granted_at",
-    )?;
     for s in scopes {
-        stmt.execute(params![user_id, client_id, resource, s, now])?;
+        conn.execute(
+            "INSERT INTO consent_scopes (user_id, client_id, resource, scope, granted_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (user_id, client_id, resource, scope) DO UPDATE SET granted_at = excluded.granted_at",
+            args![user_id, client_id, resource, s, now],
+        )?;
     }
     Ok(())
 }
 
 /// Forget everything a person allowed a client. True when there was some.
-pub fn withdraw(conn: &Connection, user_id: &str, client_id: &str) -> StoreResult<bool> {
+pub fn withdraw(conn: &dyn Db, user_id: &str, client_id: &str) -> StoreResult<bool> {
     Ok(conn.execute(
         "DELETE FROM consent_scopes WHERE user_id = ?1 AND client_id = ?2",
-        params![user_id, client_id],
+        args![user_id, client_id],
     )? > 0)
 }
 
 /// Forget everything anyone allowed a client (client removed, or every
 /// person's access for an actor revoked). Returns how many people it affected.
-pub fn withdraw_all_for_client(conn: &Connection, client_id: &str) -> StoreResult<usize> {
-    let people: i64 = conn.query_row(
+pub fn withdraw_all_for_client(conn: &dyn Db, client_id: &str) -> StoreResult<usize> {
+    let people: i64 = conn.scalar(
         "SELECT count(DISTINCT user_id) FROM consent_scopes WHERE client_id = ?1",
-        [client_id],
-        |r| r.get(0),
+        args![client_id],
     )?;
     conn.execute(
         "DELETE FROM consent_scopes WHERE client_id = ?1",
-        [client_id],
+        args![client_id],
     )?;
     Ok(usize::try_from(people).unwrap_or(0))
 }
@@ -75,6 +75,9 @@ pub fn withdraw_all_for_client(conn: &Connection, client_id: &str) -> StoreResul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::store::sqlite::SqliteDb;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
@@ -92,19 +95,21 @@ mod tests {
 
     #[test]
     fn consent_is_per_resource_and_scope() {
-        let c = db();
-        remember(&c, "alice", "app", "R1", &s(&["a"]), 1).unwrap();
-        remember(&c, "alice", "app", "R2", &s(&["b"]), 1).unwrap();
-        assert!(covers(&c, "alice", "app", "R1", &s(&["a"])).unwrap());
-        assert!(covers(&c, "alice", "app", "R2", &s(&["b"])).unwrap());
+        let conn = db();
+        let c = SqliteDb(&conn);
+        let c: &dyn Db = &c;
+        remember(c, "alice", "app", "R1", &s(&["a"]), 1).unwrap();
+        remember(c, "alice", "app", "R2", &s(&["b"]), 1).unwrap();
+        assert!(covers(c, "alice", "app", "R1", &s(&["a"])).unwrap());
+        assert!(covers(c, "alice", "app", "R2", &s(&["b"])).unwrap());
         // b was allowed at R2 only: asking for it at R1 is not covered.
-        assert!(!covers(&c, "alice", "app", "R1", &s(&["b"])).unwrap());
-        assert!(!covers(&c, "alice", "app", "R1", &s(&["a", "b"])).unwrap());
-        assert!(!covers(&c, "bob", "app", "R1", &s(&["a"])).unwrap());
-        assert!(!covers(&c, "alice", "other", "R1", &s(&["a"])).unwrap());
-        assert!(!covers(&c, "alice", "app", "R1", &[]).unwrap());
-        assert!(withdraw(&c, "alice", "app").unwrap());
-        assert!(!covers(&c, "alice", "app", "R1", &s(&["a"])).unwrap());
-        assert!(!withdraw(&c, "alice", "app").unwrap());
+        assert!(!covers(c, "alice", "app", "R1", &s(&["b"])).unwrap());
+        assert!(!covers(c, "alice", "app", "R1", &s(&["a", "b"])).unwrap());
+        assert!(!covers(c, "bob", "app", "R1", &s(&["a"])).unwrap());
+        assert!(!covers(c, "alice", "other", "R1", &s(&["a"])).unwrap());
+        assert!(!covers(c, "alice", "app", "R1", &[]).unwrap());
+        assert!(withdraw(c, "alice", "app").unwrap());
+        assert!(!covers(c, "alice", "app", "R1", &s(&["a"])).unwrap());
+        assert!(!withdraw(c, "alice", "app").unwrap());
     }
 }

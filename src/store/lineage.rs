@@ -1,26 +1,35 @@
 //! SQL for the admin views and the admin cascade: which tokens match a filter,
-//! a token's ancestors (`parent_jti`) and descendants (through `parent_jti`
-//! and `actor_token_jti`, a brokered token's second parent), the grants tokens hang
-//! from, and tokens that name an actor anywhere in their `act` chain.
+//! a token's ancestors and descendants (through `parent_jti` and
+//! `actor_token_jti`, a brokered token's second parent), the grants tokens
+//! hang from, and tokens that name an actor anywhere in their `act` chain.
 //!
 //! Queries here return `jti`s and grant ids; full records are read with
 //! `tokens::get`, so there is one row decoder for tokens.
 
-use rusqlite::{named_params, params, Connection, OptionalExtension};
-
+use super::db::{Db, Dialect, Value};
 use super::tokens::{self, TokenRecord};
 use super::{StoreError, StoreResult};
+use crate::args;
 
 /// True when the `act` chain in `tokens.actor_chain` names actor `?N`
 /// anywhere: as `sub` at the top level or in any nested `act`
 /// (RFC 8693 §4.1). JSON-aware, so spacing and escaping in the stored text,
 /// and LIKE wildcards in the name, cannot widen or narrow the match.
-fn names_actor(param: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM json_tree(tokens.actor_chain) AS j \
-         WHERE j.key = 'sub' AND j.type = 'text' AND j.atom = {param} \
-         AND replace(j.path, '.act', '') = '$')"
-    )
+fn names_actor(dialect: Dialect, param: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!(
+            "EXISTS (SELECT 1 FROM json_tree(tokens.actor_chain) AS j \
+             WHERE j.key = 'sub' AND j.type = 'text' AND j.atom = {param} \
+             AND replace(j.path, '.act', '') = '$')"
+        ),
+        // Follow `act` only, level by level, as the SQLite form's path test does.
+        Dialect::Postgres => format!(
+            "EXISTS (WITH RECURSIVE chain(node) AS ( \
+                 SELECT tokens.actor_chain::jsonb WHERE tokens.actor_chain IS NOT NULL \
+                 UNION ALL SELECT node -> 'act' FROM chain WHERE node -> 'act' IS NOT NULL) \
+             SELECT 1 FROM chain WHERE node ->> 'sub' = {param})"
+        ),
+    }
 }
 
 /// Filters for listing token records; every field optional.
@@ -38,34 +47,24 @@ pub struct TokenFilter {
 }
 
 /// Token records matching `f`, oldest first (newest last).
-pub fn list(conn: &Connection, f: &TokenFilter, now: i64) -> StoreResult<Vec<TokenRecord>> {
+pub fn list(conn: &dyn Db, f: &TokenFilter, now: i64) -> StoreResult<Vec<TokenRecord>> {
     let sql = format!(
         "SELECT jti FROM tokens \
          WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) \
-         AND (?3 IS NULL OR client_id = ?3 OR {}) AND (?4 IS NULL OR audience = ?4) \
+         AND (?3 IS NULL OR {}) AND (?4 IS NULL OR audience = ?4) \
          AND (?5 IS NULL \
               OR (?5 = 1 AND revoked_at IS NULL AND expires_at > ?6) \
               OR (?5 = 0 AND (revoked_at IS NOT NULL OR expires_at <= ?6))) \
          ORDER BY issued_at, jti LIMIT ?7",
-        can_act_on("?3")
+        can_act_on(conn.dialect(), "?3")
     );
-    let jtis: Vec<String> = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![f.sub, f.client_id, f.actor, f.aud, f.active, now, f.limit],
-            |r| r.get(0),
-        )?
-        .collect::<Result<_, _>>()?;
-    records(conn, &jtis)
-}
-
-fn records(conn: &Connection, jtis: &[String]) -> StoreResult<Vec<TokenRecord>> {
-    jtis.iter()
-        .map(|j| {
-            tokens::get(conn, j)?
-                .ok_or_else(|| StoreError::Corrupt(format!("token {j} vanished mid-read")))
-        })
-        .collect()
+    let active = f.active.map(i64::from);
+    let jtis = strings(
+        conn,
+        &sql,
+        args![&f.sub, &f.client_id, &f.actor, &f.aud, active, now, f.limit],
+    )?;
+    tokens::records(conn, &jtis)
 }
 
 /// Longest parent chain we follow; deputy never derives deeper, so hitting it
@@ -77,7 +76,7 @@ const MAX_DEPTH: usize = 1000;
 /// actor's own token, `actor_token_jti`) and theirs. A parent that is missing
 /// ends that branch (the record says where it came from, even if that row is
 /// gone).
-pub fn ancestors(conn: &Connection, record: &TokenRecord) -> StoreResult<Vec<TokenRecord>> {
+pub fn ancestors(conn: &dyn Db, record: &TokenRecord) -> StoreResult<Vec<TokenRecord>> {
     let parents = |r: &TokenRecord| {
         [r.parent_jti.clone(), r.actor_token_jti.clone()]
             .into_iter()
@@ -106,15 +105,17 @@ pub fn ancestors(conn: &Connection, record: &TokenRecord) -> StoreResult<Vec<Tok
 }
 
 /// Every token derived from `jti`, at any depth, in order of issue.
-pub fn descendants(conn: &Connection, jti: &str) -> StoreResult<Vec<TokenRecord>> {
-    let jtis: Vec<String> = conn
-        .prepare_cached(&format!(
-            "{} SELECT jti FROM tokens WHERE jti IN tree AND jti <> ?1 ORDER BY issued_at, jti",
+pub fn descendants(conn: &dyn Db, jti: &str) -> StoreResult<Vec<TokenRecord>> {
+    let jtis = strings(
+        conn,
+        &format!(
+            "{} SELECT jti FROM tokens WHERE jti IN (SELECT jti FROM tree) AND jti <> ?1 \
+             ORDER BY issued_at, jti",
             tokens::tree("parent_jti = ?1 OR actor_token_jti = ?1")
-        ))?
-        .query_map([jti], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    records(conn, &jtis)
+        ),
+        args![jti],
+    )?;
+    tokens::records(conn, &jtis)
 }
 
 /// A grant row, with its revocation.
@@ -124,83 +125,81 @@ pub struct GrantRow {
     pub revoked_at: Option<i64>,
 }
 
-pub fn grant(conn: &Connection, id: &str) -> StoreResult<Option<GrantRow>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, grant_type, subject, client_id, scope, auth_time, created_at, revoked_at \
-             FROM grants WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(GrantRow {
-                grant: tokens::GrantRecord {
-                    id: r.get(0)?,
-                    grant_type: r.get(1)?,
-                    subject: r.get(2)?,
-                    client_id: r.get(3)?,
-                    scope: r.get(4)?,
-                    auth_time: r.get(5)?,
-                    created_at: r.get(6)?,
-                },
-                revoked_at: r.get(7)?,
-            })
+pub fn grant(conn: &dyn Db, id: &str) -> StoreResult<Option<GrantRow>> {
+    conn.query_one(
+        "SELECT id, grant_type, subject, client_id, scope, auth_time, created_at, revoked_at \
+         FROM grants WHERE id = ?1",
+        args![id],
+    )?
+    .map(|r| {
+        Ok(GrantRow {
+            grant: tokens::GrantRecord {
+                id: r.get(0)?,
+                grant_type: r.get(1)?,
+                subject: r.get(2)?,
+                client_id: r.get(3)?,
+                scope: r.get(4)?,
+                auth_time: r.get(5)?,
+                created_at: r.get(6)?,
+            },
+            revoked_at: r.get(7)?,
         })
-        .optional()?)
+    })
+    .transpose()
 }
 
-fn ids(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<String>> {
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_map(args, |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
+fn strings(conn: &dyn Db, sql: &str, args: &[Value]) -> StoreResult<Vec<String>> {
+    conn.query(sql, args)?.iter().map(|r| r.get(0)).collect()
 }
 
 /// Grants (= refresh families) of a subject: from the grants table and from
 /// refresh tokens, so a family is found even without its grant row.
-pub fn grants_of_subject(conn: &Connection, subject: &str) -> StoreResult<Vec<String>> {
-    ids(
+pub fn grants_of_subject(conn: &dyn Db, subject: &str) -> StoreResult<Vec<String>> {
+    strings(
         conn,
         "SELECT id FROM grants WHERE subject = ?1 \
          UNION SELECT family_id FROM refresh_tokens WHERE user_id = ?1 ORDER BY 1",
-        [subject],
+        args![subject],
     )
 }
 
 /// Grants (= refresh families) issued to a client.
-pub fn grants_of_client(conn: &Connection, client_id: &str) -> StoreResult<Vec<String>> {
-    ids(
+pub fn grants_of_client(conn: &dyn Db, client_id: &str) -> StoreResult<Vec<String>> {
+    strings(
         conn,
         "SELECT id FROM grants WHERE client_id = ?1 \
          UNION SELECT family_id FROM refresh_tokens WHERE client_id = ?1 ORDER BY 1",
-        [client_id],
+        args![client_id],
     )
 }
 
 /// Grants (= refresh families) of one person for one client.
-pub fn grants_of(conn: &Connection, subject: &str, client_id: &str) -> StoreResult<Vec<String>> {
-    ids(
+pub fn grants_of(conn: &dyn Db, subject: &str, client_id: &str) -> StoreResult<Vec<String>> {
+    strings(
         conn,
         "SELECT id FROM grants WHERE subject = ?1 AND client_id = ?2 \
          UNION SELECT family_id FROM refresh_tokens WHERE user_id = ?1 AND client_id = ?2 \
          ORDER BY 1",
-        params![subject, client_id],
+        args![subject, client_id],
     )
 }
 
 /// How many of these grants are not yet revoked.
-pub fn live_grants(conn: &Connection, grant_ids: &[String]) -> StoreResult<usize> {
+pub fn live_grants(conn: &dyn Db, grant_ids: &[String]) -> StoreResult<usize> {
     let mut n = 0;
-    let mut stmt =
-        conn.prepare_cached("SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL")?;
     for id in grant_ids {
-        if stmt.exists([id])? {
+        if conn.exists(
+            "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL",
+            args![id],
+        )? {
             n += 1;
         }
     }
     Ok(n)
 }
 
-/// The tokens a selector starts from, as a condition on `tokens` using the
-/// named parameters `:root` and `:sub` (a person, or NULL for everyone).
+/// The tokens a selector starts from, as a condition on `tokens` using `?1`
+/// (the root value) and `?2` (a person, or NULL for everyone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Roots<'a> {
     Jti,
@@ -209,14 +208,11 @@ pub enum Roots<'a> {
 }
 
 impl<'a> Roots<'a> {
-    fn condition(self) -> String {
+    fn condition(self, dialect: Dialect) -> String {
         match self {
-            Roots::Jti => "jti = :root AND (:sub IS NULL OR subject = :sub)".to_string(),
+            Roots::Jti => "jti = ?1".to_string(),
             // The same set the listing's `actor` filter shows.
-            Roots::Actor(_) => format!(
-                "{} AND (:sub IS NULL OR subject = :sub)",
-                can_act_on(":root")
-            ),
+            Roots::Actor(_) => can_act_on(dialect, "?1"),
         }
     }
 
@@ -232,40 +228,37 @@ impl<'a> Roots<'a> {
 /// naming it in their `act` chain, or addressed to it — directly or through
 /// a resource that is this client — which entitles it to exchange them
 /// (RFC 8693 §2.1, deputy's exchange rule 3).
-fn can_act_on(param: &str) -> String {
+fn can_act_on(dialect: Dialect, param: &str) -> String {
     format!(
         "(client_id = {param} OR {} OR audience = {param} \
          OR audience IN (SELECT id FROM resources WHERE client_id = {param}))",
-        names_actor(param)
+        names_actor(dialect, param)
     )
-}
-
-fn tree_cte(roots: Roots) -> String {
-    tokens::tree(&roots.condition())
 }
 
 /// Grants of the refresh tokens among the selected tokens and their
 /// descendants: revoking a refresh token revokes its family (RFC 7009 §2.1).
-pub fn refresh_grants_in_tree(
-    conn: &Connection,
-    roots: Roots,
-    arg: &str,
-) -> StoreResult<Vec<String>> {
-    ids(
+pub fn refresh_grants_in_tree(conn: &dyn Db, roots: Roots, arg: &str) -> StoreResult<Vec<String>> {
+    let condition = format!(
+        "({}) AND (?2 IS NULL OR subject = ?2)",
+        roots.condition(conn.dialect())
+    );
+    strings(
         conn,
         &format!(
             "{} SELECT DISTINCT grant_id FROM tokens \
-             WHERE jti IN tree AND kind = 'refresh' AND grant_id IS NOT NULL ORDER BY 1",
-            tree_cte(roots)
+             WHERE jti IN (SELECT jti FROM tree) AND kind = 'refresh' AND grant_id IS NOT NULL \
+             ORDER BY 1",
+            tokens::tree(&condition)
         ),
-        named_params! {":root": arg, ":sub": roots.person()},
+        args![arg, roots.person()],
     )
 }
 
 /// Revoke the selected tokens and every token derived from them, at any
 /// depth, in one statement. Returns how many tokens changed state.
 pub fn revoke_tree_of(
-    conn: &Connection,
+    conn: &dyn Db,
     roots: Roots,
     arg: &str,
     now: i64,
@@ -273,7 +266,10 @@ pub fn revoke_tree_of(
 ) -> StoreResult<usize> {
     tokens::revoke_tree_where(
         conn,
-        &roots.condition(),
-        named_params! {":root": arg, ":sub": roots.person(), ":now": now, ":reason": reason},
+        &roots.condition(conn.dialect()),
+        arg,
+        roots.person(),
+        now,
+        reason,
     )
 }

@@ -5,9 +5,9 @@
 //! and that no check refused (it had already passed). Writes are serialised,
 //! so a check here and a cascade elsewhere can no longer interleave.
 
-use rusqlite::{Connection, OptionalExtension};
-
+use super::db::Db;
 use super::StoreResult;
+use crate::args;
 
 /// Everything the new token hangs from.
 #[derive(Debug, Default, Clone)]
@@ -25,12 +25,8 @@ pub struct Dependencies {
     pub rule_id: Option<String>,
 }
 
-fn exists(conn: &Connection, sql: &str, arg: &str) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([arg], |_| Ok(()))
-        .optional()?
-        .is_some())
+fn exists(conn: &dyn Db, sql: &str, arg: &str) -> StoreResult<bool> {
+    conn.exists(sql, args![arg])
 }
 
 /// Which dependency is gone.
@@ -46,7 +42,7 @@ pub enum Lapsed {
 /// The family of a refresh token still hangs from a live grant, an active
 /// person and a registered client (the one definition, for the refresh grant
 /// and for introspection).
-pub fn family_live(conn: &Connection, rec: &super::refresh::RefreshRecord) -> StoreResult<bool> {
+pub fn family_live(conn: &dyn Db, rec: &super::refresh::RefreshRecord) -> StoreResult<bool> {
     still_live(
         conn,
         &Dependencies {
@@ -60,12 +56,12 @@ pub fn family_live(conn: &Connection, rec: &super::refresh::RefreshRecord) -> St
 
 /// True when every dependency is still live: the client registered, the
 /// person not disabled, the grant and every parent not revoked, the rule there.
-pub fn still_live(conn: &Connection, d: &Dependencies) -> StoreResult<bool> {
+pub fn still_live(conn: &dyn Db, d: &Dependencies) -> StoreResult<bool> {
     Ok(lapsed(conn, d)?.is_none())
 }
 
 /// The first dependency that is no longer live, if any.
-pub fn lapsed(conn: &Connection, d: &Dependencies) -> StoreResult<Option<Lapsed>> {
+pub fn lapsed(conn: &dyn Db, d: &Dependencies) -> StoreResult<Option<Lapsed>> {
     const CLIENT: &str = "SELECT 1 FROM clients WHERE id = ?1";
     const PERSON: &str = "SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL";
     const GRANT: &str = "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL";
@@ -95,6 +91,8 @@ pub fn lapsed(conn: &Connection, d: &Dependencies) -> StoreResult<Option<Lapsed>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteDb;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
@@ -131,23 +129,25 @@ mod tests {
 
     #[test]
     fn each_dependency_can_refuse() {
-        let c = db();
-        assert!(still_live(&c, &deps("c", Some("alice"), Some("g1"), &["t1"])).unwrap());
-        assert!(still_live(&c, &deps("c", None, None, &[])).unwrap());
-        assert!(!still_live(&c, &deps("gone", None, None, &[])).unwrap());
-        assert!(!still_live(&c, &deps("c", Some("bob"), None, &[])).unwrap());
-        assert!(!still_live(&c, &deps("c", Some("nobody"), None, &[])).unwrap());
-        assert!(!still_live(&c, &deps("c", None, Some("g2"), &[])).unwrap());
-        assert!(!still_live(&c, &deps("c", None, None, &["t1", "t2"])).unwrap());
-        assert!(!still_live(&c, &deps("c", None, None, &["unknown"])).unwrap());
+        let conn = db();
+        let c = SqliteDb(&conn);
+        let c: &dyn Db = &c;
+        assert!(still_live(c, &deps("c", Some("alice"), Some("g1"), &["t1"])).unwrap());
+        assert!(still_live(c, &deps("c", None, None, &[])).unwrap());
+        assert!(!still_live(c, &deps("gone", None, None, &[])).unwrap());
+        assert!(!still_live(c, &deps("c", Some("bob"), None, &[])).unwrap());
+        assert!(!still_live(c, &deps("c", Some("nobody"), None, &[])).unwrap());
+        assert!(!still_live(c, &deps("c", None, Some("g2"), &[])).unwrap());
+        assert!(!still_live(c, &deps("c", None, None, &["t1", "t2"])).unwrap());
+        assert!(!still_live(c, &deps("c", None, None, &["unknown"])).unwrap());
         let ruled = |r: &str| Dependencies {
             rule_id: Some(r.into()),
             ..deps("c", None, None, &[])
         };
-        assert!(still_live(&c, &ruled("r1")).unwrap());
-        assert_eq!(lapsed(&c, &ruled("removed")).unwrap(), Some(Lapsed::Rule));
+        assert!(still_live(c, &ruled("r1")).unwrap());
+        assert_eq!(lapsed(c, &ruled("removed")).unwrap(), Some(Lapsed::Rule));
         assert_eq!(
-            lapsed(&c, &deps("c", None, Some("g2"), &["t1"])).unwrap(),
+            lapsed(c, &deps("c", None, Some("g2"), &["t1"])).unwrap(),
             Some(Lapsed::Grant)
         );
     }

@@ -1,8 +1,8 @@
 //! Refresh tokens: opaque, stored by SHA-256, one family per grant.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
+use super::db::{Db, Row};
 use super::StoreResult;
+use crate::args;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
@@ -29,7 +29,7 @@ pub struct RefreshRecord {
 const COLUMNS: &str = "token_hash, jti, family_id, client_id, user_id, scope, resource, auth_time, amr, \
     issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
+fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
     Ok(RefreshRecord {
         token_hash: r.get(0)?,
         jti: r.get(1)?,
@@ -51,67 +51,68 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
     })
 }
 
-pub fn insert(conn: &Connection, t: &RefreshRecord) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-    ))?
-    .execute(params![
-        t.token_hash,
-        t.jti,
-        t.family_id,
-        t.client_id,
-        t.user_id,
-        t.scope,
-        t.resource,
-        t.auth_time,
-        t.amr,
-        t.issued_at,
-        t.idle_expires_at,
-        t.absolute_expires_at,
-        t.consumed_at,
-        t.consumed_by,
-        t.successor_hash,
-        t.revoked_at,
-        t.sid
-    ])?;
+pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ),
+        args![
+            &t.token_hash,
+            &t.jti,
+            &t.family_id,
+            &t.client_id,
+            &t.user_id,
+            &t.scope,
+            &t.resource,
+            t.auth_time,
+            &t.amr,
+            t.issued_at,
+            t.idle_expires_at,
+            t.absolute_expires_at,
+            t.consumed_at,
+            &t.consumed_by,
+            &t.successor_hash,
+            t.revoked_at,
+            &t.sid
+        ],
+    )?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"
-        ))?
-        .query_row([token_hash], from_row)
-        .optional()?)
+pub fn get(conn: &dyn Db, token_hash: &str) -> StoreResult<Option<RefreshRecord>> {
+    conn.query_one(
+        &format!("SELECT {COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"),
+        args![token_hash],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
-/// Consume a refresh token: one UPDATE, so of N concurrent presentations
+/// Consume a refresh token: one statement, so of N concurrent presentations
 /// exactly one rotates. Records which client consumed it and its successor,
 /// and ends its token record (reason `rotated`) so the admin views and
 /// filters show it as no longer usable, as introspection does.
 pub fn consume(
-    conn: &Connection,
+    conn: &dyn Db,
     token_hash: &str,
     now: i64,
     client_id: &str,
     successor_hash: &str,
 ) -> StoreResult<bool> {
-    let won = conn
-        .prepare_cached(
-            "UPDATE refresh_tokens SET consumed_at = ?2, consumed_by = ?3, successor_hash = ?4 \
-             WHERE token_hash = ?1 AND consumed_at IS NULL AND revoked_at IS NULL",
-        )?
-        .execute(params![token_hash, now, client_id, successor_hash])?
-        == 1;
+    let won = conn.execute(
+        "UPDATE refresh_tokens SET consumed_at = ?2, consumed_by = ?3, successor_hash = ?4 \
+         WHERE token_hash = ?1 AND consumed_at IS NULL AND revoked_at IS NULL",
+        args![token_hash, now, client_id, successor_hash],
+    )? == 1;
     if won {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE tokens SET revoked_at = ?2, revoked_reason = 'rotated' \
              WHERE jti = (SELECT jti FROM refresh_tokens WHERE token_hash = ?1) \
              AND revoked_at IS NULL",
-        )?
-        .execute(params![token_hash, now])?;
+            args![token_hash, now],
+        )?;
     }
     Ok(won)
 }
@@ -136,14 +137,14 @@ impl FamilyRevoked {
 /// The one definition, for reuse detection, a replayed code, a client's
 /// revocation and an administrator's.
 pub fn revoke_family(
-    conn: &Connection,
+    conn: &dyn Db,
     family_id: &str,
     now: i64,
     reason: &str,
 ) -> StoreResult<FamilyRevoked> {
     let refresh_tokens = conn.execute(
         "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
-        params![family_id, now],
+        args![family_id, now],
     )?;
     let tokens = super::tokens::revoke_grant(conn, family_id, now, reason)?;
     Ok(FamilyRevoked {
@@ -164,23 +165,23 @@ impl RefreshRecord {
     }
 }
 
-/// A named server secret, created on first use (inside the caller's transaction).
-pub fn server_secret(conn: &Connection, name: &str) -> StoreResult<String> {
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?;
-    if let Some(v) = existing {
-        return Ok(v);
+/// A named server secret, created on first use (inside the caller's
+/// transaction); whoever creates it first wins, so every instance shares it.
+pub fn server_secret(conn: &dyn Db, name: &str) -> StoreResult<String> {
+    let existing = conn.query_one(
+        "SELECT value FROM server_secrets WHERE name = ?1",
+        args![name],
+    )?;
+    if let Some(r) = existing {
+        return r.get(0);
     }
     let value = crate::secret::random_token(32);
     conn.execute(
-        "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?1, ?2)",
-        params![name, value],
+        "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        args![name, value],
     )?;
-    Ok(conn.query_row(
+    conn.scalar(
         "SELECT value FROM server_secrets WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    )?)
+        args![name],
+    )
 }

@@ -1,8 +1,8 @@
 //! Login sessions and pending interactions.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::Db;
 use super::StoreResult;
+use crate::args;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -12,33 +12,33 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-pub fn insert_session(conn: &Connection, id_hash: &str, s: &Session, now: i64) -> StoreResult<()> {
+pub fn insert_session(conn: &dyn Db, id_hash: &str, s: &Session, now: i64) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id_hash, s.user_id, s.auth_time, s.amr, now, s.expires_at],
+        args![id_hash, &s.user_id, s.auth_time, &s.amr, now, s.expires_at],
     )?;
     Ok(())
 }
 
-pub fn get_session(conn: &Connection, id_hash: &str) -> StoreResult<Option<Session>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT user_id, auth_time, amr, expires_at FROM sessions WHERE id_hash = ?1",
-        )?
-        .query_row([id_hash], |r| {
-            Ok(Session {
-                user_id: r.get(0)?,
-                auth_time: r.get(1)?,
-                amr: r.get(2)?,
-                expires_at: r.get(3)?,
-            })
+pub fn get_session(conn: &dyn Db, id_hash: &str) -> StoreResult<Option<Session>> {
+    conn.query_one(
+        "SELECT user_id, auth_time, amr, expires_at FROM sessions WHERE id_hash = ?1",
+        args![id_hash],
+    )?
+    .map(|r| {
+        Ok(Session {
+            user_id: r.get(0)?,
+            auth_time: r.get(1)?,
+            amr: r.get(2)?,
+            expires_at: r.get(3)?,
         })
-        .optional()?)
+    })
+    .transpose()
 }
 
-pub fn delete_session(conn: &Connection, id_hash: &str) -> StoreResult<bool> {
-    Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])? > 0)
+pub fn delete_session(conn: &dyn Db, id_hash: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", args![id_hash])? > 0)
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -65,15 +65,15 @@ impl std::fmt::Debug for Interaction {
     }
 }
 
-pub fn insert_interaction(conn: &Connection, i: &Interaction, now: i64) -> StoreResult<()> {
+pub fn insert_interaction(conn: &dyn Db, i: &Interaction, now: i64) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO interactions (id, browser_hash, csrf, request, login_done, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            i.id,
-            i.browser_hash,
-            i.csrf,
-            i.request,
+        args![
+            &i.id,
+            &i.browser_hash,
+            &i.csrf,
+            &i.request,
             i.login_done,
             now,
             i.expires_at
@@ -82,36 +82,39 @@ pub fn insert_interaction(conn: &Connection, i: &Interaction, now: i64) -> Store
     Ok(())
 }
 
-pub fn get_interaction(conn: &Connection, id: &str) -> StoreResult<Option<Interaction>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, browser_hash, csrf, request, login_done, expires_at FROM interactions WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(Interaction {
-                id: r.get(0)?,
-                browser_hash: r.get(1)?,
-                csrf: r.get(2)?,
-                request: r.get(3)?,
-                login_done: r.get(4)?,
-                expires_at: r.get(5)?,
-            })
+pub fn get_interaction(conn: &dyn Db, id: &str) -> StoreResult<Option<Interaction>> {
+    conn.query_one(
+        "SELECT id, browser_hash, csrf, request, login_done, expires_at FROM interactions WHERE id = ?1",
+        args![id],
+    )?
+    .map(|r| {
+        Ok(Interaction {
+            id: r.get(0)?,
+            browser_hash: r.get(1)?,
+            csrf: r.get(2)?,
+            request: r.get(3)?,
+            login_done: r.get(4)?,
+            expires_at: r.get(5)?,
         })
-        .optional()?)
+    })
+    .transpose()
 }
 
-pub fn mark_login_done(conn: &Connection, id: &str) -> StoreResult<()> {
-    conn.execute("UPDATE interactions SET login_done = 1 WHERE id = ?1", [id])?;
+pub fn mark_login_done(conn: &dyn Db, id: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE interactions SET login_done = ?2 WHERE id = ?1",
+        args![id, true],
+    )?;
     Ok(())
 }
 
 /// Finish an interaction: one DELETE, so a form submitted twice completes once.
-pub fn take_interaction(conn: &Connection, id: &str) -> StoreResult<bool> {
-    Ok(conn.execute("DELETE FROM interactions WHERE id = ?1", [id])? > 0)
+pub fn take_interaction(conn: &dyn Db, id: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM interactions WHERE id = ?1", args![id])? > 0)
 }
 
-pub fn purge_expired(conn: &Connection, now: i64) -> StoreResult<()> {
-    conn.execute("DELETE FROM interactions WHERE expires_at < ?1", [now])?;
-    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+pub fn purge_expired(conn: &dyn Db, now: i64) -> StoreResult<()> {
+    conn.execute("DELETE FROM interactions WHERE expires_at < ?1", args![now])?;
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", args![now])?;
     Ok(())
 }

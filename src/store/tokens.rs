@@ -1,8 +1,8 @@
 //! Every token deputy issues, the grants they hang from, and used assertion ids.
 
-use rusqlite::{named_params, params, Connection, OptionalExtension, Row};
-
-use super::{is_unique_violation, StoreError, StoreResult};
+use super::db::{Db, Row};
+use super::{StoreError, StoreResult};
+use crate::args;
 use crate::model::{SubjectKind, TokenKind};
 
 /// The record of one issued token: enough for introspection, revocation,
@@ -41,27 +41,23 @@ impl TokenRecord {
 }
 
 /// The recursive step of a lineage walk over `tree(jti)`: tokens derived
-/// from a token in the tree, through either of their parents.
-pub(crate) const CHILDREN: &str =
-    "SELECT t.jti FROM tokens t JOIN tree ON t.parent_jti = tree.jti \
-     UNION SELECT t.jti FROM tokens t JOIN tree ON t.actor_token_jti = tree.jti";
+/// from a token in the tree, through either of their parents (one reference
+/// to `tree`, as PostgreSQL requires of a recursive term).
+const CHILDREN: &str = "SELECT t.jti FROM tokens t JOIN tree \
+     ON t.parent_jti = tree.jti OR t.actor_token_jti = tree.jti";
 
 const COLUMNS: &str = "jti, kind, subject, subject_kind, client_id, client_kind, actor_chain, \
     audience, scope, task, issued_at, expires_at, parent_jti, grant_id, grant_type, rule_id, \
     revoked_at, revoked_reason, may_act, actor_token_jti";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
+fn from_row(r: &Row) -> StoreResult<TokenRecord> {
     let kind: String = r.get(1)?;
     let subject_kind: String = r.get(3)?;
-    let Some(kind) = TokenKind::parse(&kind) else {
-        return Ok(Err(StoreError::Corrupt(format!("token kind {kind}"))));
-    };
-    let Some(subject_kind) = SubjectKind::parse(&subject_kind) else {
-        return Ok(Err(StoreError::Corrupt(format!(
-            "subject kind {subject_kind}"
-        ))));
-    };
-    Ok(Ok(TokenRecord {
+    let kind =
+        TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("token kind {kind}")))?;
+    let subject_kind = SubjectKind::parse(&subject_kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("subject kind {subject_kind}")))?;
+    Ok(TokenRecord {
         jti: r.get(0)?,
         kind,
         subject: r.get(2)?,
@@ -82,54 +78,66 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
         revoked_reason: r.get(17)?,
         may_act: r.get(18)?,
         actor_token_jti: r.get(19)?,
-    }))
+    })
 }
 
-pub fn insert(conn: &Connection, t: &TokenRecord) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
-    ))?
-    .execute(params![
-        t.jti,
-        t.kind.as_str(),
-        t.subject,
-        t.subject_kind.as_str(),
-        t.client_id,
-        t.client_kind,
-        t.actor_chain,
-        t.audience,
-        t.scope,
-        t.task,
-        t.issued_at,
-        t.expires_at,
-        t.parent_jti,
-        t.grant_id,
-        t.grant_type,
-        t.rule_id,
-        t.revoked_at,
-        t.revoked_reason,
-        t.may_act,
-        t.actor_token_jti,
-    ])?;
+pub fn insert(conn: &dyn Db, t: &TokenRecord) -> StoreResult<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO tokens ({COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+        ),
+        args![
+            &t.jti,
+            t.kind.as_str(),
+            &t.subject,
+            t.subject_kind.as_str(),
+            &t.client_id,
+            &t.client_kind,
+            &t.actor_chain,
+            &t.audience,
+            &t.scope,
+            &t.task,
+            t.issued_at,
+            t.expires_at,
+            &t.parent_jti,
+            &t.grant_id,
+            &t.grant_type,
+            &t.rule_id,
+            t.revoked_at,
+            &t.revoked_reason,
+            &t.may_act,
+            &t.actor_token_jti,
+        ],
+    )?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, jti: &str) -> StoreResult<Option<TokenRecord>> {
-    match conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE jti = ?1"))?
-        .query_row([jti], from_row)
-        .optional()?
-    {
-        Some(t) => Ok(Some(t?)),
-        None => Ok(None),
-    }
+pub fn get(conn: &dyn Db, jti: &str) -> StoreResult<Option<TokenRecord>> {
+    conn.query_one(
+        &format!("SELECT {COLUMNS} FROM tokens WHERE jti = ?1"),
+        args![jti],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+/// Token records by `jti`, in the order given (a `jti` that vanished meanwhile
+/// means the store is damaged).
+pub(crate) fn records(conn: &dyn Db, jtis: &[String]) -> StoreResult<Vec<TokenRecord>> {
+    jtis.iter()
+        .map(|j| {
+            get(conn, j)?.ok_or_else(|| StoreError::Corrupt(format!("token {j} vanished mid-read")))
+        })
+        .collect()
 }
 
 /// The lineage walk, defined once: `tree(jti)` holds the tokens matching
-/// `roots` (a condition on `tokens`) and every token derived from them at any
-/// depth, through either parent. UNION (not UNION ALL) visits each token
-/// once, so even a damaged, cyclic lineage terminates.
+/// `roots` (a condition on `tokens` over `?1`, the root value, and `?2`, a
+/// person or NULL) and every token derived from them at any depth, through
+/// either parent. UNION (not UNION ALL) visits each token once, so even a
+/// damaged, cyclic lineage terminates.
 pub(crate) fn tree(roots: &str) -> String {
     format!(
         "WITH RECURSIVE tree(jti) AS (
@@ -141,74 +149,54 @@ pub(crate) fn tree(roots: &str) -> String {
 }
 
 /// The revocation cascade, defined once: revoke `tree(roots)` in one
-/// statement. `params` names `:now`, `:reason` and whatever `roots` uses.
-/// Returns how many tokens changed state (a repeat is 0).
+/// statement (`?1` the root value, `?2` a person or NULL, `?3` now, `?4` the
+/// reason). Returns how many tokens changed state (a repeat is 0).
 pub(crate) fn revoke_tree_where(
-    conn: &Connection,
-    roots: &str,
-    params: &[(&str, &dyn rusqlite::ToSql)],
-) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "{} UPDATE tokens SET revoked_at = :now, revoked_reason = :reason \
-             WHERE jti IN tree AND revoked_at IS NULL",
-            tree(roots)
-        ))?
-        .execute(params)?)
-}
-
-fn revoke_where(
-    conn: &Connection,
+    conn: &dyn Db,
     roots: &str,
     root: &str,
+    person: Option<&str>,
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
-    revoke_tree_where(
-        conn,
-        roots,
-        named_params! {":root": root, ":now": now, ":reason": reason},
+    conn.execute(
+        &format!(
+            "{} UPDATE tokens SET revoked_at = ?3, revoked_reason = ?4 \
+             WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL",
+            tree(&format!("({roots}) AND (?2 IS NULL OR subject = ?2)"))
+        ),
+        args![root, person, now, reason],
     )
 }
 
 /// Revoke a token and every token derived from it, at any depth, in one
 /// statement. Returns how many tokens changed state.
-pub fn revoke_tree(conn: &Connection, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
-    revoke_where(conn, "jti = :root", jti, now, reason)
+pub fn revoke_tree(conn: &dyn Db, jti: &str, now: i64, reason: &str) -> StoreResult<usize> {
+    revoke_tree_where(conn, "jti = ?1", jti, None, now, reason)
 }
 
 /// Everything issued to or for a client, and everything derived from it.
-pub fn revoke_client(
-    conn: &Connection,
-    client_id: &str,
-    now: i64,
-    reason: &str,
-) -> StoreResult<usize> {
-    revoke_where(conn, "client_id = :root", client_id, now, reason)
+pub fn revoke_client(conn: &dyn Db, client_id: &str, now: i64, reason: &str) -> StoreResult<usize> {
+    revoke_tree_where(conn, "client_id = ?1", client_id, None, now, reason)
 }
 
 /// Everything whose subject is this person or service, and everything derived from it.
-pub fn revoke_subject(
-    conn: &Connection,
-    subject: &str,
-    now: i64,
-    reason: &str,
-) -> StoreResult<usize> {
-    revoke_where(conn, "subject = :root", subject, now, reason)
+pub fn revoke_subject(conn: &dyn Db, subject: &str, now: i64, reason: &str) -> StoreResult<usize> {
+    revoke_tree_where(conn, "subject = ?1", subject, None, now, reason)
 }
 
 /// Everything issued under a grant, and everything derived from it.
 pub(super) fn revoke_grant(
-    conn: &Connection,
+    conn: &dyn Db,
     grant_id: &str,
     now: i64,
     reason: &str,
 ) -> StoreResult<usize> {
     conn.execute(
         "UPDATE grants SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-        params![grant_id, now],
+        args![grant_id, now],
     )?;
-    revoke_where(conn, "grant_id = :root", grant_id, now, reason)
+    revoke_tree_where(conn, "grant_id = ?1", grant_id, None, now, reason)
 }
 
 /// A grant: the authorization tokens hang from.
@@ -223,48 +211,45 @@ pub struct GrantRecord {
     pub created_at: i64,
 }
 
-pub fn insert_grant(conn: &Connection, g: &GrantRecord) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert_grant(conn: &dyn Db, g: &GrantRecord) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO grants (id, grant_type, subject, client_id, scope, auth_time, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        g.id,
-        g.grant_type,
-        g.subject,
-        g.client_id,
-        g.scope,
-        g.auth_time,
-        g.created_at
-    ])?;
+        args![
+            &g.id,
+            &g.grant_type,
+            &g.subject,
+            &g.client_id,
+            &g.scope,
+            g.auth_time,
+            g.created_at
+        ],
+    )?;
     Ok(())
 }
 
-/// RFC 7523 §3 item 7: record an assertion's `jti` as used. One INSERT under a
-/// primary key, so of N concurrent attempts exactly one succeeds, across restarts.
-/// Returns false when the `jti` was already used (a replay).
+/// RFC 7523 §3 item 7: record an assertion's `jti` as used. One statement
+/// under a primary key, so of N concurrent attempts exactly one succeeds,
+/// across restarts and instances. Returns false when the `jti` was already
+/// used (a replay). `ON CONFLICT DO NOTHING`, not an error: on PostgreSQL an
+/// error would end the whole transaction.
 pub fn consume_assertion_jti(
-    conn: &Connection,
+    conn: &dyn Db,
     client_id: &str,
     jti: &str,
     expires_at: i64,
 ) -> StoreResult<bool> {
-    match conn
-        .prepare_cached(
-            "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![client_id, jti, expires_at])
-    {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(conn.execute(
+        "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (client_id, jti) DO NOTHING",
+        args![client_id, jti, expires_at],
+    )? == 1)
 }
 
 /// Forget assertion ids whose assertions can no longer be accepted anyway.
-pub fn purge_used_assertions(conn: &Connection, older_than: i64) -> StoreResult<usize> {
-    Ok(conn.execute(
+pub fn purge_used_assertions(conn: &dyn Db, older_than: i64) -> StoreResult<usize> {
+    conn.execute(
         "DELETE FROM used_assertions WHERE expires_at < ?1",
-        [older_than],
-    )?)
+        args![older_than],
+    )
 }

@@ -1,8 +1,8 @@
 //! People who sign in.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
+use super::db::{Db, Row};
 use super::StoreResult;
+use crate::args;
 
 #[derive(Clone)]
 pub struct User {
@@ -40,7 +40,7 @@ impl User {
 
 const COLUMNS: &str = "id, username, email, name, password_hash, disabled_at, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(r: &Row) -> StoreResult<User> {
     Ok(User {
         id: r.get(0)?,
         username: r.get(1)?,
@@ -52,15 +52,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-pub fn insert(conn: &Connection, u: &User) -> StoreResult<()> {
+pub fn insert(conn: &dyn Db, u: &User) -> StoreResult<()> {
     conn.execute(
         &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![
-            u.id,
-            u.username,
-            u.email,
-            u.name,
-            u.password_hash,
+        args![
+            &u.id,
+            &u.username,
+            &u.email,
+            &u.name,
+            &u.password_hash,
             u.disabled_at,
             u.created_at
         ],
@@ -68,33 +68,42 @@ pub fn insert(conn: &Connection, u: &User) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn by_username(conn: &Connection, username: &str) -> StoreResult<Option<User>> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?
-        .query_row([username], from_row)
-        .optional()?)
+pub fn by_username(conn: &dyn Db, username: &str) -> StoreResult<Option<User>> {
+    conn.query_one(
+        &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
+        args![username],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> StoreResult<Option<User>> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
+pub fn by_id(conn: &dyn Db, id: &str) -> StoreResult<Option<User>> {
+    conn.query_one(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        args![id],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
-pub fn list(conn: &Connection) -> StoreResult<Vec<User>> {
-    Ok(conn
-        .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?
-        .query_map([], from_row)?
-        .collect::<Result<_, _>>()?)
+pub fn list(conn: &dyn Db) -> StoreResult<Vec<User>> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM users ORDER BY username"),
+        &[],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// Mark a person disabled. Returns their id, or None if unknown.
-pub fn disable(conn: &Connection, username: &str, now: i64) -> StoreResult<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2) WHERE username = ?1 RETURNING id",
-        )?
-        .query_row(params![username, now], |r| r.get(0))
-        .optional()?)
+pub fn disable(conn: &dyn Db, username: &str, now: i64) -> StoreResult<Option<String>> {
+    conn.query_one(
+        "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2) WHERE username = ?1 RETURNING id",
+        args![username, now],
+    )?
+    .map(|r| r.get(0))
+    .transpose()
 }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::{Map, Value};
 
 use super::verify::{
@@ -123,7 +123,7 @@ impl OwnTokens {
         also: F,
     ) -> StoreResult<Result<(LiveAccessToken, X), NotLive>>
     where
-        F: FnOnce(&Connection, &TokenRecord) -> StoreResult<X> + Send + 'static,
+        F: FnOnce(&dyn Db, &TokenRecord) -> StoreResult<X> + Send + 'static,
         X: Send + 'static,
     {
         let verified = match self.verify_access(now, token) {

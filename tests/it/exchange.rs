@@ -657,11 +657,7 @@ async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
                 .store
                 .write(move |c| {
                     deputy::store::delegation::remove(c, &id)?;
-                    Ok(
-                        c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM tokens", [], |r| {
-                            r.get::<_, i64>(0)
-                        })?,
-                    )
+                    c.scalar::<i64>("SELECT COALESCE(MAX(rowid), 0) FROM tokens", &[])
                 })
                 .await
                 .unwrap()
@@ -834,11 +830,13 @@ async fn unknown_revoked_expired_foreign_and_not_entitled_subjects_answer_alike(
         .state
         .store
         .read(|c| {
-            let mut st = c.prepare(
+            c.query(
                 "SELECT reason FROM audit_events WHERE event = 'token_exchange' AND outcome = 'refused' ORDER BY id",
-            )?;
-            let rows = st.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
         })
         .await
         .unwrap();

@@ -291,10 +291,7 @@ async fn a_newer_database_is_refused_at_start() {
         env.state
             .store
             .write(|c| {
-                c.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
-                    [],
-                )?;
+                c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)", &[])?;
                 Ok(())
             })
             .await
@@ -319,7 +316,7 @@ async fn store_failure_is_a_5xx_never_a_success() {
     env.state
         .store
         .write(|c| {
-            c.execute_batch("DROP TABLE tokens")?;
+            c.batch("DROP TABLE tokens")?;
             Ok(())
         })
         .await

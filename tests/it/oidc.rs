@@ -478,11 +478,13 @@ async fn failed_logins_share_one_message_and_are_throttled() {
         .state
         .store
         .read(|c| {
-            let mut s = c.prepare(
+            c.query(
                 "SELECT person FROM audit_events WHERE event = 'login_failed' ORDER BY id",
-            )?;
-            let rows = s.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
         })
         .await
         .unwrap();

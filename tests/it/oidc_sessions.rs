@@ -311,12 +311,11 @@ async fn codes_racing_a_consent_withdrawal_or_logout_leave_no_live_grant() {
                 .state
                 .store
                 .read(move |c| {
-                    Ok(c.query_row(
+                    c.scalar(
                         "SELECT COUNT(*) FROM grants WHERE subject = ?1 AND client_id = 'web' \
                          AND revoked_at IS NULL",
-                        [&uid],
-                        |r| r.get(0),
-                    )?)
+                        deputy::args![&uid],
+                    )
                 })
                 .await
                 .unwrap();
@@ -415,7 +414,12 @@ async fn issuance_refusals_name_their_reason_and_are_audited() {
     let uid = alice.clone();
     env.state
         .store
-        .write(move |c| Ok(c.execute("UPDATE users SET disabled_at = 1 WHERE id = ?1", [&uid])?))
+        .write(move |c| {
+            c.execute(
+                "UPDATE users SET disabled_at = 1 WHERE id = ?1",
+                deputy::args![&uid],
+            )
+        })
         .await
         .unwrap();
     assert_eq!(

@@ -63,10 +63,9 @@ async fn rotation_issues_a_successor_and_a_new_id_token_with_the_same_identity()
         .state
         .store
         .read(move |c| {
-            let jti: String = c.query_row(
+            let jti: String = c.scalar(
                 "SELECT jti FROM refresh_tokens WHERE token_hash = ?1",
-                [&hash],
-                |r| r.get(0),
+                deputy::args![&hash],
             )?;
             deputy::store::tokens::get(c, &jti)
         })
@@ -266,7 +265,7 @@ async fn families_end_at_their_absolute_lifetime_and_with_the_person() {
         .write(|c| {
             c.execute(
                 "UPDATE users SET disabled_at = 1 WHERE username = 'alice'",
-                [],
+                &[],
             )?;
             Ok(())
         })
@@ -288,11 +287,10 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
         .state
         .store
         .read(move |c| {
-            Ok(c.query_row(
+            c.scalar(
                 "SELECT count(*) FROM refresh_tokens WHERE token_hash = ?1",
-                [&token],
-                |r| r.get(0),
-            )?)
+                deputy::args![&token],
+            )
         })
         .await
         .unwrap();
@@ -444,7 +442,7 @@ async fn a_code_whose_grant_was_revoked_yields_nothing() {
     env.state
         .store
         .write(|c| {
-            let g: String = c.query_row("SELECT id FROM grants", [], |r| r.get(0))?;
+            let g: String = c.scalar("SELECT id FROM grants", &[])?;
             deputy::store::refresh::revoke_family(c, &g, T0, "test").map(|_| ())
         })
         .await
@@ -483,11 +481,10 @@ async fn a_grace_retry_is_recorded_as_such_and_issues_no_refresh_token() {
         &env.state
             .store
             .read(|c| {
-                Ok(c.query_row(
+                c.scalar::<String>(
                     "SELECT detail FROM audit_events WHERE event = 'refresh_retried'",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )?)
+                    &[],
+                )
             })
             .await
             .unwrap(),

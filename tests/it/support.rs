@@ -111,7 +111,8 @@ impl Env {
         self.state
             .store
             .read(move |c| {
-                Ok(c.query_row(sql, rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
+                let args: Vec<deputy::store::Value> = args.into_iter().map(Into::into).collect();
+                c.scalar(sql, &args)
             })
             .await
             .unwrap()

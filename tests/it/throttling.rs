@@ -318,16 +318,18 @@ async fn throttled_events(env: &Env) -> Vec<(Option<String>, Option<String>, ser
     env.state
         .store
         .read(|c| {
-            let mut s = c.prepare(
+            c.query(
                 "SELECT person, client_id, detail FROM audit_events \
                  WHERE event = 'login_throttled' AND mode = 'person' AND outcome = 'refused' \
                  ORDER BY id",
-            )?;
-            let rows = s.query_map([], |r| {
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 let detail: String = r.get(2)?;
                 Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&detail).unwrap()))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .collect()
         })
         .await
         .unwrap()

@@ -14,6 +14,7 @@ use crate::secret::{random_token, sha256_b64};
 use crate::store::codes::CodeRecord;
 use crate::store::liveness::{lapsed, still_live, Dependencies, Lapsed};
 use crate::store::tokens::GrantRecord;
+use crate::store::Db;
 use crate::store::Outcome;
 use crate::token::TokenResponse;
 
@@ -103,7 +104,7 @@ pub async fn issue_code(
 
 /// Why a code may no longer be issued, checked in the issuing transaction.
 fn issuance_refused(
-    c: &rusqlite::Connection,
+    c: &dyn Db,
     deps: &Dependencies,
     session_hash: &str,
     scope: &[String],
@@ -160,11 +161,7 @@ fn bad_code() -> OAuthError {
 
 /// RFC 6749 §4.1.2: a code used twice is an attack signal; every token issued
 /// from it is revoked. Committed even though the request fails.
-fn revoke_replayed(
-    conn: &rusqlite::Connection,
-    rec: &CodeRecord,
-    now: i64,
-) -> crate::store::StoreResult<()> {
+fn revoke_replayed(conn: &dyn Db, rec: &CodeRecord, now: i64) -> crate::store::StoreResult<()> {
     let n = crate::store::refresh::revoke_family(
         conn,
         &rec.grant_id,
@@ -207,7 +204,7 @@ fn presentation_refused(rec: &CodeRecord, req: &CodeRedemption) -> Option<OAuthE
 
 /// Spend a code whose presentation failed its checks, and say why in the trail.
 fn refuse_presentation(
-    c: &rusqlite::Connection,
+    c: &dyn Db,
     rec: &CodeRecord,
     code_hash: &str,
     refusal: OAuthError,
@@ -270,7 +267,7 @@ pub async fn redeem(
     let client = auth.client.clone();
     if let Some(refusal) = presentation_refused(&rec, &req) {
         return Ok(Box::new(move |c| {
-            refuse_presentation(c, &rec, &code_hash, refusal, &client, now)
+            refuse_presentation(c, &rec, &code_hash, refusal.clone(), &client, now)
         }));
     }
     let user = {
@@ -350,6 +347,6 @@ pub async fn redeem(
         }
         store(c, &set)?;
         crate::store::audit::insert(c, &redeemed)?;
-        Ok(Outcome::Commit(set.response))
+        Ok(Outcome::Commit(set.response.clone()))
     }))
 }

@@ -365,11 +365,11 @@ async fn issue(
         // existed, so nothing is issued, and the refusal is recorded.
         if let Some(what) = lapsed(c, &deps)? {
             let e = lapsed_refusal(what);
-            crate::store::audit::insert(c, &refused_event.refused(e.reason()))?;
+            crate::store::audit::insert(c, &refused_event.clone().refused(e.reason()))?;
             return Ok(Outcome::Refuse(e));
         }
         crate::store::tokens::insert(c, &record)?;
         crate::store::audit::insert(c, &ev)?;
-        Ok(Outcome::Commit(response))
+        Ok(Outcome::Commit(response.clone()))
     }))
 }

@@ -141,7 +141,7 @@ async fn a_failing_cli_revocation_writes_nothing() {
     env.state
         .store
         .write(|c| {
-            c.execute_batch("DROP TABLE audit_events")?;
+            c.batch("DROP TABLE audit_events")?;
             Ok(())
         })
         .await

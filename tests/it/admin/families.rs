@@ -121,13 +121,7 @@ async fn revoking_a_refresh_tokens_jti_revokes_its_family() {
     let refresh_jti: String = env
         .state
         .store
-        .read(|c| {
-            Ok(
-                c.query_row("SELECT jti FROM tokens WHERE kind = 'refresh'", [], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
+        .read(|c| c.scalar("SELECT jti FROM tokens WHERE kind = 'refresh'", &[]))
         .await
         .unwrap();
 

@@ -212,7 +212,7 @@ async fn drop_table(env: &Env, sql: &'static str) {
     env.state
         .store
         .write(move |c| {
-            c.execute_batch(sql)?;
+            c.batch(sql)?;
             Ok(())
         })
         .await

@@ -332,7 +332,7 @@ async fn a_store_failure_at_revoke_is_a_500() {
     env.state
         .store
         .write(|c| {
-            c.execute_batch("DROP TABLE tokens")?;
+            c.batch("DROP TABLE tokens")?;
             Ok(())
         })
         .await
@@ -357,7 +357,7 @@ async fn a_failed_audit_write_rolls_the_revocation_back() {
     env.state
         .store
         .write(|c| {
-            c.execute_batch("DROP TABLE audit_events")?;
+            c.batch("DROP TABLE audit_events")?;
             Ok(())
         })
         .await
