@@ -83,17 +83,22 @@ where
         .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
-/// Generate a P-256 key into `dir`, signing from `activates_at`.
-pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, String> {
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+/// A new P-256 key pair, signing from `activates_at` (`kid` = its RFC 7638
+/// thumbprint), for the key directory or the database alike.
+pub fn new_key(now: i64, activates_at: i64) -> Result<StoredKey, String> {
     let sk = p256::SecretKey::generate();
     let (x, y) = coordinates(&sk)?;
     let kid = ec_thumbprint(&x, &y);
-    let pem = sk
+    let private_pem = sk
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("cannot encode key: {e}"))?;
+        .map_err(|e| format!("cannot encode key: {e}"))?
+        .to_string();
+    let public_pem = sk
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("cannot encode public key: {e}"))?;
     let meta = KeyMeta {
-        kid: kid.clone(),
+        kid,
         alg: "ES256".to_string(),
         created_at: now,
         activates_at,
@@ -102,6 +107,36 @@ pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, Stri
             .map(|d| d.as_nanos())
             .unwrap_or(0),
     };
+    Ok(StoredKey {
+        meta,
+        private_pem,
+        public_pem,
+        x,
+        y,
+    })
+}
+
+/// Check a key read back (from a file or the database): a P-256 PKCS#8 key
+/// whose thumbprint is its `kid`; returns its public parts.
+pub fn check_private_pem(kid: &str, private_pem: &str) -> Result<(String, String, String), String> {
+    let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(private_pem)
+        .map_err(|e| format!("key {kid} is not a P-256 PKCS#8 key: {e}"))?;
+    let (x, y) = coordinates(&sk)?;
+    if ec_thumbprint(&x, &y) != kid {
+        return Err(format!("key {kid}: kid does not match the key's thumbprint"));
+    }
+    let public_pem = sk
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("cannot encode public key: {e}"))?;
+    Ok((x, y, public_pem))
+}
+
+/// Generate a P-256 key into `dir`, signing from `activates_at`.
+pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let key = new_key(now, activates_at)?;
+    let (meta, pem, kid) = (key.meta.clone(), key.private_pem, key.meta.kid);
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
     let pem_name = format!("{kid}.pem");
     write_atomic(dir, &pem_name, 0o600, |w| w.write_all(pem.as_bytes()))?;

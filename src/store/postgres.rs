@@ -1,0 +1,406 @@
+//! The PostgreSQL engine, for several deputy instances on one database.
+//!
+//! Repository functions are synchronous (`Db`), as on SQLite; here they run
+//! on blocking threads of one runtime of the process, each statement handed
+//! to `tokio-postgres` on that runtime. A pool (`deadpool-postgres`) keeps
+//! connections, and reconnects by itself when PostgreSQL comes back.
+//!
+//! Every write job runs in a SERIALIZABLE transaction: PostgreSQL guarantees
+//! the outcome of some serial order of all of them, across instances, which
+//! is what SQLite's single writer gave, so every check-then-write rule
+//! (single use, liveness re-checks against cascades) holds unchanged. A
+//! transaction that loses a serialization race is rolled back and its job
+//! run again (jobs are `FnMut` and keep no effects outside the database),
+//! a bounded number of times; then the answer is 503.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::runtime::{Handle, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::IsolationLevel;
+
+use super::db::{numbered_for_postgres, Db, Dialect, Row, Value};
+use super::{Outcome, StoreError, StoreResult};
+
+/// Connections per instance.
+const POOL_SIZE: usize = 16;
+/// How often a job that lost a serialization race is run again.
+const MAX_ATTEMPTS: usize = 20;
+/// Waiting for a connection, or for PostgreSQL to answer a connect.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// The runtime PostgreSQL connections live on: one per process, shared by
+/// every store (tests open many).
+fn runtime() -> StoreResult<&'static Runtime> {
+    static RT: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(64)
+            .thread_name("deputy-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| StoreError::Schema(format!("cannot start the PostgreSQL runtime: {e}")))
+}
+
+/// True for a `database` setting that names PostgreSQL.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+fn classify(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            StoreError::Retry
+        }
+        Some(c) if c.code().starts_with("08") || *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW => {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(_) => StoreError::Database(e.to_string()),
+        // No SQLSTATE: the connection itself failed (closed, refused, I/O).
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(b) => classify(b),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => i.to_string().as_str().to_sql(ty, out),
+            },
+            Value::Bool(b) => match *ty {
+                Type::BOOL => b.to_sql(ty, out),
+                Type::INT8 => i64::from(*b).to_sql(ty, out),
+                Type::INT4 => i32::from(*b).to_sql(ty, out),
+                _ => Err(format!("a boolean cannot be bound as {ty}").into()),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+            Value::Bytes(b) => b.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn row_values(r: &tokio_postgres::Row) -> StoreResult<Row> {
+    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
+    let mut out = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let v = match *col.type_() {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(corrupt)?.map(Value::Int),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Int(i64::from(v))),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Int(i64::from(v))),
+            Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(corrupt)?.map(Value::Bool),
+            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(corrupt)?.map(Value::Bytes),
+            _ => r.try_get::<_, Option<String>>(i).map_err(corrupt)?.map(Value::Text),
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+/// A statement target: a pooled connection, or a transaction on one.
+enum Target<'a> {
+    Client(&'a deadpool_postgres::Client),
+    Tx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+/// A PostgreSQL connection or transaction as a `Db`, used from a blocking thread.
+struct PgDb<'a> {
+    handle: &'a Handle,
+    target: Target<'a>,
+}
+
+impl PgDb<'_> {
+    fn params<'v>(args: &'v [Value]) -> Vec<&'v (dyn ToSql + Sync)> {
+        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+impl Db for PgDb<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, args: &[Value]) -> StoreResult<usize> {
+        let sql = numbered_for_postgres(sql);
+        let params = Self::params(args);
+        let n = self.handle.block_on(async {
+            match &self.target {
+                Target::Client(c) => {
+                    let st = c.prepare_cached(&sql).await?;
+                    c.execute(&st, &params).await
+                }
+                Target::Tx(t) => {
+                    let st = t.prepare_cached(&sql).await?;
+                    t.execute(&st, &params).await
+                }
+            }
+        });
+        n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .map_err(classify)
+    }
+
+    fn query(&self, sql: &str, args: &[Value]) -> StoreResult<Vec<Row>> {
+        let sql = numbered_for_postgres(sql);
+        let params = Self::params(args);
+        let rows = self
+            .handle
+            .block_on(async {
+                match &self.target {
+                    Target::Client(c) => {
+                        let st = c.prepare_cached(&sql).await?;
+                        c.query(&st, &params).await
+                    }
+                    Target::Tx(t) => {
+                        let st = t.prepare_cached(&sql).await?;
+                        t.query(&st, &params).await
+                    }
+                }
+            })
+            .map_err(classify)?;
+        rows.iter().map(row_values).collect()
+    }
+
+    fn batch(&self, sql: &str) -> StoreResult<()> {
+        self.handle
+            .block_on(async {
+                match &self.target {
+                    Target::Client(c) => c.batch_execute(sql).await,
+                    Target::Tx(t) => t.batch_execute(sql).await,
+                }
+            })
+            .map_err(classify)
+    }
+}
+
+/// The server's handle on a PostgreSQL database. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    shown: Arc<str>,
+}
+
+/// Build the pool for `url`: TLS through OpenSSL (certificate and host name
+/// verified) when the URL says `sslmode=require`, plain otherwise.
+fn pool_for(url: &str) -> StoreResult<Pool> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Schema(format!("not a usable PostgreSQL URL: {e}")))?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        let builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+            .map_err(|e| StoreError::Schema(format!("cannot set up TLS: {e}")))?;
+        let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+        Manager::from_config(config, tls, manager_config)
+    } else {
+        Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+    };
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .recycle_timeout(Some(POOL_WAIT))
+        .build()
+        .map_err(|e| StoreError::Schema(format!("cannot build the connection pool: {e}")))
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_not_a_url) => "(unparseable URL)".to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connect, and bring the schema up to date (safe when several instances
+    /// start at once: the migration runner holds an advisory lock).
+    pub fn open(url: &str) -> StoreResult<PgStore> {
+        let rt = runtime()?;
+        let pool = {
+            let _entered = rt.enter();
+            pool_for(url)?
+        };
+        let store = PgStore {
+            pool,
+            shown: shown_url(url).into(),
+        };
+        rt.block_on(async {
+            let mut client = store.pool.get().await.map_err(pool_error)?;
+            super::pg_migrate::migrate(&mut client)
+                .await
+                .map_err(StoreError::Schema)
+        })?;
+        Ok(store)
+    }
+
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Run `f` in a SERIALIZABLE transaction, again if it loses a
+    /// serialization race.
+    pub async fn transact<T, E, F>(&self, mut f: F) -> StoreResult<Result<T, E>>
+    where
+        F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let rt = runtime()?;
+        let handle = rt.handle().clone();
+        let pool = self.pool.clone();
+        rt.spawn_blocking(move || run_transaction(&handle, &pool, &mut f))
+            .await
+            .map_err(|_join| StoreError::Panicked)?
+    }
+
+    /// Run a read on a pooled connection (READ COMMITTED: every committed
+    /// change, from any instance, is seen).
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let rt = runtime()?;
+        let handle = rt.handle().clone();
+        let pool = self.pool.clone();
+        rt.spawn_blocking(move || {
+            let client = handle.block_on(pool.get()).map_err(pool_error)?;
+            let db = PgDb {
+                handle: &handle,
+                target: Target::Client(&client),
+            };
+            catch_unwind(AssertUnwindSafe(|| f(&db))).unwrap_or(Err(StoreError::Panicked))
+        })
+        .await
+        .map_err(|_join| StoreError::Panicked)?
+    }
+
+    /// The same transactions, for the management CLI (a blocking caller).
+    pub fn transact_blocking<T, E>(
+        &self,
+        mut f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>>,
+    ) -> StoreResult<Result<T, E>> {
+        let rt = runtime()?;
+        let handle = rt.handle().clone();
+        run_transaction(&handle, &self.pool, &mut |db| {
+            Ok(match f(db)? {
+                Ok(t) => Outcome::Commit(t),
+                Err(e) => Outcome::Rollback(e),
+            })
+        })
+    }
+
+    /// A read for the management CLI.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+        let rt = runtime()?;
+        let handle = rt.handle().clone();
+        let client = handle.block_on(self.pool.get()).map_err(pool_error)?;
+        let db = PgDb {
+            handle: &handle,
+            target: Target::Client(&client),
+        };
+        f(&db)
+    }
+}
+
+fn run_transaction<T, E, F>(handle: &Handle, pool: &Pool, f: &mut F) -> StoreResult<Result<T, E>>
+where
+    F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>>,
+{
+    for attempt in 1..=MAX_ATTEMPTS {
+        match attempt_once(handle, pool, f) {
+            Err(StoreError::Retry) => {
+                // Let the winner finish before trying again.
+                std::thread::sleep(Duration::from_millis((attempt as u64).min(10)));
+                continue;
+            }
+            other => return other,
+        }
+    }
+    tracing::warn!("a transaction lost {MAX_ATTEMPTS} serialization races in a row");
+    Err(StoreError::Busy)
+}
+
+fn attempt_once<T, E, F>(handle: &Handle, pool: &Pool, f: &mut F) -> StoreResult<Result<T, E>>
+where
+    F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>>,
+{
+    let mut client = handle.block_on(pool.get()).map_err(pool_error)?;
+    let tx = handle
+        .block_on(
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .start(),
+        )
+        .map_err(classify)?;
+    let result = {
+        let db = PgDb {
+            handle,
+            target: Target::Tx(&tx),
+        };
+        catch_unwind(AssertUnwindSafe(|| f(&db))).unwrap_or(Err(StoreError::Panicked))
+    };
+    let (commit, answer) = match result {
+        Ok(Outcome::Commit(t)) => (true, Ok(t)),
+        Ok(Outcome::Refuse(e)) => (true, Err(e)),
+        Ok(Outcome::Rollback(e)) => (false, Err(e)),
+        Err(e) => {
+            // Dropping the transaction rolls it back.
+            drop(tx);
+            return Err(e);
+        }
+    };
+    if commit {
+        handle.block_on(tx.commit()).map_err(classify)?;
+    } else {
+        handle.block_on(tx.rollback()).map_err(classify)?;
+    }
+    Ok(answer)
+}
+
+/// The management CLI's connection to PostgreSQL.
+pub struct PgDirect(pub PgStore);
