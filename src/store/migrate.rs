@@ -1,4 +1,4 @@
-//! Schema migrations from `migrations/`, applied in order, each recorded once.
+//! SQLite schema migrations from `migrations/sqlite/`, applied in order, each recorded once.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -9,52 +9,52 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "0001_init",
-        include_str!("../../migrations/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
         2,
         "0002_people",
-        include_str!("../../migrations/0002_people.sql"),
+        include_str!("../../migrations/sqlite/0002_people.sql"),
     ),
     (
         3,
         "0003_delegation",
-        include_str!("../../migrations/0003_delegation.sql"),
+        include_str!("../../migrations/sqlite/0003_delegation.sql"),
     ),
     (
         4,
         "0004_partial_indexes",
-        include_str!("../../migrations/0004_partial_indexes.sql"),
+        include_str!("../../migrations/sqlite/0004_partial_indexes.sql"),
     ),
     (
         5,
         "0005_may_act",
-        include_str!("../../migrations/0005_may_act.sql"),
+        include_str!("../../migrations/sqlite/0005_may_act.sql"),
     ),
     (
         6,
         "0006_actor_token",
-        include_str!("../../migrations/0006_actor_token.sql"),
+        include_str!("../../migrations/sqlite/0006_actor_token.sql"),
     ),
     (
         7,
         "0007_audit_no_replace",
-        include_str!("../../migrations/0007_audit_no_replace.sql"),
+        include_str!("../../migrations/sqlite/0007_audit_no_replace.sql"),
     ),
     (
         8,
         "0008_session_sid",
-        include_str!("../../migrations/0008_session_sid.sql"),
+        include_str!("../../migrations/sqlite/0008_session_sid.sql"),
     ),
     (
         9,
         "0009_consent_per_resource",
-        include_str!("../../migrations/0009_consent_per_resource.sql"),
+        include_str!("../../migrations/sqlite/0009_consent_per_resource.sql"),
     ),
     (
         10,
         "0010_resource_client_fk",
-        include_str!("../../migrations/0010_resource_client_fk.sql"),
+        include_str!("../../migrations/sqlite/0010_resource_client_fk.sql"),
     ),
 ];
 
