@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_resource_client_fk",
         include_str!("../../migrations/sqlite/0010_resource_client_fk.sql"),
     ),
+    (
+        11,
+        "0011_shared_state",
+        include_str!("../../migrations/sqlite/0011_shared_state.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -164,7 +169,7 @@ mod tests {
              INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11]);
         let rows: Vec<(String, String, String, i64)> = conn
             .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
             .unwrap()
@@ -216,6 +221,44 @@ mod tests {
                 .is_err(),
             "a link to a client that does not exist is refused"
         );
+    }
+
+    /// Migration 11: the tables instances share are typed strictly; a
+    /// failure count cannot go negative and two keys cannot share a serial.
+    #[test]
+    fn shared_state_tables_refuse_what_does_not_fit() {
+        let mut conn = at_version(10);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![11]);
+        let key = |kid: &str, serial: i64, sealed: &dyn rusqlite::ToSql| {
+            conn.execute(
+                "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \
+                 public_pem, x, y, sealed_private_key) VALUES (?1, 'ES256', ?2, 1, 2, 'pem', 'x', 'y', ?3)",
+                params![kid, serial, sealed],
+            )
+        };
+        key("k1", 1, &vec![1u8, 2, 3]).unwrap();
+        assert!(key("k2", 1, &vec![4u8]).is_err(), "serial is unique");
+        assert!(key("k3", 3, &"not sealed").is_err(), "sealed key is a BLOB");
+        conn.execute(
+            "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+             VALUES ('a', 1, 10, 15)",
+            [],
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+                 VALUES ('b', -1, 10, 15)",
+                [],
+            )
+            .is_err());
+        assert!(conn
+            .execute(
+                "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+                 VALUES ('c', 'many', 10, 15)",
+                [],
+            )
+            .is_err());
     }
 
     #[test]
