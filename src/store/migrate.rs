@@ -1,4 +1,4 @@
-//! Schema migrations from `migrations/`, applied in order, each recorded once.
+//! SQLite schema migrations from `migrations/sqlite/`, applied in order, each recorded once.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -9,52 +9,57 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "0001_init",
-        include_str!("../../migrations/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
         2,
         "0002_people",
-        include_str!("../../migrations/0002_people.sql"),
+        include_str!("../../migrations/sqlite/0002_people.sql"),
     ),
     (
         3,
         "0003_delegation",
-        include_str!("../../migrations/0003_delegation.sql"),
+        include_str!("../../migrations/sqlite/0003_delegation.sql"),
     ),
     (
         4,
         "0004_partial_indexes",
-        include_str!("../../migrations/0004_partial_indexes.sql"),
+        include_str!("../../migrations/sqlite/0004_partial_indexes.sql"),
     ),
     (
         5,
         "0005_may_act",
-        include_str!("../../migrations/0005_may_act.sql"),
+        include_str!("../../migrations/sqlite/0005_may_act.sql"),
     ),
     (
         6,
         "0006_actor_token",
-        include_str!("../../migrations/0006_actor_token.sql"),
+        include_str!("../../migrations/sqlite/0006_actor_token.sql"),
     ),
     (
         7,
         "0007_audit_no_replace",
-        include_str!("../../migrations/0007_audit_no_replace.sql"),
+        include_str!("../../migrations/sqlite/0007_audit_no_replace.sql"),
     ),
     (
         8,
         "0008_session_sid",
-        include_str!("../../migrations/0008_session_sid.sql"),
+        include_str!("../../migrations/sqlite/0008_session_sid.sql"),
     ),
     (
         9,
         "0009_consent_per_resource",
-        include_str!("../../migrations/0009_consent_per_resource.sql"),
+        include_str!("../../migrations/sqlite/0009_consent_per_resource.sql"),
     ),
     (
         10,
         "0010_resource_client_fk",
-        include_str!("../../migrations/0010_resource_client_fk.sql"),
+        include_str!("../../migrations/sqlite/0010_resource_client_fk.sql"),
+    ),
+    (
+        11,
+        "0011_shared_state",
+        include_str!("../../migrations/sqlite/0011_shared_state.sql"),
     ),
 ];
 
@@ -164,7 +169,7 @@ mod tests {
              INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11]);
         let rows: Vec<(String, String, String, i64)> = conn
             .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
             .unwrap()
@@ -216,6 +221,44 @@ mod tests {
                 .is_err(),
             "a link to a client that does not exist is refused"
         );
+    }
+
+    /// Migration 11: the tables instances share are typed strictly; a
+    /// failure count cannot go negative and two keys cannot share a serial.
+    #[test]
+    fn shared_state_tables_refuse_what_does_not_fit() {
+        let mut conn = at_version(10);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![11]);
+        let key = |kid: &str, serial: i64, sealed: &dyn rusqlite::ToSql| {
+            conn.execute(
+                "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \
+                 public_pem, x, y, sealed_private_key) VALUES (?1, 'ES256', ?2, 1, 2, 'pem', 'x', 'y', ?3)",
+                params![kid, serial, sealed],
+            )
+        };
+        key("k1", 1, &vec![1u8, 2, 3]).unwrap();
+        assert!(key("k2", 1, &vec![4u8]).is_err(), "serial is unique");
+        assert!(key("k3", 3, &"not sealed").is_err(), "sealed key is a BLOB");
+        conn.execute(
+            "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+             VALUES ('a', 1, 10, 15)",
+            [],
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+                 VALUES ('b', -1, 10, 15)",
+                [],
+            )
+            .is_err());
+        assert!(conn
+            .execute(
+                "INSERT INTO login_failures (account, failures, last_failure, locked_until) \
+                 VALUES ('c', 'many', 10, 15)",
+                [],
+            )
+            .is_err());
     }
 
     #[test]

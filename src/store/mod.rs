@@ -13,6 +13,7 @@ pub mod delegation;
 pub mod lineage;
 pub mod liveness;
 pub mod migrate;
+pub mod pg_migrate;
 pub mod refresh;
 pub mod resources;
 pub mod sessions;
