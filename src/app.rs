@@ -32,6 +32,20 @@ pub struct AppState {
     pub dummy_hashes: crate::secret::DummyHashes,
 }
 
+/// The key-encryption key a PostgreSQL deployment seals its signing keys
+/// with; required there.
+pub fn key_encryption_key(settings: &Settings) -> Result<crate::keys::sealed::Kek, String> {
+    if settings.key_encryption_key_file.as_os_str().is_empty() {
+        return Err(
+            "setting `key_encryption_key_file`: required when `database` is a \
+             PostgreSQL URL (32 random bytes, base64: `openssl rand -base64 32`)"
+                .to_string(),
+        );
+    }
+    crate::keys::sealed::Kek::from_file(&settings.key_encryption_key_file)
+        .map_err(|e| format!("setting `key_encryption_key_file`: {e}"))
+}
+
 impl AppState {
     /// Write the throttled-login bursts that ended by `now` (see
     /// `login::flush_throttled`).
@@ -66,12 +80,25 @@ impl AppState {
 
     /// Open the store and keys described by `settings`.
     pub fn open(settings: Settings, clock: SharedClock) -> Result<AppState, String> {
-        crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)
-            .map_err(|e| e.to_string())?;
         let store = Store::open(&settings.database, 2)
-            .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))?;
-        let keys = Keys::open(&settings.keys_dir, clock.now())
-            .map_err(|e| format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display()))?;
+            .map_err(|e| format!("setting `database` ({}): {e}", settings.database_shown()))?;
+        let keys = match &store {
+            Store::Sqlite(_) => {
+                crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)
+                    .map_err(|e| e.to_string())?;
+                Keys::open(&settings.keys_dir, clock.now()).map_err(|e| {
+                    format!("setting `keys_dir` ({}): {e}", settings.keys_dir.display())
+                })?
+            }
+            Store::Postgres(pg) => Keys::open_source(
+                crate::keys::KeySource::Database {
+                    store: pg.clone(),
+                    kek: key_encryption_key(&settings)?,
+                },
+                clock.now(),
+            )
+            .map_err(|e| format!("setting `key_encryption_key_file`: {e}"))?,
+        };
         let dummy_hashes = crate::secret::DummyHashes::new()?;
         let keys = Arc::new(keys);
         let own_tokens = crate::token::gate::OwnTokens::new(

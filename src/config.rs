@@ -59,11 +59,18 @@ pub struct Settings {
     pub issuer: String,
     /// Address the HTTP server binds, host:port. Default `127.0.0.1:8080`.
     pub bind: String,
-    /// SQLite database file; must not be empty. Default `data/deputy.db`.
+    /// The database: a SQLite file path, or a `postgres://` /
+    /// `postgresql://` URL (several instances on one PostgreSQL database);
+    /// must not be empty. Default `data/deputy.db`.
     pub database: PathBuf,
-    /// Directory of signing keys (PKCS#8 PEM plus metadata); must not be
+    /// Directory of signing keys (PKCS#8 PEM plus metadata), with SQLite;
+    /// unused with PostgreSQL (the keys are in the database). Must not be
     /// empty. Default `keys`.
     pub keys_dir: PathBuf,
+    /// With PostgreSQL: the file holding the key-encryption key that seals
+    /// the signing keys in the database (32 random bytes, base64, e.g.
+    /// `openssl rand -base64 32`); required there. Default empty (unset).
+    pub key_encryption_key_file: PathBuf,
     /// Access token lifetime, seconds (at least 1). Default 300.
     #[serde(deserialize_with = "Seconds::<1>::field")]
     pub access_token_ttl: i64,
@@ -143,6 +150,7 @@ impl Default for Settings {
             bind: "127.0.0.1:8080".to_string(),
             database: PathBuf::from("data/deputy.db"),
             keys_dir: PathBuf::from("keys"),
+            key_encryption_key_file: PathBuf::new(),
             access_token_ttl: 300,
             id_token_ttl: 300,
             code_ttl: 60,
@@ -168,6 +176,21 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The PostgreSQL URL, when `database` names one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.database
+            .to_str()
+            .filter(|d| crate::store::postgres::is_postgres_url(d))
+    }
+
+    /// The database for messages: the path, or the URL without its password.
+    pub fn database_shown(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => crate::store::postgres::shown_url(url),
+            None => self.database.display().to_string(),
+        }
+    }
+
     /// Every setting's key, in field order (taken from the struct by serde).
     pub fn keys() -> &'static [&'static str] {
         sources::keys()

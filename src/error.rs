@@ -231,8 +231,8 @@ impl ResponseError for OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy => {
-                tracing::warn!("store busy");
+            StoreError::Busy | StoreError::Unavailable(_) | StoreError::Retry => {
+                tracing::warn!(cause = %e, "store busy or unavailable");
                 let mut err = OAuthError::new(
                     ErrorCode::TemporarilyUnavailable,
                     "the server is busy, retry later",

@@ -1,9 +1,11 @@
-//! `deputy keys rotate|list`.
+//! `deputy keys rotate|list`: in `keys_dir` with SQLite, in the database
+//! (sealed under the key-encryption key) with PostgreSQL.
 
 use clap::Subcommand;
 
 use super::{change, load_settings, now, open_db, print_json, Cli, CliResult};
-use crate::keys::{file, Keys};
+use crate::keys::{file, KeySource, Keys};
+use crate::store::Direct;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
@@ -13,17 +15,43 @@ pub enum KeysCmd {
     List,
 }
 
+/// The keys as the server sees them (creating the first one if needed).
+fn open_keys(settings: &crate::config::Settings, db: &Direct, t: i64) -> Result<Keys, String> {
+    match db {
+        Direct::Sqlite(_) => {
+            crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)
+                .map_err(|e| e.to_string())?;
+            Keys::open(&settings.keys_dir, t)
+        }
+        Direct::Postgres(pg) => Keys::open_source(
+            KeySource::Database {
+                store: pg.clone(),
+                kek: crate::app::key_encryption_key(settings)?,
+            },
+            t,
+        )
+        .map_err(|e| format!("setting `key_encryption_key_file`: {e}")),
+    }
+}
+
 pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
     let settings = load_settings(cli, &[])?;
-    crate::config::ensure_writable_dir("keys_dir", &settings.keys_dir)
-        .map_err(|e| e.to_string())?;
+    let mut conn = open_db(&settings)?;
     let t = now();
     match cmd {
         KeysCmd::Rotate => {
             // Make sure a first key exists, so the new one has a predecessor.
-            Keys::open(&settings.keys_dir, t)?;
-            let meta = file::generate(&settings.keys_dir, t, t + settings.key_prepublish)?;
-            let mut conn = open_db(&settings)?;
+            open_keys(&settings, &conn, t)?;
+            let activates_at = t + settings.key_prepublish;
+            let meta = match &conn {
+                Direct::Sqlite(_) => file::generate(&settings.keys_dir, t, activates_at)?,
+                Direct::Postgres(_) => {
+                    let kek = crate::app::key_encryption_key(&settings)?;
+                    change(&mut conn, |tx| {
+                        Ok(Ok(crate::keys::db::insert_new(tx, &kek, t, activates_at)?))
+                    })?
+                }
+            };
             let mut event =
                 crate::audit::AuditEvent::new(t, "key_rotated", crate::audit::Mode::Admin);
             event.detail = Some(
@@ -40,7 +68,7 @@ pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
             Ok(())
         }
         KeysCmd::List => {
-            let keys = Keys::open(&settings.keys_dir, t)?;
+            let keys = open_keys(&settings, &conn, t)?;
             let ring = keys.ring();
             let list: Vec<serde_json::Value> = ring
                 .states(t, settings.max_jwt_lifetime())

@@ -118,21 +118,21 @@ pub fn load_settings(cli: &Cli, flags: &[(&str, Option<&str>)]) -> Result<Settin
 
 fn open_db(settings: &Settings) -> Result<crate::store::Direct, String> {
     crate::store::Direct::open(&settings.database)
-        .map_err(|e| format!("setting `database` ({}): {e}", settings.database.display()))
+        .map_err(|e| format!("setting `database` ({}): {e}", settings.database_shown()))
 }
 
 /// One change in one transaction; a refusal (`Ok(Err(message))`) writes nothing.
-fn change<T>(
+fn change<T: Send>(
     db: &mut crate::store::Direct,
-    f: impl FnMut(&dyn crate::store::Db) -> crate::store::StoreResult<Result<T, String>>,
+    f: impl FnMut(&dyn crate::store::Db) -> crate::store::StoreResult<Result<T, String>> + Send,
 ) -> Result<T, String> {
     db.transact(f).map_err(|e| e.to_string())?
 }
 
 /// A read on the CLI's connection.
-fn read<T>(
+fn read<T: Send>(
     db: &mut crate::store::Direct,
-    f: impl FnOnce(&dyn crate::store::Db) -> crate::store::StoreResult<T>,
+    f: impl FnOnce(&dyn crate::store::Db) -> crate::store::StoreResult<T> + Send,
 ) -> Result<T, String> {
     db.read(f).map_err(|e| e.to_string())
 }
@@ -156,6 +156,14 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(&cli, args),
         Command::Migrate => {
             let settings = load_settings(&cli, &[])?;
+            if let Some(url) = settings.postgres_url() {
+                let (_, applied, version) = crate::store::postgres::PgStore::open_migrated(url)
+                    .map_err(|e| {
+                        format!("setting `database` ({}): {e}", settings.database_shown())
+                    })?;
+                print_json(&serde_json::json!({"applied": applied, "version": version}));
+                return Ok(());
+            }
             if let Some(parent) = settings
                 .database
                 .parent()

@@ -123,7 +123,9 @@ pub fn check_private_pem(kid: &str, private_pem: &str) -> Result<(String, String
         .map_err(|e| format!("key {kid} is not a P-256 PKCS#8 key: {e}"))?;
     let (x, y) = coordinates(&sk)?;
     if ec_thumbprint(&x, &y) != kid {
-        return Err(format!("key {kid}: kid does not match the key's thumbprint"));
+        return Err(format!(
+            "key {kid}: kid does not match the key's thumbprint"
+        ));
     }
     let public_pem = sk
         .public_key()

@@ -7,7 +7,9 @@
 //! published until every token it signed has expired, then *expired* and gone
 //! from the JWKS.
 
+pub mod db;
 pub mod file;
+pub mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -149,22 +151,78 @@ impl KeyRing {
     }
 }
 
-/// The server's live view of `keys/`, reloaded when keys are added.
+/// Where the keys live: a directory (SQLite deployments), or the database
+/// with the private keys sealed (PostgreSQL: every instance shares them).
+pub enum KeySource {
+    Dir(PathBuf),
+    Database {
+        store: crate::store::postgres::PgStore,
+        kek: sealed::Kek,
+    },
+}
+
+impl KeySource {
+    fn load(&self) -> Result<Vec<file::StoredKey>, String> {
+        match self {
+            KeySource::Dir(dir) => file::load_all(dir),
+            KeySource::Database { store, kek } => store
+                .read_blocking(|db| db::load_all(db, kek))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn kids(&self) -> Result<Vec<String>, String> {
+        match self {
+            KeySource::Dir(dir) => {
+                let mut kids: Vec<String> = file::load_all(dir)?
+                    .into_iter()
+                    .map(|k| k.meta.kid)
+                    .collect();
+                kids.sort();
+                Ok(kids)
+            }
+            KeySource::Database { store, .. } => {
+                store.read_blocking(db::kids).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Create the first key if there is none (exactly one, even when
+    /// several instances start at once on an empty database).
+    fn ensure_first(&self, now: i64) -> Result<(), String> {
+        match self {
+            KeySource::Dir(dir) => {
+                if file::load_all(dir)?.is_empty() {
+                    file::generate(dir, now, now)?;
+                }
+                Ok(())
+            }
+            KeySource::Database { store, kek } => store
+                .transact_blocking(|db| db::ensure_first(db, kek, now).map(Ok::<bool, ()>))
+                .map_err(|e| e.to_string())
+                .map(|_| ()),
+        }
+    }
+}
+
+/// The server's live view of its keys, reloaded when keys are added.
 pub struct Keys {
-    dir: PathBuf,
+    source: KeySource,
     ring: RwLock<Arc<KeyRing>>,
 }
 
 impl Keys {
-    /// Load the keys; on first start generate one that signs at once.
+    /// Load the keys in `dir`; on first start generate one that signs at once.
     pub fn open(dir: &Path, now: i64) -> Result<Keys, String> {
-        let mut stored = file::load_all(dir)?;
-        if stored.is_empty() {
-            file::generate(dir, now, now)?;
-            stored = file::load_all(dir)?;
-        }
+        Self::open_source(KeySource::Dir(dir.to_path_buf()), now)
+    }
+
+    /// Load the keys from `source`; on first start generate one that signs at once.
+    pub fn open_source(source: KeySource, now: i64) -> Result<Keys, String> {
+        source.ensure_first(now)?;
+        let stored = source.load()?;
         Ok(Keys {
-            dir: dir.to_path_buf(),
+            source,
             ring: RwLock::new(Arc::new(KeyRing::build(stored)?)),
         })
     }
@@ -176,15 +234,13 @@ impl Keys {
         }
     }
 
-    /// Pick up keys added by `deputy keys rotate` (another process).
+    /// Pick up keys added by `deputy keys rotate` (another process, perhaps
+    /// on another machine).
     pub fn reload_if_changed(&self) -> Result<bool, String> {
-        let stored = file::load_all(&self.dir)?;
-        let mut kids: Vec<String> = stored.iter().map(|k| k.meta.kid.clone()).collect();
-        kids.sort();
-        if kids == self.ring().kids() {
+        if self.source.kids()? == self.ring().kids() {
             return Ok(false);
         }
-        let ring = Arc::new(KeyRing::build(stored)?);
+        let ring = Arc::new(KeyRing::build(self.source.load()?)?);
         match self.ring.write() {
             Ok(mut g) => *g = ring,
             Err(poisoned) => *poisoned.into_inner() = ring,

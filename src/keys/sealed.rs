@@ -26,14 +26,13 @@ impl Kek {
     pub fn from_file(path: &std::path::Path) -> Result<Kek, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Kek::from_base64(text.trim())
-            .map_err(|e| format!("{}: {e}", path.display()))
+        Kek::from_base64(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn from_base64(text: &str) -> Result<Kek, String> {
-        let bytes = STANDARD
-            .decode(text)
-            .map_err(|_not_base64| "not base64 (make one with `openssl rand -base64 32`)".to_string())?;
+        let bytes = STANDARD.decode(text).map_err(|_not_base64| {
+            "not base64 (make one with `openssl rand -base64 32`)".to_string()
+        })?;
         let key: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| {
             format!(
                 "must be 32 bytes, is {} (make one with `openssl rand -base64 32`)",
@@ -103,7 +102,10 @@ mod tests {
         let sealed = k.seal(b"private pem", "kid-1").unwrap();
         assert_eq!(k.open(&sealed, "kid-1").unwrap(), b"private pem");
         assert!(!sealed.windows(11).any(|w| w == b"private pem"));
-        assert!(kek(2).open(&sealed, "kid-1").unwrap_err().contains("does not open"));
+        assert!(kek(2)
+            .open(&sealed, "kid-1")
+            .unwrap_err()
+            .contains("does not open"));
         assert!(k.open(&sealed, "kid-2").is_err(), "bound to its kid");
         let mut damaged = sealed.clone();
         if let Some(b) = damaged.last_mut() {
@@ -115,7 +117,9 @@ mod tests {
 
     #[test]
     fn kek_text_must_be_32_base64_bytes() {
-        assert!(Kek::from_base64("not base64!").unwrap_err().contains("base64"));
+        assert!(Kek::from_base64("not base64!")
+            .unwrap_err()
+            .contains("base64"));
         assert!(Kek::from_base64(&STANDARD.encode([0u8; 16]))
             .unwrap_err()
             .contains("32 bytes"));

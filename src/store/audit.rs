@@ -82,9 +82,9 @@ pub fn query(conn: &dyn Db, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     conn.query(
         "SELECT id, at, event, mode, outcome, person, client_id, client_kind, actor_chain, \
          audience, scope, task, jti, parent_jti, rule_id, reason, detail FROM audit_events \
-         WHERE (?1 IS NULL OR person = ?1) AND (?2 IS NULL OR client_id = ?2) \
-         AND (?3 IS NULL OR actor_chain LIKE ?3 ESCAPE '\\' OR client_id = ?8) AND (?4 IS NULL OR task = ?4) \
-         AND (?5 IS NULL OR event = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7) \
+         WHERE (CAST(?1 AS TEXT) IS NULL OR person = ?1) AND (CAST(?2 AS TEXT) IS NULL OR client_id = ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR actor_chain LIKE ?3 ESCAPE '\\' OR client_id = ?8) AND (CAST(?4 AS TEXT) IS NULL OR task = ?4) \
+         AND (CAST(?5 AS TEXT) IS NULL OR event = ?5) AND (CAST(?6 AS BIGINT) IS NULL OR at >= ?6) AND (CAST(?7 AS BIGINT) IS NULL OR at <= ?7) \
          ORDER BY id LIMIT ?9",
         args![
             &q.person,

@@ -50,9 +50,9 @@ pub struct TokenFilter {
 pub fn list(conn: &dyn Db, f: &TokenFilter, now: i64) -> StoreResult<Vec<TokenRecord>> {
     let sql = format!(
         "SELECT jti FROM tokens \
-         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) \
-         AND (?3 IS NULL OR {}) AND (?4 IS NULL OR audience = ?4) \
-         AND (?5 IS NULL \
+         WHERE (CAST(?1 AS TEXT) IS NULL OR subject = ?1) AND (CAST(?2 AS TEXT) IS NULL OR client_id = ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR {}) AND (CAST(?4 AS TEXT) IS NULL OR audience = ?4) \
+         AND (CAST(?5 AS BIGINT) IS NULL \
               OR (?5 = 1 AND revoked_at IS NULL AND expires_at > ?6) \
               OR (?5 = 0 AND (revoked_at IS NOT NULL OR expires_at <= ?6))) \
          ORDER BY issued_at, jti LIMIT ?7",
@@ -240,7 +240,7 @@ fn can_act_on(dialect: Dialect, param: &str) -> String {
 /// descendants: revoking a refresh token revokes its family (RFC 7009 §2.1).
 pub fn refresh_grants_in_tree(conn: &dyn Db, roots: Roots, arg: &str) -> StoreResult<Vec<String>> {
     let condition = format!(
-        "({}) AND (?2 IS NULL OR subject = ?2)",
+        "({}) AND (CAST(?2 AS TEXT) IS NULL OR subject = ?2)",
         roots.condition(conn.dialect())
     );
     strings(

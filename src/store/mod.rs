@@ -14,6 +14,7 @@ pub mod lineage;
 pub mod liveness;
 pub mod migrate;
 pub mod pg_migrate;
+pub mod postgres;
 pub mod refresh;
 pub mod resources;
 pub mod sessions;
@@ -29,6 +30,9 @@ pub use db::{Db, Dialect, Row, Value};
 pub enum StoreError {
     #[error("database is busy")]
     Busy,
+    /// A serializable transaction lost a race; the engine runs its job again.
+    #[error("transaction must be retried")]
+    Retry,
     /// The database cannot be reached (a 503, the client may retry).
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -72,22 +76,28 @@ pub enum Outcome<T, E> {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
-    /// Open the database, migrate it, and start what serves it.
-    pub fn open(path: &Path, reader_threads: usize) -> StoreResult<Store> {
-        Ok(Store::Sqlite(sqlite::SqliteStore::open(
-            path,
-            reader_threads,
-        )?))
+    /// Open the database (a SQLite file, or a PostgreSQL URL), migrate it,
+    /// and start what serves it.
+    pub fn open(database: &Path, reader_threads: usize) -> StoreResult<Store> {
+        match database.to_str().filter(|d| postgres::is_postgres_url(d)) {
+            Some(url) => Ok(Store::Postgres(postgres::PgStore::open(url)?)),
+            None => Ok(Store::Sqlite(sqlite::SqliteStore::open(
+                database,
+                reader_threads,
+            )?)),
+        }
     }
 
     /// The database still is the one opened at start (a SQLite file that was
-    /// deleted, renamed or replaced is not).
+    /// deleted, renamed or replaced is not; PostgreSQL answers `ping`).
     pub fn file_is_current(&self) -> bool {
         match self {
             Store::Sqlite(s) => s.file_is_current(),
+            Store::Postgres(_) => true,
         }
     }
 
@@ -114,6 +124,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.transact(f).await,
+            Store::Postgres(s) => s.transact(f).await,
         }
     }
 
@@ -125,6 +136,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.read(f).await,
+            Store::Postgres(s) => s.read(f).await,
         }
     }
 }
@@ -132,30 +144,39 @@ impl Store {
 /// The management CLI's own connection to the database, whatever the engine.
 pub enum Direct {
     Sqlite(sqlite::SqliteDirect),
+    Postgres(postgres::PgStore),
 }
 
 impl Direct {
     /// Open (creating and migrating if needed) the database.
-    pub fn open(path: &Path) -> StoreResult<Direct> {
-        Ok(Direct::Sqlite(sqlite::SqliteDirect(
-            sqlite::open_and_migrate(path)?,
-        )))
+    pub fn open(database: &Path) -> StoreResult<Direct> {
+        match database.to_str().filter(|d| postgres::is_postgres_url(d)) {
+            Some(url) => Ok(Direct::Postgres(postgres::PgStore::open(url)?)),
+            None => Ok(Direct::Sqlite(sqlite::SqliteDirect(
+                sqlite::open_and_migrate(database)?,
+            ))),
+        }
     }
 
     /// One change in one transaction: a refusal (`Ok(Err(_))`) or a store
     /// failure writes nothing.
-    pub fn transact<T, E>(
+    pub fn transact<T: Send, E: Send>(
         &mut self,
-        f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>>,
+        f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>> + Send,
     ) -> StoreResult<Result<T, E>> {
         match self {
             Direct::Sqlite(d) => d.transact(f),
+            Direct::Postgres(d) => d.transact_blocking(f),
         }
     }
 
-    pub fn read<T>(&mut self, f: impl FnOnce(&dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+    pub fn read<T: Send>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
         match self {
             Direct::Sqlite(d) => d.read(f),
+            Direct::Postgres(d) => d.read_blocking(f),
         }
     }
 }

@@ -32,6 +32,8 @@ const POOL_SIZE: usize = 16;
 const MAX_ATTEMPTS: usize = 20;
 /// Waiting for a connection, or for PostgreSQL to answer a connect.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// Waiting for a lock another transaction holds, milliseconds.
+const LOCK_WAIT_MS: u32 = 5000;
 
 /// The runtime PostgreSQL connections live on: one per process, shared by
 /// every store (tests open many).
@@ -55,17 +57,45 @@ pub fn is_postgres_url(database: &str) -> bool {
     database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
 
+/// A driver error with the server's words (tokio-postgres' own `Display`
+/// says only "db error" and keeps the message in the source).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+/// Run `f` where blocking is allowed: on this thread, unless it drives an
+/// async runtime (a test, a handler), then on a thread of its own.
+fn off_async<R: Send>(f: impl FnOnce() -> R + Send) -> StoreResult<R> {
+    if Handle::try_current().is_err() {
+        return Ok(f());
+    }
+    std::thread::scope(|s| s.spawn(f).join()).map_err(|_panicked| StoreError::Panicked)
+}
+
 fn classify(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
             StoreError::Retry
         }
-        Some(c) if c.code().starts_with("08") || *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW => {
-            StoreError::Unavailable(e.to_string())
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED => {
+            StoreError::Busy
         }
-        Some(_) => StoreError::Database(e.to_string()),
+        Some(c)
+            if c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            StoreError::Unavailable(describe(&e))
+        }
+        Some(_) => StoreError::Database(describe(&e)),
         // No SQLSTATE: the connection itself failed (closed, refused, I/O).
-        None => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Unavailable(describe(&e)),
     }
 }
 
@@ -114,7 +144,10 @@ fn row_values(r: &tokio_postgres::Row) -> StoreResult<Row> {
     let mut out = Vec::with_capacity(r.len());
     for (i, col) in r.columns().iter().enumerate() {
         let v = match *col.type_() {
-            Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(corrupt)?.map(Value::Int),
+            Type::INT8 => r
+                .try_get::<_, Option<i64>>(i)
+                .map_err(corrupt)?
+                .map(Value::Int),
             Type::INT4 => r
                 .try_get::<_, Option<i32>>(i)
                 .map_err(corrupt)?
@@ -123,9 +156,18 @@ fn row_values(r: &tokio_postgres::Row) -> StoreResult<Row> {
                 .try_get::<_, Option<i16>>(i)
                 .map_err(corrupt)?
                 .map(|v| Value::Int(i64::from(v))),
-            Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(corrupt)?.map(Value::Bool),
-            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(corrupt)?.map(Value::Bytes),
-            _ => r.try_get::<_, Option<String>>(i).map_err(corrupt)?.map(Value::Text),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)
+                .map_err(corrupt)?
+                .map(Value::Bool),
+            Type::BYTEA => r
+                .try_get::<_, Option<Vec<u8>>>(i)
+                .map_err(corrupt)?
+                .map(Value::Bytes),
+            _ => r
+                .try_get::<_, Option<String>>(i)
+                .map_err(corrupt)?
+                .map(Value::Text),
         };
         out.push(v.unwrap_or(Value::Null));
     }
@@ -145,7 +187,7 @@ struct PgDb<'a> {
 }
 
 impl PgDb<'_> {
-    fn params<'v>(args: &'v [Value]) -> Vec<&'v (dyn ToSql + Sync)> {
+    fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
         args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
     }
 }
@@ -218,9 +260,16 @@ pub struct PgStore {
 /// Build the pool for `url`: TLS through OpenSSL (certificate and host name
 /// verified) when the URL says `sslmode=require`, plain otherwise.
 fn pool_for(url: &str) -> StoreResult<Pool> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Schema(format!("not a usable PostgreSQL URL: {e}")))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StoreError::Schema(format!("not a usable PostgreSQL URL: {e}"))
+    })?;
+    // A lock held elsewhere is waited for as long as SQLite's busy timeout,
+    // then the request is answered 503 instead of hanging.
+    let options = match config.get_options() {
+        Some(o) => format!("{o} -c lock_timeout={}", LOCK_WAIT_MS),
+        None => format!("-c lock_timeout={}", LOCK_WAIT_MS),
+    };
+    config.options(&options);
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -258,6 +307,11 @@ impl PgStore {
     /// Connect, and bring the schema up to date (safe when several instances
     /// start at once: the migration runner holds an advisory lock).
     pub fn open(url: &str) -> StoreResult<PgStore> {
+        Ok(Self::open_migrated(url)?.0)
+    }
+
+    /// `open`, and the migrations it applied and the schema version now.
+    pub fn open_migrated(url: &str) -> StoreResult<(PgStore, Vec<i64>, i64)> {
         let rt = runtime()?;
         let pool = {
             let _entered = rt.enter();
@@ -267,13 +321,15 @@ impl PgStore {
             pool,
             shown: shown_url(url).into(),
         };
-        rt.block_on(async {
-            let mut client = store.pool.get().await.map_err(pool_error)?;
-            super::pg_migrate::migrate(&mut client)
-                .await
-                .map_err(StoreError::Schema)
-        })?;
-        Ok(store)
+        let applied = off_async(|| {
+            rt.block_on(async {
+                let mut client = store.pool.get().await.map_err(pool_error)?;
+                super::pg_migrate::migrate(&mut client)
+                    .await
+                    .map_err(StoreError::Schema)
+            })
+        })??;
+        Ok((store, applied, super::pg_migrate::latest_version()))
     }
 
     pub fn shown(&self) -> &str {
@@ -319,30 +375,37 @@ impl PgStore {
     }
 
     /// The same transactions, for the management CLI (a blocking caller).
-    pub fn transact_blocking<T, E>(
+    pub fn transact_blocking<T: Send, E: Send>(
         &self,
-        mut f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>>,
+        mut f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>> + Send,
     ) -> StoreResult<Result<T, E>> {
         let rt = runtime()?;
         let handle = rt.handle().clone();
-        run_transaction(&handle, &self.pool, &mut |db| {
-            Ok(match f(db)? {
-                Ok(t) => Outcome::Commit(t),
-                Err(e) => Outcome::Rollback(e),
+        off_async(|| {
+            run_transaction(&handle, &self.pool, &mut |db| {
+                Ok(match f(db)? {
+                    Ok(t) => Outcome::Commit(t),
+                    Err(e) => Outcome::Rollback(e),
+                })
             })
-        })
+        })?
     }
 
-    /// A read for the management CLI.
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+    /// A read for the management CLI and the key reloads.
+    pub fn read_blocking<T: Send>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
         let rt = runtime()?;
         let handle = rt.handle().clone();
-        let client = handle.block_on(self.pool.get()).map_err(pool_error)?;
-        let db = PgDb {
-            handle: &handle,
-            target: Target::Client(&client),
-        };
-        f(&db)
+        off_async(|| {
+            let client = handle.block_on(self.pool.get()).map_err(pool_error)?;
+            let db = PgDb {
+                handle: &handle,
+                target: Target::Client(&client),
+            };
+            f(&db)
+        })?
     }
 }
 
@@ -402,5 +465,31 @@ where
     Ok(answer)
 }
 
-/// The management CLI's connection to PostgreSQL.
-pub struct PgDirect(pub PgStore);
+/// A fresh schema in the database `url` names, and the URL that makes it
+/// the search path of every connection (tests and benchmarks give each
+/// deputy its own schema in one database).
+pub fn create_schema(url: &str, schema: &str) -> StoreResult<String> {
+    if !schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || schema.is_empty()
+    {
+        return Err(StoreError::Schema(format!(
+            "`{schema}` is not a plain schema name"
+        )));
+    }
+    let store = PgStore {
+        pool: {
+            let rt = runtime()?;
+            let _entered = rt.enter();
+            pool_for(url)?
+        },
+        shown: shown_url(url).into(),
+    };
+    store.read_blocking(|db| db.batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")))?;
+    let options = format!("-c search_path={schema}");
+    let encoded =
+        percent_encoding::utf8_percent_encode(&options, percent_encoding::NON_ALPHANUMERIC);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}options={encoded}"))
+}

@@ -163,7 +163,9 @@ pub(crate) fn revoke_tree_where(
         &format!(
             "{} UPDATE tokens SET revoked_at = ?3, revoked_reason = ?4 \
              WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL",
-            tree(&format!("({roots}) AND (?2 IS NULL OR subject = ?2)"))
+            tree(&format!(
+                "({roots}) AND (CAST(?2 AS TEXT) IS NULL OR subject = ?2)"
+            ))
         ),
         args![root, person, now, reason],
     )

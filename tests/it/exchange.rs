@@ -651,13 +651,16 @@ async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
             for _ in 0..(round * 3 + 2) {
                 actix_web::rt::task::yield_now().await;
             }
-            // Remove the rule and note how far the token table had got.
+            // Remove the rule and note how many tokens it had allowed.
             w.env
                 .state
                 .store
                 .write(move |c| {
                     deputy::store::delegation::remove(c, &id)?;
-                    c.scalar::<i64>("SELECT COALESCE(MAX(rowid), 0) FROM tokens", &[])
+                    c.scalar::<i64>(
+                        "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1",
+                        deputy::args![&id],
+                    )
                 })
                 .await
                 .unwrap()
@@ -667,11 +670,11 @@ async fn a_rule_removed_during_exchanges_issues_nothing_after_it() {
         let after = w
             .env
             .count_with(
-                "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1 AND rowid > CAST(?2 AS INTEGER)",
-                vec![rule_id.clone(), mark.to_string()],
+                "SELECT COUNT(*) FROM tokens WHERE rule_id = ?1",
+                vec![rule_id.clone()],
             )
             .await;
-        assert_eq!(after, 0, "round {round}: issued under a removed rule");
+        assert_eq!(after, mark, "round {round}: issued under a removed rule");
     }
 }
 
@@ -860,16 +863,9 @@ async fn a_busy_store_during_an_exchange_is_503_and_not_a_recorded_refusal() {
     let app = w.env.app().await;
     let person = person_token_for_x(&w, &app).await;
     // Another process holds the write lock longer than the busy timeout (5 s).
-    let path = w.env.state.settings.database.clone();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(6500));
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let holder = w
+        .env
+        .hold_write_lock(std::time::Duration::from_millis(6500));
     let before = w
         .env
         .count("SELECT count(*) FROM audit_events WHERE event = 'token_exchange'")

@@ -90,7 +90,7 @@ async fn rotated_key_is_published_at_once_and_signs_after_prepublication() {
         .meta
         .kid
         .clone();
-    let new = deputy::keys::file::generate(&env.state.settings.keys_dir, T0, T0 + 900).unwrap();
+    let new = env.rotate_key(T0, T0 + 900).await;
     assert!(env.state.keys.reload_if_changed().unwrap());
     let resp = test::call_service(&app, test::TestRequest::get().uri("/jwks").to_request()).await;
     let (_, body) = json_of(resp).await;
@@ -136,6 +136,11 @@ async fn health_and_readiness() {
 
 #[actix_web::test]
 async fn readiness_fails_when_the_database_file_is_moved_deleted_or_replaced() {
+    if Env::on_postgres() {
+        // A SQLite file's fate; PostgreSQL's readiness (a database that stops
+        // answering) is the fault test in the conformance suite.
+        return;
+    }
     let env = Env::new();
     let app = env.app().await;
     let db = env.state.settings.database.clone();

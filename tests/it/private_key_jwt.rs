@@ -318,16 +318,7 @@ async fn an_assertion_whose_request_met_a_busy_store_is_spent() {
     let kp = env.jwt_service("svc").await;
     let app = env.app().await;
     let a = assertion(&kp, std_claims("svc", T0, "busy-1"), json!({}));
-    let path = env.state.settings.database.clone();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(6500));
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let holder = env.hold_write_lock(std::time::Duration::from_millis(6500));
     let (s, b) = post(&app, &body(&a)).await;
     holder.join().unwrap();
     assert_eq!(

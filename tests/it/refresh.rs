@@ -406,12 +406,8 @@ async fn a_public_client_revokes_its_own_refresh_family_but_not_anothers() {
 async fn removing_a_client_kills_its_refresh_families_even_if_the_id_is_registered_again() {
     let env = Env::new();
     let first = signed_in(&env).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deputy"))
-        .env_clear()
-        .arg("--database")
-        .arg(env.dir.join("deputy.db"))
-        .arg("--keys-dir")
-        .arg(env.dir.join("keys"))
+    let out = env
+        .cli()
         .args(["client", "remove", "web"])
         .output()
         .unwrap();
@@ -462,7 +458,7 @@ async fn a_grace_retry_is_recorded_as_such_and_issues_no_refresh_token() {
     let app = env.app().await;
     let (_, second) = refresh(&app, "web", &rt(&first), "").await;
     let issued_refresh = "SELECT count(*) FROM audit_events WHERE event = 'token_issued' \
-        AND json_extract(detail, '$.kind') = 'refresh'";
+        AND detail LIKE '%\"kind\":\"refresh\"%'";
     assert_eq!(env.count(issued_refresh).await, 2, "sign-in and rotation");
     let (s, again) = refresh(&app, "web", &rt(&first), "").await;
     assert_eq!(s, 200);

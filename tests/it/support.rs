@@ -31,16 +31,111 @@ pub fn temp_dir() -> PathBuf {
     d
 }
 
+/// Settings for a deputy in `dir`: a SQLite file there, or, when
+/// `DEPUTY_TEST_POSTGRES` names a PostgreSQL database, a schema of its own
+/// in that database (the same one again for the same `dir`, so a restart
+/// finds its data) with a key-encryption key file in `dir`.
 pub fn settings_in(dir: &std::path::Path) -> Settings {
-    Settings {
+    let mut s = Settings {
         issuer: ISSUER.to_string(),
         database: dir.join("deputy.db"),
         keys_dir: dir.join("keys"),
         ..Settings::default()
+    };
+    if let Ok(url) = std::env::var("DEPUTY_TEST_POSTGRES") {
+        let digest = deputy::secret::sha256(dir.to_string_lossy().as_bytes());
+        let schema: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let schema_url =
+            deputy::store::postgres::create_schema(&url, &format!("it_{schema}")).unwrap();
+        s.database = schema_url.into();
+        let kek = dir.join("kek");
+        if !kek.exists() {
+            use base64::Engine;
+            let key = deputy::secret::random_bytes::<32>();
+            std::fs::write(&kek, base64::engine::general_purpose::STANDARD.encode(key)).unwrap();
+        }
+        s.key_encryption_key_file = kek;
     }
+    s
 }
 
 impl Env {
+    /// A new signing key, where this deputy keeps its keys (the directory,
+    /// or the database sealed under the key-encryption key).
+    pub async fn rotate_key(&self, now: i64, activates_at: i64) -> deputy::keys::KeyMeta {
+        let settings = self.state.settings.clone();
+        if settings.postgres_url().is_none() {
+            return deputy::keys::file::generate(&settings.keys_dir, now, activates_at).unwrap();
+        }
+        let kek = deputy::app::key_encryption_key(&settings).unwrap();
+        self.state
+            .store
+            .write(move |c| deputy::keys::db::insert_new(c, &kek, now, activates_at))
+            .await
+            .unwrap()
+    }
+
+    /// Another process holds the write lock for `how_long` (longer than the
+    /// store waits for a lock: 5 s), starting before this returns. SQLite:
+    /// an IMMEDIATE transaction on another connection; PostgreSQL: the
+    /// tables writes go to, locked against writers (reads go on).
+    pub fn hold_write_lock(&self, how_long: std::time::Duration) -> std::thread::JoinHandle<()> {
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = match &self.state.store {
+            deputy::store::Store::Sqlite(_) => {
+                let path = self.state.settings.database.clone();
+                std::thread::spawn(move || {
+                    let conn = rusqlite::Connection::open(path).unwrap();
+                    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    locked_tx.send(()).unwrap();
+                    std::thread::sleep(how_long);
+                    conn.execute_batch("ROLLBACK").unwrap();
+                })
+            }
+            deputy::store::Store::Postgres(pg) => {
+                let pg = pg.clone();
+                std::thread::spawn(move || {
+                    pg.transact_blocking(|db| {
+                        db.batch(
+                            "LOCK TABLE used_assertions, tokens, audit_events, grants \
+                             IN EXCLUSIVE MODE",
+                        )?;
+                        let _ = locked_tx.send(());
+                        std::thread::sleep(how_long);
+                        Ok(Err::<(), ()>(()))
+                    })
+                    .unwrap()
+                    .unwrap_err();
+                })
+            }
+        };
+        locked_rx.recv().unwrap();
+        holder
+    }
+
+    /// True when this run's tests go to PostgreSQL (`DEPUTY_TEST_POSTGRES`).
+    pub fn on_postgres() -> bool {
+        std::env::var_os("DEPUTY_TEST_POSTGRES").is_some()
+    }
+
+    /// The `deputy` binary, pointed at this deputy's database and keys.
+    pub fn cli(&self) -> std::process::Command {
+        let settings = &self.state.settings;
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deputy"));
+        c.env_clear()
+            .arg("--database")
+            .arg(&settings.database)
+            .arg("--keys-dir")
+            .arg(&settings.keys_dir);
+        if !settings.key_encryption_key_file.as_os_str().is_empty() {
+            c.env(
+                "DEPUTY_KEY_ENCRYPTION_KEY_FILE",
+                &settings.key_encryption_key_file,
+            );
+        }
+        c
+    }
+
     /// The stored record of an issued token (panics when there is none).
     pub async fn token_record(&self, jti: &str) -> deputy::store::tokens::TokenRecord {
         let jti = jti.to_string();

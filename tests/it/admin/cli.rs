@@ -1,8 +1,6 @@
 //! `deputy revoke|trace|audit|consent withdraw` on the built binary, against
 //! the same database the in-process server uses (as when both run at once).
 
-use std::process::Command;
-
 use actix_web::test;
 use serde_json::{json, Value};
 
@@ -19,15 +17,7 @@ struct Run {
 
 /// Run the binary on `env`'s database and keys, with no DEPUTY_* from outside.
 fn deputy(env: &Env, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_deputy"))
-        .env_clear()
-        .arg("--database")
-        .arg(env.dir.join("deputy.db"))
-        .arg("--keys-dir")
-        .arg(env.dir.join("keys"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = env.cli().args(args).output().unwrap();
     Run {
         code: out.status.code().unwrap(),
         stdout: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
