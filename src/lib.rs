@@ -21,6 +21,7 @@ pub mod logging;
 pub mod login;
 pub mod model;
 pub mod policy;
+pub mod proxies;
 pub mod revocation;
 pub mod secret;
 pub mod store;
