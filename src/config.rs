@@ -136,6 +136,10 @@ pub struct Settings {
     /// The window of `auth_failure_limit`, seconds (at least 1). Default 10.
     #[serde(deserialize_with = "Seconds::<1>::field")]
     pub auth_failure_window: i64,
+    /// Where `GET /metrics` (Prometheus text format) is served, host:port: a
+    /// listener of its own, never the public one (`bind`); empty: no metrics,
+    /// and recording them costs next to nothing. Default empty.
+    pub metrics_bind: String,
     /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR blocks, a
     /// TOML array or text separated by commas (`127.0.0.1, 10.0.0.0/8`). The
     /// client's address is the peer's, or behind these the right-most
@@ -172,6 +176,7 @@ impl Default for Settings {
             rate_limit_login: 100,
             auth_failure_limit: 20,
             auth_failure_window: 10,
+            metrics_bind: String::new(),
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -214,6 +219,32 @@ impl Settings {
                     format!("`{}` is not a host:port address", self.bind),
                 )
             })
+    }
+
+    /// The metrics listener's address, when metrics are on (`metrics_bind`
+    /// not empty); it must not be the public listener's.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_bind.trim().is_empty() {
+            return Ok(None);
+        }
+        let addr = self
+            .metrics_bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| {
+                bad(
+                    "metrics_bind",
+                    format!("`{}` is not a host:port address", self.metrics_bind),
+                )
+            })?;
+        if self.bind_addr().is_ok_and(|main| main == addr) {
+            return Err(bad(
+                "metrics_bind",
+                "must not be the `bind` address (metrics have a listener of their own)",
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// The issuer is https: cookies get `Secure`.
@@ -319,6 +350,32 @@ mod tests {
     fn bad_bind_is_refused() {
         let s = with(&[("bind", "nowhere")]).unwrap();
         assert_eq!(s.validate().unwrap_err().setting, "bind");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_metrics_bind_is_set() {
+        let s = Settings::default();
+        assert_eq!(s.metrics_addr(), Ok(None));
+        let s = with(&[("metrics_bind", "127.0.0.1:9100")]).unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.metrics_addr().unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        for (value, message) in [
+            (
+                "nowhere",
+                "setting `metrics_bind`: `nowhere` is not a host:port address",
+            ),
+            (
+                "127.0.0.1:8080",
+                "setting `metrics_bind`: must not be the `bind` address \
+                 (metrics have a listener of their own)",
+            ),
+        ] {
+            let s = with(&[("metrics_bind", value)]).unwrap();
+            assert_eq!(s.validate().unwrap_err().to_string(), message, "{value}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod login;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxies;
