@@ -214,6 +214,7 @@ impl Store {
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let f = crate::metrics::queued(f);
         let job: WriteJob = Box::new(move |conn: Result<&Connection, &StoreError>| {
             let conn = match conn {
                 Ok(c) => c,
@@ -318,6 +319,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
             }
         }
     }
+    let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
     let commit = tx.commit().map_err(StoreError::from);
     if let Err(e) = &commit {
         tracing::error!(error = %e, "write transaction failed to commit");
