@@ -3,10 +3,12 @@ on the listener `metrics_bind` names, never on the public port. The
 exposition is parsed with the Prometheus project's own Python parser
 (`prometheus_client.parser`), independent of deputy's code."""
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import assert_oauth_error, assert_token_ok, basic_auth, free_port
+from flows import SignInError, add_client, add_user, authorize, refresh, revoke, settings, sign_in
 
 API = "https://api.example/"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -84,6 +86,41 @@ def test_metrics_on_their_own_listener_count_token_requests_tokens_and_refusals(
     _, samples = scrape(mport)
     assert sample(samples, requests_name + "_count", route="unmatched", method="GET", status="404") == 1
     assert not any(dict(labels).get("route") == "/metrics" for (_, labels) in samples)
+
+
+def test_metrics_count_a_persons_tokens_refresh_reuse_revocation_and_failed_login(new_deputy):
+    """Two sign-ins (authorization_code: access, id and refresh tokens each),
+    one rotation (refresh_token grant), the rotated token presented again
+    (reuse detected, strict grace), a client revoking an access token at
+    /revoke, and a wrong password at the login form are each counted."""
+    mport = free_port()
+    d = new_deputy(settings(DEPUTY_METRICS_BIND=f"127.0.0.1:{mport}", DEPUTY_REFRESH_GRACE="0"))
+    add_user(d, "alice", "correct horse battery staple")
+    add_client(d, "web")
+    d.start()
+    scope = "openid notes:read"
+    first = sign_in(d, "web", "alice", "correct horse battery staple", scope)
+    second = sign_in(d, "web", "alice", "correct horse battery staple", scope)
+    assert_token_ok(refresh(d, "web", first["refresh_token"]))
+    assert_oauth_error(refresh(d, "web", first["refresh_token"]), 400, "invalid_grant")
+    assert revoke(d, second["access_token"], "web", None).status_code == 200
+    with pytest.raises(SignInError):
+        authorize(d, "web", "alice", "not the password", scope)
+
+    _, samples = scrape(mport)
+    code = "authorization_code"
+    for kind in ("access", "id", "refresh"):
+        assert sample(samples, "deputy_tokens_issued_total", kind=kind, grant_type=code) == 2, kind
+    assert sample(samples, "deputy_tokens_issued_total", kind="access", grant_type="refresh_token") == 1
+    assert sample(samples, "deputy_tokens_issued_total", kind="refresh", grant_type="refresh_token") == 1
+    assert sample(samples, "deputy_refresh_reuse_detections_total") == 1
+    assert sample(samples, "deputy_revocations_total", source="endpoint") == 1
+    assert sample(samples, "deputy_revocations_total", source="admin") == 0
+    assert sample(samples, "deputy_login_failures_total", reason="bad_credentials") == 1
+    assert sample(samples, "deputy_login_failures_total", reason="throttled") == 0
+    requests_name = "deputy_http_request_duration_seconds_count"
+    assert sample(samples, requests_name, route="/login", method="POST", status="401") == 1
+    assert sample(samples, requests_name, route="/authorize", method="GET", status="200") == 3
 
 
 def test_metrics_are_off_by_default(new_deputy):
