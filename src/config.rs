@@ -16,6 +16,8 @@ mod values;
 pub use sources::Sources;
 use values::Seconds;
 
+use crate::proxies::TrustedProxies;
+
 /// A setting that could not be used; printed as one line and start-up stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -141,6 +143,17 @@ pub struct Settings {
     /// The window of `auth_failure_limit`, seconds (at least 1). Default 10.
     #[serde(deserialize_with = "Seconds::<1>::field")]
     pub auth_failure_window: i64,
+    /// Where `GET /metrics` (Prometheus text format) is served, host:port: a
+    /// listener of its own, never the public one (`bind`); empty: no metrics,
+    /// and recording them costs next to nothing. Default empty.
+    pub metrics_bind: String,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR blocks, a
+    /// TOML array or text separated by commas (`127.0.0.1, 10.0.0.0/8`). The
+    /// client's address is the peer's, or behind these the right-most
+    /// forwarded entry that is not one of them (`crate::proxies`). Default
+    /// empty: nobody's.
+    #[serde(deserialize_with = "values::proxies")]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Settings {
@@ -171,6 +184,8 @@ impl Default for Settings {
             rate_limit_login: 100,
             auth_failure_limit: 20,
             auth_failure_window: 10,
+            metrics_bind: String::new(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -227,6 +242,32 @@ impl Settings {
                     format!("`{}` is not a host:port address", self.bind),
                 )
             })
+    }
+
+    /// The metrics listener's address, when metrics are on (`metrics_bind`
+    /// not empty); it must not be the public listener's.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_bind.trim().is_empty() {
+            return Ok(None);
+        }
+        let addr = self
+            .metrics_bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| {
+                bad(
+                    "metrics_bind",
+                    format!("`{}` is not a host:port address", self.metrics_bind),
+                )
+            })?;
+        if self.bind_addr().is_ok_and(|main| main == addr) {
+            return Err(bad(
+                "metrics_bind",
+                "must not be the `bind` address (metrics have a listener of their own)",
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// The issuer is https: cookies get `Secure`.
@@ -332,6 +373,91 @@ mod tests {
     fn bad_bind_is_refused() {
         let s = with(&[("bind", "nowhere")]).unwrap();
         assert_eq!(s.validate().unwrap_err().setting, "bind");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_metrics_bind_is_set() {
+        let s = Settings::default();
+        assert_eq!(s.metrics_addr(), Ok(None));
+        let s = with(&[("metrics_bind", "127.0.0.1:9100")]).unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.metrics_addr().unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        for (value, message) in [
+            (
+                "nowhere",
+                "setting `metrics_bind`: `nowhere` is not a host:port address",
+            ),
+            (
+                "127.0.0.1:8080",
+                "setting `metrics_bind`: must not be the `bind` address \
+                 (metrics have a listener of their own)",
+            ),
+        ] {
+            let s = with(&[("metrics_bind", value)]).unwrap();
+            assert_eq!(s.validate().unwrap_err().to_string(), message, "{value}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_from_text_and_from_a_toml_array() {
+        let s = Settings::default();
+        assert!(s.trusted_proxies.is_empty());
+        let s = with(&[("trusted_proxies", "127.0.0.1, 10.0.0.0/8,fd00::/8")]).unwrap();
+        assert_eq!(
+            s.trusted_proxies.to_string(),
+            "127.0.0.1/32, 10.0.0.0/8, fd00::/8"
+        );
+        assert!(s.trusted_proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(!s.trusted_proxies.trusts("192.0.2.1".parse().unwrap()));
+        assert!(with(&[("trusted_proxies", " ")])
+            .unwrap()
+            .trusted_proxies
+            .is_empty());
+        let f = toml_file(
+            "proxies.toml",
+            "trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+        );
+        let s = Settings::load(Some(&f), Vec::new(), &[]).unwrap();
+        assert_eq!(s.trusted_proxies.to_string(), "127.0.0.1/32, 10.0.0.0/8");
+        let f = toml_file("no-proxies.toml", "trusted_proxies = []\n");
+        let s = Settings::load(Some(&f), Vec::new(), &[]).unwrap();
+        assert!(s.trusted_proxies.is_empty());
+        // The variable replaces the file's list; a flag replaces both.
+        let vars = vec![(
+            "DEPUTY_TRUSTED_PROXIES".to_string(),
+            "192.0.2.0/24".to_string(),
+        )];
+        let s = Settings::load(Some(&f), vars.clone(), &[]).unwrap();
+        assert_eq!(s.trusted_proxies.to_string(), "192.0.2.0/24");
+        let s = Settings::load(Some(&f), vars, &[("trusted_proxies", "::1")]).unwrap();
+        assert_eq!(s.trusted_proxies.to_string(), "::1/128");
+    }
+
+    #[test]
+    fn a_bad_proxy_block_stops_start_up_with_one_line() {
+        for (value, message) in [
+            (
+                "127.0.0.1, 10.0.0.0/33",
+                "setting `trusted_proxies`: `10.0.0.0/33` has a prefix length that is not 0 to 32",
+            ),
+            (
+                "10.0.0.1/8",
+                "setting `trusted_proxies`: `10.0.0.1/8` has bits set past its prefix \
+                 (the block is 10.0.0.0/8)",
+            ),
+            (
+                "proxy.internal",
+                "setting `trusted_proxies`: `proxy.internal` is not an IP address or CIDR block",
+            ),
+        ] {
+            let vars = vec![("DEPUTY_TRUSTED_PROXIES".to_string(), value.to_string())];
+            let e = Settings::load(None, vars, &[]).unwrap_err();
+            assert_eq!(e.to_string(), message, "{value}");
+            assert!(!e.to_string().contains('\n'));
+        }
     }
 
     fn toml_file(name: &str, text: &str) -> PathBuf {

@@ -72,6 +72,7 @@ fn revoke_owned(conn: &dyn Db, jti: &str, caller: &str, now: i64) -> StoreResult
     }
     let count = tokens::revoke_tree(conn, jti, now, REASON)?;
     if count > 0 {
+        crate::metrics::revoked_by_client();
         crate::store::audit::insert(conn, &revoked_event(&record, count, now))?;
     }
     Ok(count)
@@ -122,6 +123,7 @@ fn revoke_refresh(c: &dyn Db, hash: &str, caller: &str, kind: &str, now: i64) ->
     let revoked = crate::store::refresh::revoke_family(c, &rec.family_id, now, REASON)?;
     let count = revoked.tokens;
     if revoked.changed_anything() {
+        crate::metrics::revoked_by_client();
         // The client holding the person's grant acts: an agent for
         // the person (delegated), the person's own app as the person.
         let mode = if kind == crate::model::ClientKind::Agent.as_str() {

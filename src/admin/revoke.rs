@@ -110,6 +110,7 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
         Selector::Client(_) | Selector::Actor(_, None) => {}
     }
     event.detail = Some(Value::Object(detail).to_string());
+    crate::metrics::revoked_by_admin();
     crate::store::audit::insert(conn, &event)?;
     Ok(count)
 }

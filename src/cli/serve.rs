@@ -27,6 +27,14 @@ pub struct ServeArgs {
     /// HTTP worker threads, 0 for one per core (setting `workers`).
     #[arg(long)]
     pub workers: Option<String>,
+    /// Serve GET /metrics on this host:port, a listener of its own (setting
+    /// `metrics_bind`).
+    #[arg(long)]
+    pub metrics_bind: Option<String>,
+    /// Proxies whose X-Forwarded-For is believed, comma-separated addresses
+    /// or CIDR blocks (setting `trusted_proxies`).
+    #[arg(long)]
+    pub trusted_proxies: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
@@ -38,6 +46,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
             ("log_format", args.log_format.as_deref()),
             ("log_level", args.log_level.as_deref()),
             ("workers", args.workers.as_deref()),
+            ("metrics_bind", args.metrics_bind.as_deref()),
+            ("trusted_proxies", args.trusted_proxies.as_deref()),
         ],
     )?;
     ensure_writable_dir("keys_dir", &settings.keys_dir).map_err(|e| e.to_string())?;
@@ -55,6 +65,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
 
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        crate::http::metrics::spawn(&state.settings)?;
         spawn_housekeeping(state.clone());
         let data = state.clone();
         let server = HttpServer::new(move || crate::http::app(data.clone()))

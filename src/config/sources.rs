@@ -30,8 +30,7 @@ impl Sources {
             )
         })?;
         for (key, value) in table {
-            let value = Value::from_toml(value)
-                .ok_or_else(|| bad(&key, "must be a string, integer or boolean"))?;
+            let value = Value::from_toml(value).map_err(|message| bad(&key, message))?;
             self.put(&key, value)?;
         }
         Ok(())
@@ -262,7 +261,36 @@ mod tests {
             ),
             (
                 "colour = [1]",
-                "setting `colour`: must be a string, integer or boolean",
+                "setting `colour`: must be a list of strings",
+            ),
+            (
+                "access_token_ttl = [\"60\"]",
+                "setting `access_token_ttl`: must be one value, not a list",
+            ),
+            (
+                "issuer = [\"http://a.example\"]",
+                "setting `issuer`: must be one value, not a list",
+            ),
+            (
+                "allow_loopback_jwks_uri = [\"yes\"]",
+                "setting `allow_loopback_jwks_uri`: must be one value, not a list",
+            ),
+            (
+                "log_format = [\"json\"]",
+                "setting `log_format`: must be one value, not a list",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\", 1]",
+                "setting `trusted_proxies`: must be a list of strings",
+            ),
+            (
+                "trusted_proxies = 1",
+                "setting `trusted_proxies`: must be IP addresses or CIDR blocks, separated by commas",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.0/8, 127.0.0.1\"]",
+                "setting `trusted_proxies`: `10.0.0.0/8, 127.0.0.1` holds a comma: \
+                 give each entry a string of its own",
             ),
             (
                 "access_token_ttl = true",

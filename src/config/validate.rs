@@ -9,6 +9,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_issuer(&self.issuer)?;
         self.bind_addr()?;
+        self.metrics_addr()?;
         // An empty path is not "no database": SQLite opens a private temporary
         // database that vanishes on close, and an empty keys_dir is the cwd.
         if self.database.as_os_str().is_empty() {

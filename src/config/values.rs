@@ -1,7 +1,7 @@
 //! One setting's value as a source gives it, and how it becomes a field.
 //!
-//! A value is a TOML string, integer or boolean, or the text of a `DEPUTY_*`
-//! variable or a flag. A typed value is used as it is (an integer is not
+//! A value is a TOML string, integer, boolean or array of strings, or the
+//! text of a `DEPUTY_*` variable or a flag. A typed value is used as it is (an integer is not
 //! printed and parsed again); text is read as the field's type asks, so
 //! `access_token_ttl = 120`, `access_token_ttl = "120"` and
 //! `DEPUTY_ACCESS_TOKEN_TTL=120` mean the same, as they always have.
@@ -14,33 +14,49 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
-use serde::de::{self, value::StrDeserializer, Deserializer, Visitor};
+use serde::de::value::{SeqDeserializer, StrDeserializer};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-/// A scalar from one source.
+use crate::proxies::TrustedProxies;
+
+/// A value from one source: a scalar, or a list (only a TOML array gives
+/// one; text is never split here, the field's kind decides what a comma means).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Value {
     Text(String),
     Integer(i64),
     Bool(bool),
+    List(Vec<String>),
 }
 
 impl Value {
-    /// A value from a TOML file; tables, arrays, floats and dates are no setting's type.
-    pub(super) fn from_toml(v: toml::Value) -> Option<Value> {
+    /// A value from a TOML file; tables, floats and dates are no setting's
+    /// type, and a list holds strings only. The error is the message.
+    pub(super) fn from_toml(v: toml::Value) -> Result<Value, &'static str> {
         match v {
-            toml::Value::String(s) => Some(Value::Text(s)),
-            toml::Value::Integer(n) => Some(Value::Integer(n)),
-            toml::Value::Boolean(b) => Some(Value::Bool(b)),
-            _ => None,
+            toml::Value::String(s) => Ok(Value::Text(s)),
+            toml::Value::Integer(n) => Ok(Value::Integer(n)),
+            toml::Value::Boolean(b) => Ok(Value::Bool(b)),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s),
+                    _ => Err("must be a list of strings"),
+                })
+                .collect::<Result<_, _>>()
+                .map(Value::List),
+            _ => Err("must be a string, integer or boolean"),
         }
     }
 
-    /// The value as text, for fields that are text (a path, a name, an enum).
-    fn text(&self) -> Cow<'_, str> {
+    /// The value as text, for fields that are text (a path, a name, an enum);
+    /// `None` for a list.
+    fn text(&self) -> Option<Cow<'_, str>> {
         match self {
-            Value::Text(s) => Cow::Borrowed(s),
-            Value::Integer(n) => Cow::Owned(n.to_string()),
-            Value::Bool(b) => Cow::Owned(b.to_string()),
+            Value::Text(s) => Some(Cow::Borrowed(s)),
+            Value::Integer(n) => Some(Cow::Owned(n.to_string())),
+            Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Value::List(_) => None,
         }
     }
 }
@@ -77,6 +93,14 @@ impl de::Error for Unusable {
         };
         Unusable(format!("must be {list}"))
     }
+
+    /// A list where one value belongs (or the other way round).
+    fn invalid_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        match unexpected {
+            de::Unexpected::Seq => Unusable("must be one value, not a list".to_string()),
+            _ => Unusable(format!("must be {expected}")),
+        }
+    }
 }
 
 /// Reads one `Value` as whatever type its field asks for.
@@ -90,23 +114,35 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
             Value::Text(s) => visitor.visit_str(s),
             Value::Integer(n) => visitor.visit_i64(*n),
             Value::Bool(b) => visitor.visit_bool(*b),
+            Value::List(items) => {
+                let mut seq = SeqDeserializer::new(items.iter().map(String::as_str));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
         }
     }
 
     /// Text says yes or no as `true`/`1`/`yes` or `false`/`0`/`no`.
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unusable> {
-        match self.0 {
-            Value::Bool(b) => visitor.visit_bool(*b),
-            other => match other.text().as_ref() {
-                "true" | "1" | "yes" => visitor.visit_bool(true),
-                "false" | "0" | "no" => visitor.visit_bool(false),
-                _ => Err(Unusable("must be true or false".to_string())),
-            },
+        if let Value::Bool(b) = self.0 {
+            return visitor.visit_bool(*b);
+        }
+        let Some(text) = self.0.text() else {
+            return self.deserialize_any(visitor);
+        };
+        match text.as_ref() {
+            "true" | "1" | "yes" => visitor.visit_bool(true),
+            "false" | "0" | "no" => visitor.visit_bool(false),
+            _ => Err(Unusable("must be true or false".to_string())),
         }
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unusable> {
-        visitor.visit_str(&self.0.text())
+        match self.0.text() {
+            Some(text) => visitor.visit_str(&text),
+            None => self.deserialize_any(visitor),
+        }
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unusable> {
@@ -119,7 +155,10 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Unusable> {
-        visitor.visit_enum(StrDeserializer::<Unusable>::new(&self.0.text()))
+        match self.0.text() {
+            Some(text) => visitor.visit_enum(StrDeserializer::<Unusable>::new(&text)),
+            None => self.deserialize_any(visitor),
+        }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unusable> {
@@ -213,6 +252,40 @@ pub(super) fn failures<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error>
     whole::<u32, D>(d)?.map_err(|_out_of_range| {
         de::Error::custom("must be a whole number of failures (0 = no limit)")
     })
+}
+
+/// Addresses and CIDR blocks (`trusted_proxies`): a TOML array of strings,
+/// one entry each, or text with the entries separated by commas.
+pub(super) fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<TrustedProxies, D::Error> {
+    struct Entries;
+
+    impl<'de> Visitor<'de> for Entries {
+        type Value = TrustedProxies;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("IP addresses or CIDR blocks, separated by commas")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<TrustedProxies, E> {
+            TrustedProxies::parse(s.split(',')).map_err(de::Error::custom)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TrustedProxies, A::Error> {
+            let mut entries: Vec<String> = Vec::new();
+            while let Some(entry) = seq.next_element::<String>()? {
+                // In a list each string is one entry.
+                if entry.contains(',') {
+                    return Err(de::Error::custom(format!(
+                        "`{entry}` holds a comma: give each entry a string of its own"
+                    )));
+                }
+                entries.push(entry);
+            }
+            TrustedProxies::parse(entries.iter().map(String::as_str)).map_err(de::Error::custom)
+        }
+    }
+
+    d.deserialize_any(Entries)
 }
 
 /// A whole number of type `T`: an integer as it is, text trimmed and parsed

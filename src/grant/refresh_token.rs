@@ -71,6 +71,7 @@ fn revoke_for_reuse(
         serde_json::json!({"family_id": rec.family_id, "presented_by": presenter, "tokens_revoked": n})
             .to_string(),
     );
+    crate::metrics::refresh_reuse();
     crate::store::audit::insert(conn, &e)
 }
 

@@ -1,8 +1,10 @@
 //! The cookies of a person's sign-in, and where a request came from.
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
-use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
+use actix_web::{web, HttpRequest};
 
+use crate::app::AppState;
 use crate::config::Settings;
 use crate::interaction::Browser;
 
@@ -33,12 +35,33 @@ pub fn browser_cookie(settings: &Settings, value: String) -> Cookie<'static> {
     cookie(settings, BROWSER_COOKIE, value, 365 * 24 * 3600)
 }
 
-/// Client address for limits and throttling: the peer, never a forwarded header.
+/// The client's address, for the per-address limits, the login throttle,
+/// the failure budget and the audit trail: the peer, unless the peer is one
+/// of `trusted_proxies`; then the right-most `X-Forwarded-For` entry that is
+/// not (`crate::proxies`).
 pub fn address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".to_string();
+    };
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| &state.settings.trusted_proxies)
+        .filter(|t| t.trusts(peer));
+    match trusted {
+        // A trusted proxy: read what it forwarded.
+        Some(trusted) => {
+            let forwarded: Vec<Option<&str>> = req
+                .headers()
+                .get_all(X_FORWARDED_FOR)
+                .map(|v| v.to_str().ok())
+                .collect();
+            trusted.client(peer, forwarded).to_string()
+        }
+        None => peer.to_string(),
+    }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The request's cookie values, owned (the `Browser` borrows from them).
 pub struct BrowserCookies {

@@ -12,6 +12,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod pages;
 pub mod revoke;
 pub mod token;
@@ -73,6 +74,8 @@ pub fn app(
             }
             .instrument(span)
         })
+        // Outermost: times the whole answer, the span above included.
+        .wrap_fn(metrics::observe)
         .service(
             web::resource("/.well-known/openid-configuration")
                 .route(web::get().to(discovery::openid_configuration))

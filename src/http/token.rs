@@ -22,6 +22,22 @@ use crate::token::TokenResponse;
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse, OAuthError> {
+    // Operators watch token-exchange refusals by their `error` code, whichever
+    // step refused (client authentication, a limit, the grant, the store).
+    let exchange =
+        form.0.get("grant_type").and_then(GrantType::parse) == Some(GrantType::TokenExchange);
+    let answer = answer(state, req, form).await;
+    if let (true, Err(e)) = (exchange, &answer) {
+        crate::metrics::exchange_refused(e.code);
+    }
+    answer
+}
+
+async fn answer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
     Form(form): Form,
 ) -> Result<HttpResponse, OAuthError> {
     let grant_type = form.require("grant_type")?;
@@ -51,6 +67,7 @@ pub async fn token(
             .unwrap_or_else(refused)
     };
     let issued = client_auth::conclude(&state.store, &auth, job).await?;
+    crate::metrics::tokens_issued(grant_type.as_str(), &issued);
     tracing::info!(client_id = %auth.client.id, grant_type = grant_type.as_str(), "tokens issued");
     Ok(no_store_json(issued.to_json()))
 }

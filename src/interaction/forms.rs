@@ -94,6 +94,7 @@ pub async fn login(
     let user = match checked {
         Ok(u) => u,
         Err(LoginFailure::Throttled(wait)) => {
+            crate::metrics::login_throttled();
             // Not one audit row per attempt: the attempt joins its burst,
             // written as one `login_throttled` event when the burst ends
             // (`login::flush_throttled`). The person when the name is an
@@ -120,6 +121,7 @@ pub async fn login(
             return Ok(page.into());
         }
         Err(LoginFailure::BadCredentials) => {
+            crate::metrics::login_failed();
             let mut e =
                 AuditEvent::new(now, "login_failed", Mode::Person).refused("bad credentials");
             e.client_id = Some(areq.client_id.clone());

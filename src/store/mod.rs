@@ -116,12 +116,23 @@ impl Store {
     /// Like `write`, for domain operations that may end in a refusal: the
     /// job's `Outcome` says whether its writes are kept (see `Outcome`).
     /// A store failure (`Err`) always rolls back.
-    pub async fn transact<T, E, F>(&self, f: F) -> StoreResult<Result<T, E>>
+    pub async fn transact<T, E, F>(&self, mut f: F) -> StoreResult<Result<T, E>>
     where
         F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
     {
+        // Time from here to the job's start: the wait for the writer
+        // (SQLite) or for a pooled connection (PostgreSQL).
+        let mut timer = Some(crate::metrics::Timer::start());
+        let f = move |c: &dyn Db| {
+            // Once: a job run again after a lost serialization race did not
+            // wait in the queue a second time.
+            if let Some(waited) = timer.take().and_then(|t| t.elapsed()) {
+                crate::metrics::store_queue_wait(waited);
+            }
+            f(c)
+        };
         match self {
             Store::Sqlite(s) => s.transact(f).await,
             Store::Postgres(s) => s.transact(f).await,

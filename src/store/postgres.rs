@@ -458,6 +458,7 @@ where
         }
     };
     if commit {
+        let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
         handle.block_on(tx.commit()).map_err(classify)?;
     } else {
         handle.block_on(tx.rollback()).map_err(classify)?;

@@ -310,6 +310,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
             }
         }
     }
+    let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
     let commit = tx.commit().map_err(StoreError::from);
     if let Err(e) = &commit {
         tracing::error!(error = %e, "write transaction failed to commit");

@@ -19,6 +19,7 @@ mod oidc_sessions;
 mod people;
 mod private_key_jwt;
 mod properties;
+mod proxies;
 mod refresh;
 mod throttling;
 mod token_status;
