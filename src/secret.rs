@@ -52,6 +52,21 @@ impl std::fmt::Debug for Redacted<'_> {
     }
 }
 
+/// HMAC-SHA256 of `data` under `key`, with a label naming the purpose (so a
+/// value derived for one purpose is never valid for another), base64url.
+pub fn hmac_b64(key: &str, label: &str, data: &[u8]) -> Result<String, String> {
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::sign::Signer;
+    let fail = |e: openssl::error::ErrorStack| e.to_string();
+    let pkey = PKey::hmac(key.as_bytes()).map_err(fail)?;
+    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(fail)?;
+    signer.update(label.as_bytes()).map_err(fail)?;
+    signer.update(b"\0").map_err(fail)?;
+    signer.update(data).map_err(fail)?;
+    Ok(URL_SAFE_NO_PAD.encode(signer.sign_to_vec().map_err(fail)?))
+}
+
 /// Constant-time equality for secrets of possibly different lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)

@@ -88,7 +88,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> CliResult {
 }
 
 /// Background chores: pick up rotated keys, audit ended bursts of throttled
-/// logins, forget expired assertion ids.
+/// logins, forget expired sessions, assertion ids and quiet failed-login
+/// counts.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(2));
@@ -112,11 +113,16 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                     .store
                     .write(move |c| {
                         crate::store::sessions::purge_expired(c, cutoff)?;
+                        crate::store::login_failures::purge(
+                            c,
+                            cutoff,
+                            cutoff - crate::login::throttle::FORGET_AFTER,
+                        )?;
                         crate::store::tokens::purge_used_assertions(c, cutoff)
                     })
                     .await
                 {
-                    tracing::warn!(error = %e, "cannot purge used assertion ids");
+                    tracing::warn!(error = %e, "cannot purge expired records");
                 }
             }
         }

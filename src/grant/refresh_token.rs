@@ -12,9 +12,6 @@
 //! clear) and a fresh access token. Anything else is reuse.
 
 use crate::store::Db;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
 
 use crate::audit::{AuditEvent, Mode};
 use crate::client_auth::{AuthenticatedClient, RequestJob};
@@ -43,14 +40,8 @@ fn bad_token() -> OAuthError {
 
 /// The successor of a refresh token: HMAC-SHA256 under a server key.
 fn successor_of(key: &str, presented: &str) -> StoreResult<String> {
-    let fail = |e: openssl::error::ErrorStack| crate::store::StoreError::Corrupt(e.to_string());
-    let pkey = PKey::hmac(key.as_bytes()).map_err(fail)?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(fail)?;
-    signer.update(b"deputy refresh successor\0").map_err(fail)?;
-    signer.update(presented.as_bytes()).map_err(fail)?;
-    let mac = signer.sign_to_vec().map_err(fail)?;
-    use base64::Engine;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac))
+    crate::secret::hmac_b64(key, "deputy refresh successor", presented.as_bytes())
+        .map_err(crate::store::StoreError::Corrupt)
 }
 
 /// Revoke a family and everything issued from it; audit the reuse.

@@ -90,7 +90,7 @@ pub async fn check_password(
 ) -> Result<Result<User, LoginFailure>, OAuthError> {
     // The attempt is counted before the (slow) verification, atomically with
     // the check, so parallel guesses cannot slip past the throttle.
-    if let Err(wait) = throttle.reserve(username, address, now) {
+    if let Err(wait) = throttle.reserve(store, username, address, now).await? {
         return Ok(Err(LoginFailure::Throttled(wait)));
     }
     let name = username.to_string();
@@ -107,7 +107,7 @@ pub async fn check_password(
         .map_err(OAuthError::server_error)?;
     match user {
         Some(u) if ok && u.disabled_at.is_none() => {
-            throttle.settle_success(username, address, now);
+            throttle.settle_success(store, username, address).await?;
             Ok(Ok(u))
         }
         // Already counted by the reservation.

@@ -12,6 +12,7 @@ pub mod db;
 pub mod delegation;
 pub mod lineage;
 pub mod liveness;
+pub mod login_failures;
 pub mod migrate;
 pub mod pg_migrate;
 pub mod postgres;

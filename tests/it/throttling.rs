@@ -447,3 +447,77 @@ async fn throttled_unknown_names_are_one_burst_without_the_name() {
 }
 
 const QUIET_PERIOD: i64 = deputy::login::throttled::QUIET;
+
+/// Issue 13: an account's failed logins are counted in the database, so two
+/// instances on one database share them — N instances do not give N times
+/// the free guesses — and a restart keeps them. The table names no one.
+#[actix_web::test]
+async fn an_accounts_failed_logins_count_across_instances_and_restarts() {
+    let env = Env::new();
+    env.app_client("web").await;
+    env.person("alice").await;
+    let settings = env.state.settings.as_ref().clone();
+    let other = Env::with_settings(env.dir.clone(), settings.clone(), T0);
+    let (a, b) = (env.app().await, other.app().await);
+    let (i, csrf, cookie) = login_form(&a).await;
+    let attempt = |pw: &str, ip: &str| {
+        // Failures as "Alice": the count is one however the name is written.
+        let user = if pw == "nope" { "Alice" } else { "alice" };
+        form_post(
+            "/login",
+            &format!("interaction={i}&csrf={csrf}&username={user}&password={pw}"),
+        )
+        .insert_header(("Cookie", cookie.clone()))
+        .peer_addr(from(ip))
+        .to_request()
+    };
+    // Five failures, alternating instances and addresses (so no address
+    // limit is near), lock the account on both instances.
+    for n in 0..5 {
+        let ip = format!("198.51.100.{}", 10 + n);
+        let resp = if n % 2 == 0 {
+            test::call_service(&a, attempt("nope", &ip)).await
+        } else {
+            test::call_service(&b, attempt("nope", &ip)).await
+        };
+        assert_eq!(resp.status().as_u16(), 401, "attempt {n}");
+    }
+    let right = enc(crate::people::PASSWORD);
+    let on_a = test::call_service(&a, attempt(&right, "198.51.100.40")).await;
+    let on_b = test::call_service(&b, attempt(&right, "198.51.100.41")).await;
+    assert_eq!(on_a.status().as_u16(), 429);
+    assert_eq!(on_b.status().as_u16(), 429);
+    assert_eq!(
+        on_b.headers().get("retry-after").unwrap().to_str().unwrap(),
+        "5"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM login_failures").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM login_failures WHERE lower(account) LIKE '%alice%'")
+            .await,
+        0,
+        "the account is a keyed hash, not the name"
+    );
+    // A restarted instance still makes alice wait.
+    drop((a, b, other));
+    let env = Env::with_settings(env.dir.clone(), settings.clone(), T0 + 1);
+    let other = Env::with_settings(env.dir.clone(), settings, T0 + 1);
+    let (a, b) = (env.app().await, other.app().await);
+    let resp = test::call_service(&a, attempt(&right, "198.51.100.42")).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(
+        resp.headers().get("retry-after").unwrap().to_str().unwrap(),
+        "4"
+    );
+    // After the wait, the right password on one instance clears the count
+    // for both: four more failures on the other are plain failures.
+    env.clock.advance(4);
+    other.clock.advance(4);
+    let resp = test::call_service(&b, attempt(&right, "198.51.100.43")).await;
+    assert_eq!(resp.status().as_u16(), 200, "the consent page");
+    assert_eq!(env.count("SELECT count(*) FROM login_failures").await, 0);
+    for n in 0..4 {
+        let resp = test::call_service(&a, attempt("nope", "198.51.100.44")).await;
+        assert_eq!(resp.status().as_u16(), 401, "attempt {n} after success");
+    }
+}
