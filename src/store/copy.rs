@@ -16,7 +16,7 @@
 //! compared with the source before anything commits.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -74,7 +74,6 @@ pub struct Copied {
 /// connection until this is dropped.
 pub struct Source {
     conn: Connection,
-    path: PathBuf,
 }
 
 impl Source {
@@ -139,14 +138,7 @@ impl Source {
                  supports ({latest}): copy with a newer deputy"
             ));
         }
-        Ok(Source {
-            conn,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Source { conn })
     }
 
     /// Rows in `table` of the source (it must be one of `TABLES`).
@@ -642,6 +634,7 @@ fn copy_all(
 mod tests {
     use super::*;
     use crate::store::sqlite::{open_and_migrate, open_connection};
+    use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
