@@ -8,6 +8,7 @@ mod delegation;
 mod keys;
 mod resource;
 mod serve;
+mod store;
 mod user;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Revoke, trace, audit and consent withdrawal (`revoke`, `trace`, `audit`, `consent`).
     #[command(flatten)]
     Admin(admin::AdminCmd),
+    /// Move a deployment between databases (`store copy`).
+    #[command(subcommand)]
+    Store(store::StoreCmd),
 }
 
 /// A command line clap refused, as the README promises: help and version
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Keys(cmd) => keys::run(&cli, cmd),
         Command::Delegation(cmd) => delegation::run(&cli, cmd),
         Command::Admin(cmd) => admin::run(&cli, cmd),
+        Command::Store(cmd) => store::run(&cli, cmd),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod copy;
 pub mod db;
 pub mod delegation;
 pub mod lineage;
