@@ -257,6 +257,21 @@ def child_pids(ppid: int) -> list[int]:
     return out
 
 
+def ctxt_switches(pid: int, threads=False) -> int:
+    """Voluntary + involuntary context switches of a process (of each of its
+    living threads, with threads=True: /proc/PID/status counts one task)."""
+    total = 0
+    paths = list(Path(f"/proc/{pid}/task").glob("*/status")) if threads else [Path(f"/proc/{pid}/status")]
+    for path in paths:
+        try:
+            for line in path.read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
 def tree_cpu_s(pid: int | None) -> float:
     """CPU seconds of a server and its worker processes (postgres, nginx):
     the parent with its reaped children, plus the living children."""
@@ -278,10 +293,10 @@ class PostgresCluster:
         u = urllib.parse.urlsplit(self.url)
         return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
 
-    def psql(self, sql: str, db: str | None = None) -> str:
+    def psql(self, sql: str, db: str | None = None, sep: str = "|") -> str:
         url = self.url_for(db) if db else self.url
-        p = subprocess.run([self.psql_bin, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                           capture_output=True, text=True)
+        p = subprocess.run([self.psql_bin, "-X", "-q", "-tA", "-F", sep, "-v", "ON_ERROR_STOP=1", "-d", url,
+                            "-c", sql], capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"psql {sql[:60]!r}: {p.stderr.strip()}")
         return p.stdout.strip()
@@ -293,6 +308,25 @@ class PostgresCluster:
             return int((self.dir / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
+
+    def log_size(self) -> int | None:
+        try:
+            return (self.dir / "postgresql.log").stat().st_size if self.dir else None
+        except OSError:
+            return None
+
+    def serialization_failures(self, since: int | None) -> int | None:
+        """Serialization failures (and deadlocks) PostgreSQL logged after
+        byte `since` of its log: each is a transaction deputy ran again."""
+        if since is None or not self.dir:
+            return None
+        try:
+            with open(self.dir / "postgresql.log", "rb") as f:
+                f.seek(since)
+                data = f.read()
+        except OSError:
+            return None
+        return data.count(b"could not serialize access") + data.count(b"deadlock detected")
 
     def describe(self) -> str:
         rows = self.psql(
@@ -353,6 +387,7 @@ class Bench:
         self.first_start = 0.0
         self.idle_rss_kb = [0] * instances
         self.aborted: Exception | None = None
+        self.statements = False  # pg_stat_statements, reset before each window
         log(f"{self.label()}: work dir {self.tmp}, issuer {self.issuer}"
             + (f", instances on ports {', '.join(map(str, self.ports))}" if self.proxied else ""))
 
@@ -751,6 +786,15 @@ http {{
     def nginx_cpu_s(self) -> float:
         return tree_cpu_s(self.nginx.pid) if self.nginx else 0.0
 
+    def switches(self) -> tuple[int, int]:
+        """Context switches so far of deputy (every thread of every instance)
+        and of the cluster's processes (threads or processes that ended are
+        not counted: an approximation, good for a load window)."""
+        dep = sum(ctxt_switches(s.pid, threads=True) for s in self.servers)
+        pm = self.cluster.postmaster_pid() if self.pg else None
+        pgs = sum(ctxt_switches(c) for c in child_pids(pm)) if pm else 0
+        return dep, pgs
+
     def pg_counters(self) -> tuple[float, float] | None:
         """(next transaction id, WAL position in bytes): exact at once, unlike
         the statistics views, which backends flush up to 10 s late."""
@@ -767,19 +811,68 @@ http {{
             log(f"cannot read PostgreSQL counters: {e}")
             return None
 
+    def statements_reset(self):
+        if self.statements:
+            self.cluster.psql("SELECT pg_stat_statements_reset()", db=self.dbname)
+
+    def statements_read(self, scenario: str, answered: int) -> dict | None:
+        """Every statement deputy ran during the window (pg_stat_statements,
+        utility statements such as BEGIN and COMMIT included): calls and server
+        time per request. The whole list goes to pg-statements-NAME.txt."""
+        if not self.statements:
+            return None
+        sep = "\x1f"
+        out = self.cluster.psql(
+            "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_snapshot%' "
+            "ORDER BY total_exec_time DESC",
+            db=self.dbname, sep=sep,
+        )
+        rows = []
+        for line in out.splitlines():
+            calls, total, nrows, query = line.split(sep, 3)
+            rows.append((int(calls), float(total), int(nrows), query))
+        n = max(answered, 1)
+        calls = sum(r[0] for r in rows)
+        total_ms = sum(r[1] for r in rows)
+        path = self.tmp / f"pg-statements-{scenario}.txt"
+        with open(path, "w") as f:
+            f.write(f"{scenario}: {n} answers, {calls} statements ({calls / n:.2f} per answer), "
+                    f"{total_ms:.0f} ms in the server ({total_ms / n * 1000:.0f} µs per answer)\n")
+            f.write("calls/answer  mean µs  share  rows/call  statement\n")
+            for c, t, nr, q in rows:
+                f.write(f"{c / n:12.2f} {t / max(c, 1) * 1000:8.0f} {t / max(total_ms, 1e-9) * 100:5.1f}% "
+                        f"{nr / max(c, 1):9.2f}  {q}\n")
+        log(f"{scenario}: pg_stat_statements: {calls / n:.2f} statements and {total_ms / n * 1000:.0f} µs of "
+            f"server time per answer; see {path}")
+        return {
+            "per_request": calls / n,
+            "us_per_request": total_ms / n * 1000,
+            "top": [(q[:70], c / n, t / max(c, 1) * 1000) for c, t, nr, q in rows[:5]],
+        }
+
     def measure(self, scenario: str, env: dict, duration: float, note: str = "") -> dict:
         self.ensure_alive()
         reset = self.reset_peak_rss()
         log(f"{scenario}: load for {duration:g} s at {self.args.connections} connections")
+        self.statements_reset()
+        pglog0 = self.cluster.log_size() if self.pg else None
         pg0 = self.pg_counters()
         threads0 = self.thread_cpu_s()
         busy0, dep0, kids0, wall0 = machine_busy_s(), self.deputy_cpu_s(), children_cpu_s(), time.time()
         pgc0, ngx0 = self.postgres_cpu_s(), self.nginx_cpu_s()
+        sw0 = self.switches() if self.pg else None
         r = self.wrk(env, duration, perf_name=scenario)
+        sw1 = self.switches() if self.pg else None
         busy1, dep1, kids1, wall1 = machine_busy_s(), self.deputy_cpu_s(), children_cpu_s(), time.time()
         pgc1, ngx1 = self.postgres_cpu_s(), self.nginx_cpu_s()
         threads1 = self.thread_cpu_s()
         pg1 = self.pg_counters()
+        serial = self.cluster.serialization_failures(pglog0) if self.pg else None
+        statements = self.statements_read(scenario, r["answered"])
+        if statements:
+            r["pg_statements"] = statements
         window = r["duration_us"] / 1e6
         per_instance: list[dict[str, float]] = [{} for _ in range(self.n)]
         for k, v in threads1.items():
@@ -819,17 +912,25 @@ http {{
             # background checkpoint's full-page images included).
             answered = max(r["answered"], 1)
             r["pg"] = {
+                # A transaction that writes takes an id, and so does each
+                # savepoint that writes (a subtransaction).
                 "xids_per_request": (pg1[0] - pg0[0]) / answered,
                 "wal_bytes_per_request": (pg1[1] - pg0[1]) / answered,
                 "wal_mb_per_s": (pg1[1] - pg0[1]) / 2**20 / (wall1 - wall0),
+                "deputy_switches_per_request": (sw1[0] - sw0[0]) / answered,
+                "postgres_switches_per_request": (sw1[1] - sw0[1]) / answered,
+                "serialization_failures": serial,
             }
         self.results.append(r)
         extra = ""
         if self.pg:
             extra = f", postgres {r['postgres_cores']:.2f}, nginx {r['nginx_cores']:.2f}"
             if "pg" in r:
-                extra += (f"; PostgreSQL per request: {r['pg']['xids_per_request']:.2f} write transactions, "
-                          f"{r['pg']['wal_bytes_per_request'] / 1024:.1f} kB WAL")
+                extra += (f"; PostgreSQL per request: {r['pg']['xids_per_request']:.2f} transaction ids, "
+                          f"{r['pg']['wal_bytes_per_request'] / 1024:.1f} kB WAL, context switches "
+                          f"deputy {r['pg']['deputy_switches_per_request']:.1f} "
+                          f"postgres {r['pg']['postgres_switches_per_request']:.1f}, "
+                          f"serialization failures {r['pg']['serialization_failures']}")
         log(
             f"{scenario}: {r['rate']:.0f} req/s, p50 {r['p50_us']/1000:.2f} ms, p99 {r['p99_us']/1000:.2f} ms, "
             f"max {r['max_us']/1000:.2f} ms, non-2xx {r['bad_status']}, bad bodies {r['bad_body']}, "
@@ -1115,6 +1216,12 @@ http {{
         if self.pg:
             self.cluster.psql(f"CREATE DATABASE {self.dbname}")
             log(f"{self.label()}: fresh database {self.dbname}")
+            if a.pg_statements:
+                try:
+                    self.cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", db=self.dbname)
+                    self.statements = True
+                except RuntimeError as e:
+                    log(f"pg_stat_statements not available (is it in shared_preload_libraries?): {e}")
         self.register()
         first = self.start_all()
         self.first_start = first
@@ -1228,6 +1335,9 @@ def result_rows(bench: Bench) -> list[str]:
             lines.append(f"| {r['scenario']} | FAILED | | | | | | | | | | {r['failed'].splitlines()[0][:200]} |")
             continue
         notes = [r["note"]] if r.get("note") else []
+        bad = {k: v for k, v in r.get("statuses", {}).items() if not k.startswith("2")}
+        if bad:
+            notes.append("non-2xx answers: " + ", ".join(f"{k} ×{v}" for k, v in sorted(bad.items())))
         if r["bad_body"]:
             notes.append(f"{r['bad_body']} 2xx answers without the expected content")
         errs = r["socket_errors"]
@@ -1320,9 +1430,20 @@ def where_lines(bench: Bench) -> list[str]:
                 line += f", nginx {r['nginx_cores']:.2f} ({per_request(r['nginx_cores'], rate)})"
             if "pg" in r:
                 p = r["pg"]
-                line += (f"; {p['xids_per_request']:.2f} write transactions and "
+                line += (f"; {p['xids_per_request']:.2f} transaction ids and "
                          f"{p['wal_bytes_per_request'] / 1024:.1f} kB of WAL per request "
-                         f"({p['wal_mb_per_s']:.1f} MB/s)")
+                         f"({p['wal_mb_per_s']:.1f} MB/s); context switches per request: "
+                         f"deputy {p['deputy_switches_per_request']:.1f}, "
+                         f"postgres {p['postgres_switches_per_request']:.1f}")
+                if p.get("serialization_failures") is not None:
+                    line += (f"; {p['serialization_failures']} serialization failures "
+                             f"({p['serialization_failures'] / max(r['answered'], 1) * 100:.1f} per 100 requests, "
+                             "each a transaction run again)")
+            if "pg_statements" in r:
+                st = r["pg_statements"]
+                line += (f"; pg_stat_statements: {st['per_request']:.1f} statements, {st['us_per_request']:.0f} µs "
+                         "executing per request, most time in: "
+                         + ", ".join(f"`{q}` ×{c:.2f} {m:.0f} µs" for q, c, m in st["top"][:3]))
         out.append(line)
     return out
 
@@ -1502,6 +1623,9 @@ def main():
     ap.add_argument("--pg-dir", default=None,
                     help="that cluster's directory (its postmaster.pid gives the postgres CPU column)")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--pg-statements", action="store_true",
+                    help="PostgreSQL: reset pg_stat_statements before each window and report every statement "
+                         "after it (the cluster must preload it; bench/run.sh --pg-statements does)")
     ap.add_argument("--es256", default="{}", help="JSON from the es256_rate example")
     ap.add_argument("--command", default="bench/run.sh")
     ap.add_argument("--results", default=str(HERE / "results.md"))

@@ -4,7 +4,7 @@
 #   bench/run.sh [--duration SECS] [--connections N] [--scenario NAME]...
 #                [--threads N] [--person-duration SECS] [--perf] [--keep]
 #                [--database sqlite|postgres|both] [--instances N]... [--direct]
-#                [--results FILE]
+#                [--pg-statements] [--results FILE]
 #
 # Builds deputy in release mode, measures single-thread ES256 sign/verify,
 # starts deputy on a fresh database in a temporary directory (free port on
@@ -32,6 +32,7 @@ PERSON_DURATION=""
 DATABASE=sqlite
 INSTANCES=()
 DIRECT=""
+PG_STATEMENTS=""
 KEEP=""
 RESULTS="$BENCH/results.md"
 SCENARIOS=()
@@ -54,6 +55,7 @@ while [[ $# -gt 0 ]]; do
       done
       shift 2 ;;
     --direct) DIRECT=1; shift ;;
+    --pg-statements) PG_STATEMENTS=1; shift ;;
     --results) RESULTS="$2"; shift 2 ;;
     --perf) EXTRA+=(--perf); shift ;;
     --keep) EXTRA+=(--keep); KEEP=1; shift ;;
@@ -68,14 +70,15 @@ for s in "${SCENARIOS[@]+"${SCENARIOS[@]}"}"; do COMMAND+=" --scenario $s"; done
 [[ "$THREADS" != 2 ]] && COMMAND+=" --threads $THREADS"
 [[ -n "$PERSON_DURATION" ]] && COMMAND+=" --person-duration $PERSON_DURATION"
 if [[ "$DATABASE" == sqlite ]]; then
-  if [[ ${#INSTANCES[@]} -gt 0 || -n "$DIRECT" ]]; then
-    echo "bench/run.sh: --instances and --direct are for --database postgres or both" >&2; exit 2
+  if [[ ${#INSTANCES[@]} -gt 0 || -n "$DIRECT" || -n "$PG_STATEMENTS" ]]; then
+    echo "bench/run.sh: --instances, --direct and --pg-statements are for --database postgres or both" >&2; exit 2
   fi
 else
   COMMAND+=" --database $DATABASE"
   [[ ${#INSTANCES[@]} -gt 0 ]] || INSTANCES=(1 2)
   for n in "${INSTANCES[@]}"; do COMMAND+=" --instances $n"; done
   [[ -n "$DIRECT" ]] && COMMAND+=" --direct"
+  [[ -n "$PG_STATEMENTS" ]] && COMMAND+=" --pg-statements"
 fi
 
 say() { printf '\n== %s\n' "$*"; }
@@ -145,6 +148,14 @@ trap stop_cluster EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 PG_URL="$("$ROOT/scripts/pg-cluster" start "$PGDIR")"
+if [[ -n "$PG_STATEMENTS" ]]; then
+  # An investigation aid, not for the numbers of record: the extension costs
+  # some CPU on every statement. It must be loaded at server start.
+  psql -X -q -d "$PG_URL" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+  "$ROOT/scripts/pg-cluster" stop "$PGDIR" >&2
+  PG_URL="$("$ROOT/scripts/pg-cluster" start "$PGDIR")"
+  EXTRA+=(--pg-statements)
+fi
 echo "$PG_URL"
 ARGS+=(--pg-url "$PG_URL" --pg-dir "$PGDIR" --nginx "$NGINX")
 for n in "${INSTANCES[@]}"; do ARGS+=(--instances "$n"); done
