@@ -1653,17 +1653,23 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     benches: list[Bench] = []
     aborted = None
-    for kind, n, proxied in deployments(args):
-        bench = Bench(args, kind, n, proxied, cluster)
-        benches.append(bench)
-        log(f"== {bench.label()}")
-        try:
-            bench.run()
-        except Exception as e:  # still print what was measured, go on with the next table
-            bench.aborted = aborted = e
-            log(f"{bench.label()}: run aborted: {e}")
-        finally:
-            bench.cleanup()
+    try:
+        for kind, n, proxied in deployments(args):
+            bench = Bench(args, kind, n, proxied, cluster)
+            benches.append(bench)
+            log(f"== {bench.label()}")
+            try:
+                bench.run()
+            except Exception as e:  # still print what was measured, go on with the next table
+                bench.aborted = aborted = e
+                log(f"{bench.label()}: run aborted: {e}")
+            finally:
+                bench.cleanup()
+    except BaseException:  # SIGTERM, Ctrl-C: everything is stopped; nothing to report
+        if not (args.keep or args.perf):
+            for bench in benches:
+                shutil.rmtree(bench.tmp, ignore_errors=True)
+        raise
     text = table(benches, json.loads(args.es256 or "{}"), args.command)
     print()
     print(text)

@@ -145,8 +145,15 @@ stop_cluster() {
   if [[ -n "$KEEP" ]]; then echo "bench/run.sh: PostgreSQL cluster kept (stopped) in $PGDIR" >&2; else rm -rf "$PGDIR"; fi
 }
 trap stop_cluster EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_PID=""
+# bench.py runs in the background so that a signal to this script reaches it
+# at once (as SIGTERM: it stops deputy and nginx), then the cluster stops.
+on_signal() {
+  if [[ -n "$BENCH_PID" ]]; then kill -TERM "$BENCH_PID" 2>/dev/null || true; wait "$BENCH_PID" || true; fi
+  exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 PG_URL="$("$ROOT/scripts/pg-cluster" start "$PGDIR")"
 if [[ -n "$PG_STATEMENTS" ]]; then
   # An investigation aid, not for the numbers of record: the extension costs
@@ -162,4 +169,6 @@ for n in "${INSTANCES[@]}"; do ARGS+=(--instances "$n"); done
 [[ -n "$DIRECT" ]] && ARGS+=(--direct)
 
 say "load"
-"$BENCH/.venv/bin/python" "$BENCH/bench.py" "${ARGS[@]}" "${EXTRA[@]+"${EXTRA[@]}"}"
+"$BENCH/.venv/bin/python" "$BENCH/bench.py" "${ARGS[@]}" "${EXTRA[@]+"${EXTRA[@]}"}" &
+BENCH_PID=$!
+wait "$BENCH_PID"
