@@ -1111,9 +1111,10 @@ http {{
         tokens: list[str] = []
         t0 = time.time()
         while len(tokens) < n * 0.99:
-            # Chunks small enough that every code is redeemed within its 60 s.
-            want = min(n - len(tokens), 40000)
-            codes = self.harvest_codes(want, 25)
+            # Chunks small enough that every code is redeemed within its 60 s
+            # (PostgreSQL harvests and redeems at a third of SQLite's rate).
+            want = min(n - len(tokens), 20000 if self.pg else 40000)
+            codes = self.harvest_codes(want, 15 if self.pg else 25)
             path = self.write_lines("refresh-redeem", (self.code_body(c) for c in codes))
             got = self.harvest(
                 "refresh",
