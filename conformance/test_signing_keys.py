@@ -205,11 +205,11 @@ def test_private_keys_are_sealed_rows(env):
     under the installation's key-encryption key, never a key in clear, and
     nothing is written to keys_dir. The sealed blob (AES-256-GCM: 12-byte
     nonce, ciphertext, 16-byte tag, the kid as associated data) opens with
-    the KEK into the private half of the published key, and not under
+    the KEK into the private half (PKCS#8) of the published key, and not under
     another kid, so a sealed key moved to another row is useless."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.serialization import load_der_private_key
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 
     d, _ = env
     if not d.is_pg:
@@ -222,13 +222,15 @@ def test_private_keys_are_sealed_rows(env):
     kek = AESGCM(base64.b64decode(d.kek_file.read_text().strip()))
     for kid, sealed_hex in rows:
         sealed = bytes.fromhex(sealed_hex)
-        assert b"PRIVATE KEY" not in sealed
+        assert b"PRIVATE KEY" not in sealed and b"-----BEGIN" not in sealed
         with pytest.raises(ValueError):
             load_der_private_key(sealed, password=None)
         nonce, body = sealed[:12], sealed[12:]
         with pytest.raises(InvalidTag):
             kek.decrypt(nonce, body, b"another-kid")
-        private = load_der_private_key(kek.decrypt(nonce, body, kid.encode()), password=None)
+        opened = kek.decrypt(nonce, body, kid.encode())
+        load = load_pem_private_key if opened.startswith(b"-----BEGIN") else load_der_private_key
+        private = load(opened, password=None)
         numbers = private.public_key().public_numbers()
         assert unb64url(published[kid]["x"]) == numbers.x.to_bytes(32, "big")
         assert unb64url(published[kid]["y"]) == numbers.y.to_bytes(32, "big")
