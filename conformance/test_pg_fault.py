@@ -75,7 +75,7 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, tmp
     every answer is 200 or 503 `temporarily_unavailable`, nothing else,
     never a dropped connection; requests made while the database is down are
     all 503; /readyz 503 and /healthz 200 meanwhile. Started again on the
-    same port: the same deputy process answers 200 again within seconds.
+    same port: the same deputy process answers 200 again within 5 s.
     Then: every token a client got with 200 is recorded as issued to it;
     every refresh family has exactly one live token, the one its client
     holds; every accepted assertion jti is recorded once; amcheck finds the
@@ -157,7 +157,7 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, tmp
         t["started"] = time.time()
         # Recovery: /readyz and a fresh token request both 200, same process.
         recovered = None
-        while time.time() - t["started"] < 15:
+        while time.time() - t["started"] < 5:
             ready = requests.get(d.direct + "/readyz", timeout=10).status_code
             tok = requests.post(d.token_endpoint, data={"grant_type": "client_credentials"},
                                 headers=basic_auth("svc", svc), timeout=10).status_code
@@ -165,7 +165,7 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, tmp
                 recovered = time.time()
                 break
             time.sleep(0.1)
-        assert recovered is not None, f"no recovery within 15 s of the restart:\n{d.log_tail()}"
+        assert recovered is not None, f"no recovery within 5 s of the restart:\n{d.log_tail()}"
         t["recovered"] = recovered
         time.sleep(1.5)  # load on the recovered database
     finally:
