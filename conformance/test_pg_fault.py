@@ -58,6 +58,17 @@ def cluster():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture
+def deputy_on(cluster, tmp_path, request):
+    """A deputy (not started) on a schema of the test's own cluster; stopped
+    at the end whatever happens, and its log shown if the test fails."""
+    _, url = cluster
+    d = Deputy(tmp_path / "fault", settings(DEPUTY_REFRESH_GRACE="30"), pg_base=url)
+    request.node._deputies = [d]
+    yield d
+    d.stop()
+
+
 class Family:
     """One person's refresh family, rotated by one load thread."""
 
@@ -67,7 +78,7 @@ class Family:
         self.received = [rt]
 
 
-def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, tmp_path):
+def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, deputy_on):
     """RFC 6749 §5.2 / RFC 6749 §4.1.2.1 (`temporarily_unavailable`), README
     (a response is sent only after its transaction committed; single use of
     refresh tokens and assertion jtis): PostgreSQL stopped (fast) under a
@@ -81,7 +92,7 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, tmp
     holds; every accepted assertion jti is recorded once; amcheck finds the
     schema sound."""
     pg_dir, url = cluster
-    d = Deputy(tmp_path / "fault", settings(DEPUTY_REFRESH_GRACE="30"), pg_base=url)
+    d = deputy_on
     add_user(d, "alice", PW)
     add_client(d, "web")
     svc = d.add_client("svc", "client_secret_basic", audiences=(API,))["client_secret"]

@@ -25,7 +25,7 @@ import requests
 
 from conftest import (PG_BASE, ClientKey, Deputy, assert_oauth_error, assert_token_ok, assertion_form, basic_auth,
                       free_port, jwt_parts, make_assertion, new_pg_schema, psql, write_kek)
-from flows import (AT_TYPE, INACTIVE, REDIRECT_URI, add_client, add_user, allow_delegation, authorize, claims,
+from flows import (INACTIVE, add_client, add_user, allow_delegation, authorize, claims,
                    exchange, introspect, introspect_json, redeem, refresh, revoke, settings, verify_jwcrypto,
                    verify_pyjwt)
 from proxy.nginx import Nginx
@@ -55,11 +55,15 @@ class Pair:
         self.names = {f"127.0.0.1:{d.port}": f"i{i}" for i, d in enumerate(self.instances)}
 
     def start(self):
-        for d in self.instances:
-            d.spawn()
-        for d in self.instances:
-            d.wait_ready()
-        self.proxy.start()
+        try:
+            for d in self.instances:
+                d.spawn()
+            for d in self.instances:
+                d.wait_ready()
+            self.proxy.start()
+        except BaseException:
+            self.stop()  # nothing left running when the fixture fails
+            raise
         return self
 
     def stop(self):
