@@ -6,12 +6,16 @@ Nothing from deputy's own source is imported or reused.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +28,10 @@ from jwcrypto import jwa, jwk
 
 REPO = Path(__file__).resolve().parent.parent
 DEPUTY_BIN = os.environ.get("DEPUTY_BIN") or str(REPO / "target" / "debug" / "deputy")
+
+# PostgreSQL mode: DEPUTY_CONFORMANCE_POSTGRES=postgres://user@host:port/db
+# runs every Deputy on its own schema of that database (see Deputy).
+PG_BASE = os.environ.get("DEPUTY_CONFORMANCE_POSTGRES") or None
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 NO_AUTH_FAILURE_LIMIT = {"DEPUTY_AUTH_FAILURE_LIMIT": "0"}
@@ -70,6 +78,65 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL mode
+# --------------------------------------------------------------------------
+
+
+def pg_mode() -> bool:
+    return PG_BASE is not None
+
+
+def pg_schema_url(base: str, schema: str) -> str:
+    """`base` with its search_path set to `schema`: the libpq `options`
+    parameter, percent-encoded (`%20` for the space: a `+` is not decoded to
+    one in a connection URI)."""
+    assert schema.replace("_", "").isalnum() and schema.islower(), schema
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-c%20search_path%3D{schema}"
+
+
+def psql(url: str, sql: str, timeout: float = 60) -> str:
+    """Run `sql` with psql against `url`; its unaligned, tuples-only output."""
+    r = subprocess.run(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=timeout, env=clean_env())
+    if r.returncode != 0:
+        raise AssertionError(f"psql {sql!r} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def new_pg_schema(base: str | None = None, prefix: str = "conf") -> str:
+    """A fresh, empty schema in the PostgreSQL database `base`; its name."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    psql(base or PG_BASE, f"CREATE SCHEMA {schema}")
+    return schema
+
+
+# The key-encryption-key files live outside the installations' directories
+# (some tests check a directory holds nothing deputy did not write).
+_KEK_DIR: Path | None = None
+
+
+def write_kek() -> Path:
+    """A key-encryption key for deputy's sealed signing keys: 32 random
+    bytes, base64 (what `openssl rand -base64 32` writes), mode 0600."""
+    global _KEK_DIR
+    if _KEK_DIR is None:
+        _KEK_DIR = Path(tempfile.mkdtemp(prefix="deputy-kek-"))
+        atexit.register(shutil.rmtree, _KEK_DIR, True)
+    path = _KEK_DIR / f"kek-{uuid.uuid4().hex[:12]}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(secrets.token_bytes(32)).decode("ascii") + "\n")
+    return path
+
+
+def sqlite_only(what: str):
+    """Skip the calling test in PostgreSQL mode: it is about SQLite files."""
+    if pg_mode():
+        pytest.skip(f"SQLite file: {what}")
 
 
 # --------------------------------------------------------------------------
@@ -208,26 +275,87 @@ class CliError(AssertionError):
 
 class Deputy:
     """One deputy installation: a temp dir with its database and keys dir,
-    the settings (as DEPUTY_* env) shared by its CLI calls and its server."""
+    the settings (as DEPUTY_* env) shared by its CLI calls and its server.
 
-    def __init__(self, root: Path, settings: dict[str, str] | None = None, port: int | None = None):
+    In PostgreSQL mode (DEPUTY_CONFORMANCE_POSTGRES set, or `pg_base` given)
+    the database is a schema of its own in that PostgreSQL database (made
+    now, kept across restarts) and `database` is its URL; the installation
+    has its own key-encryption key (`kek_file`, given to every CLI call and
+    the server as DEPUTY_KEY_ENCRYPTION_KEY_FILE). `schema` and `kek_file`
+    may be passed to share them with another installation."""
+
+    def __init__(self, root: Path, settings: dict[str, str] | None = None, port: int | None = None, *,
+                 pg_base: str | None = None, schema: str | None = None, kek_file: Path | None = None,
+                 issuer: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.database = self.root / "deputy.db"
+        self.pg_base = pg_base or PG_BASE
         self.keys_dir = self.root / "keys"
+        self.schema: str | None = None
+        self.kek_file: Path | None = None
+        if self.pg_base:
+            self.schema = schema or new_pg_schema(self.pg_base)
+            self.database = pg_schema_url(self.pg_base, self.schema)
+            self.kek_file = kek_file or write_kek()
+        else:
+            self.database = self.root / "deputy.db"
         # The suite sends thousands of deliberately failing client
         # authentications from 127.0.0.1, so deputy's budget for them is off
         # unless a test sets it; a value of None leaves deputy's default.
         merged = {**NO_AUTH_FAILURE_LIMIT, **(settings or {})}
         self.settings = {k: v for k, v in merged.items() if v is not None}
+        self.settings.update(self.engine_env())
         for k in self.settings:
             assert k.startswith("DEPUTY_")
         self.port = port or free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        # Where this server listens; the issuer (its public address) is the
+        # same unless the installation sits behind a proxy.
+        self.direct = f"http://127.0.0.1:{self.port}"
+        self.issuer = issuer or self.direct
         self.proc: subprocess.Popen | None = None
         self.log_path = self.root / "server.log"
         self._log = None
         self.session = requests.Session()
+
+    @property
+    def is_pg(self) -> bool:
+        return self.schema is not None
+
+    def engine_env(self) -> dict[str, str]:
+        """The settings the database engine needs besides `--database`: the
+        key-encryption key with PostgreSQL, nothing with SQLite."""
+        if self.kek_file is None:
+            return {}
+        return {"DEPUTY_KEY_ENCRYPTION_KEY_FILE": str(self.kek_file)}
+
+    def sql(self, query: str) -> str:
+        """PostgreSQL mode: run `query` in this installation's schema (psql,
+        unaligned, tuples only) and return its output."""
+        assert self.is_pg, "sql() is for PostgreSQL mode"
+        return psql(str(self.database), query)
+
+    def stored_bytes(self) -> bytes:
+        """Everything the installation's database holds at rest: the SQLite
+        file with its journal files, or in PostgreSQL mode a data-only
+        pg_dump of its schema."""
+        if not self.is_pg:
+            return b"".join(p.read_bytes() for p in self.root.iterdir() if p.name.startswith("deputy.db"))
+        r = subprocess.run(["pg_dump", "--data-only", "--schema", self.schema, "-d", self.pg_base],
+                           capture_output=True, timeout=60, env=clean_env())
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        assert b"COPY " in r.stdout, "pg_dump found no tables"
+        return r.stdout
+
+    def pg_tables(self) -> list[str]:
+        """PostgreSQL mode: the tables in this installation's schema."""
+        out = self.sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")
+        return out.split() if out else []
+
+    def pg_count(self, table: str) -> int:
+        """PostgreSQL mode: rows in `table`, 0 when it does not exist yet."""
+        if table not in self.pg_tables():
+            return 0
+        return int(self.sql(f"SELECT count(*) FROM {table}"))
 
     # ---- URLs
     def url(self, path: str) -> str:
@@ -283,6 +411,11 @@ class Deputy:
 
     # ---- server
     def start(self, timeout: float = 10.0):
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self):
+        """Start `deputy serve` without waiting for it (see wait_ready)."""
         assert self.proc is None, "already running"
         self._log = open(self.log_path, "ab")
         cmd = [DEPUTY_BIN, "--database", str(self.database), "--keys-dir", str(self.keys_dir),
@@ -290,6 +423,10 @@ class Deputy:
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=clean_env(self.settings),
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         _RUNNING.append(self)
+        return self
+
+    def wait_ready(self, timeout: float = 10.0):
+        """Wait until the spawned server answers /healthz with 200."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -297,7 +434,7 @@ class Deputy:
                 self._cleanup()
                 raise RuntimeError(f"deputy serve exited with {rc}:\n{self.log_tail()}")
             try:
-                r = requests.get(self.url("/healthz"), timeout=0.5)
+                r = requests.get(self.direct + "/healthz", timeout=0.5)
                 if r.status_code == 200:
                     return self
             except requests.RequestException:

@@ -1,6 +1,7 @@
 """Helpers for the hardening suites (test_crash.py, test_adversarial.py,
 test_admin_api.py): killing the real deputy process, reading its database
-read-only, timing, and a catalogue of forged JWTs (RFC 8725 attacks).
+read-only (SQLite file or PostgreSQL schema), timing, and a catalogue of
+forged JWTs (RFC 8725 attacks).
 
 Black box: deputy is driven only through its binary (conftest.Deputy) and
 HTTP. JOSE is built with jwcrypto / hmac / cryptography, never deputy's code.
@@ -64,11 +65,108 @@ def kill9(d: Deputy) -> float:
     return at
 
 
-def db_readonly(d: Deputy) -> sqlite3.Connection:
-    """The installation's SQLite database, read-only (never written by tests)."""
+def db_readonly(d: Deputy):
+    """The installation's database, read-only (never written by tests): its
+    SQLite file, or in PostgreSQL mode a read-only connection to its schema.
+    Either way `execute(sql, params)` takes `?` placeholders and returns rows
+    indexable by position and by column name."""
+    if d.is_pg:
+        return PgReadOnly(str(d.database))
     conn = sqlite3.connect(f"file:{d.database}?mode=ro", uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+class PgRow(tuple):
+    """A PostgreSQL row like sqlite3.Row: row[0], row["column"], dict(row)."""
+
+    def __new__(cls, names: list[str], values):
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def keys(self):
+        return list(self._names)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names.index(key))
+        return tuple.__getitem__(self, key)
+
+
+class PgReadOnly:
+    """A read-only psycopg connection with the sqlite3 calls the suites use."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        self.conn.execute("SET default_transaction_read_only = on")
+
+    def execute(self, sql: str, params=()):
+        cur = self.conn.cursor()
+        cur.execute(sql.replace("?", "%s"), tuple(params))
+        return _PgCursor(cur)
+
+    def close(self):
+        self.conn.close()
+
+
+class _PgCursor:
+    def __init__(self, cur):
+        self.cur = cur
+        self.names = [c.name for c in cur.description] if cur.description else []
+
+    def fetchone(self):
+        row = self.cur.fetchone()
+        return None if row is None else PgRow(self.names, row)
+
+    def fetchall(self):
+        return [PgRow(self.names, r) for r in self.cur.fetchall()]
+
+
+def integrity_problems(d: Deputy) -> list:
+    """The database's own consistency check; [] when it is sound.
+
+    SQLite: `PRAGMA integrity_check`. PostgreSQL: amcheck over the
+    installation's schema — every heap (`verify_heapam`) and every B-tree
+    index against its heap (`bt_index_check` with heapallindexed) — and
+    every constraint validated."""
+    if not d.is_pg:
+        conn = db_readonly(d)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        finally:
+            conn.close()
+        return [] if rows == ["ok"] else rows
+    import psycopg
+
+    with psycopg.connect(str(d.database), autocommit=True, connect_timeout=10) as conn:
+        # A contrib extension of the cluster's (a superuser's test cluster).
+        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA public")
+        problems = []
+        tables = [r[0] for r in conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND c.relkind = 'r'").fetchall()]
+        assert tables, "no tables in the schema"
+        for t in tables:
+            for row in conn.execute("SELECT * FROM public.verify_heapam(%s::regclass)", (t,)).fetchall():
+                problems.append((t, row))
+        indexes = conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND a.amname = 'btree' AND i.indisvalid").fetchall()
+        assert indexes, "no indexes in the schema"
+        for (ix,) in indexes:
+            try:
+                conn.execute("SELECT public.bt_index_check(%s::regclass, true)", (ix,))
+            except psycopg.Error as e:
+                problems.append((ix, str(e).strip()))
+        for name, table in conn.execute(
+                "SELECT conname, conrelid::regclass::text FROM pg_constraint "
+                "WHERE connamespace = current_schema()::regnamespace AND NOT convalidated").fetchall():
+            problems.append((table, f"constraint {name} not validated"))
+        return problems
 
 
 def sha256_b64url(s: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import (DEPUTY_BIN, ClientKey, Deputy, assert_oauth_error, assert_token_ok, assertion_form,
-                      basic_auth, clean_env, jwt_parts, make_assertion)
+                      basic_auth, clean_env, jwt_parts, make_assertion, sqlite_only)
 
 API = "https://api.example/"
 
@@ -54,6 +54,7 @@ def test_migrate_creates_database_directory_like_other_commands(tmp_path):
     with the default database path data/deputy.db in an empty directory, and
     with a --database whose parent directory does not exist yet, just as
     `client list` does."""
+    sqlite_only("the default database path and a --database file whose directory is created")
     d = Deputy(tmp_path / "fresh")
     r = d.run("migrate", global_opts=False)
     assert r.returncode == 0, r.stderr
@@ -145,7 +146,7 @@ def test_client_secret_is_shown_once_and_not_stored_in_clear(cli_env):
     assert shown.returncode == 0 and listed.returncode == 0
     assert secret not in shown.stdout and "client_secret" not in json.loads(shown.stdout)
     assert secret not in listed.stdout
-    blobs = b"".join(p.read_bytes() for p in d.root.iterdir() if p.name.startswith("deputy.db"))
+    blobs = d.stored_bytes()
     assert secret.encode() not in blobs
 
 
@@ -187,7 +188,7 @@ def test_user_add_reads_password_from_stdin(tmp_path):
     users = d.cli("user", "list")
     assert [x["username"] for x in users] == ["alice"]
     assert pw not in json.dumps(users)
-    blobs = b"".join(p.read_bytes() for p in d.root.iterdir() if p.name.startswith("deputy.db"))
+    blobs = d.stored_bytes()
     assert pw.encode() not in blobs
     d.cli("user", "disable", "alice")
     assert d.cli("user", "list")[0]["disabled"] is True
@@ -257,6 +258,8 @@ def test_usage_errors_are_one_line_exit_1(tmp_path, args, line):
     r = d.run(*args)
     assert assert_one_line_error(r) == f"deputy: error: {line}"
     assert list(d.root.iterdir()) == []
+    if d.is_pg:
+        assert d.pg_tables() == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["client", "--help"]])
@@ -339,6 +342,8 @@ def test_key_prepublish_must_outlast_jwks_max_age(tmp_path, env):
     for cmd in [serve_cmd(d, issuer=f"http://127.0.0.1:{d.port}"), ["keys", "rotate"]]:
         assert_one_line_error(d.run(*cmd, env_extra=env), "key_prepublish", "jwks_max_age")
     assert not d.keys_dir.exists() or list(d.keys_dir.iterdir()) == []
+    if d.is_pg:
+        assert d.pg_count("signing_keys") == 0
 
 
 def test_unknown_key_in_config_file_is_named(tmp_path):
@@ -358,6 +363,7 @@ def test_bad_value_in_environment_is_named(tmp_path):
 
 def test_unwritable_keys_dir_is_named(tmp_path):
     """A keys dir that cannot be created (under a regular file) names keys_dir."""
+    sqlite_only("keys_dir holds the signing keys only with SQLite (PostgreSQL keeps them sealed in the database)")
     blocker = tmp_path / "plainfile"
     blocker.write_text("x")
     d = Deputy(tmp_path / "inst")
@@ -378,7 +384,8 @@ def test_settings_precedence_file_env_flag(tmp_path):
     def served_issuer(env_extra, flags):
         cmd = [DEPUTY_BIN, "--config", str(cfg), "--database", str(d.database),
                "--keys-dir", str(d.keys_dir), "serve", *flags]
-        p = subprocess.Popen(cmd, cwd=d.root, env=clean_env(env_extra), stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(cmd, cwd=d.root, env=clean_env({**d.engine_env(), **env_extra}),
+                             stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 10

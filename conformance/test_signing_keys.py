@@ -3,6 +3,7 @@ two independent libraries (RFC 7515 §5.2, RFC 7517 §5, RFC 9068 §4), and key
 rotation publishes before signing and keeps old keys published while tokens
 they signed may still be live (RFC 7517 §5, OIDC Core §10.1.1)."""
 
+import base64
 import json
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from jwcrypto import jwk
 from jwcrypto import jwt as jcjwt
 
-from conftest import Deputy, assert_token_ok, b64url_json, basic_auth, jwt_parts
+from conftest import Deputy, assert_token_ok, b64url_json, basic_auth, jwt_parts, unb64url, sqlite_only
 
 API = "https://api.example/"
 
@@ -191,8 +192,45 @@ def test_rotation_with_default_prepublish_rfc7517_s5(new_deputy):
 def test_private_key_files_are_not_world_readable(env):
     """Signing keys at rest: not readable by group/others."""
     d, _ = env
+    sqlite_only("key files and their modes (PostgreSQL: test_private_keys_are_sealed_rows)")
     files = [p for p in d.keys_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
     assert files
     for p in files:
         if p.suffix == ".pem":
             assert p.stat().st_mode & 0o077 == 0, (p, oct(p.stat().st_mode))
+
+
+def test_private_keys_are_sealed_rows(env):
+    """PostgreSQL: signing keys at rest are rows whose private key is sealed
+    under the installation's key-encryption key, never a key in clear, and
+    nothing is written to keys_dir. The sealed blob (AES-256-GCM: 12-byte
+    nonce, ciphertext, 16-byte tag, the kid as associated data) opens with
+    the KEK into the private half (PKCS#8) of the published key, and not under
+    another kid, so a sealed key moved to another row is useless."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
+
+    d, _ = env
+    if not d.is_pg:
+        pytest.skip("PostgreSQL: keys are rows in the database")
+    assert not d.keys_dir.exists() or list(d.keys_dir.iterdir()) == []
+    rows = [line.split("|") for line in
+            d.sql("SELECT kid, encode(sealed_private_key, 'hex') FROM signing_keys ORDER BY serial").splitlines()]
+    published = {k["kid"]: k for k in d.jwks()["keys"]}
+    assert rows and {kid for kid, _ in rows} <= set(published), (rows, published)
+    kek = AESGCM(base64.b64decode(d.kek_file.read_text().strip()))
+    for kid, sealed_hex in rows:
+        sealed = bytes.fromhex(sealed_hex)
+        assert b"PRIVATE KEY" not in sealed and b"-----BEGIN" not in sealed
+        with pytest.raises(ValueError):
+            load_der_private_key(sealed, password=None)
+        nonce, body = sealed[:12], sealed[12:]
+        with pytest.raises(InvalidTag):
+            kek.decrypt(nonce, body, b"another-kid")
+        opened = kek.decrypt(nonce, body, kid.encode())
+        load = load_pem_private_key if opened.startswith(b"-----BEGIN") else load_der_private_key
+        private = load(opened, password=None)
+        numbers = private.public_key().public_numbers()
+        assert unb64url(published[kid]["x"]) == numbers.x.to_bytes(32, "big")
+        assert unb64url(published[kid]["y"]) == numbers.y.to_bytes(32, "big")

@@ -106,7 +106,8 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
             .map_err(|_unreadable| OAuthError::invalid_client())
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
-    if id.is_empty() || secret.is_empty() {
+    // RFC 6749 Appendix A: no NUL in an id or secret (nor in PostgreSQL text).
+    if id.is_empty() || secret.is_empty() || id.contains('\0') || secret.contains('\0') {
         return Err(OAuthError::invalid_client());
     }
     Ok((id, secret))
@@ -310,5 +311,7 @@ mod tests {
         assert!(parse_basic("Basic !!!").is_err());
         assert!(parse_basic(&format!("Basic {}", STANDARD.encode("nocolon"))).is_err());
         assert!(parse_basic(&format!("Basic {}", STANDARD.encode(":secret"))).is_err());
+        assert!(parse_basic(&format!("Basic {}", STANDARD.encode("a%00:secret"))).is_err());
+        assert!(parse_basic(&format!("Basic {}", STANDARD.encode("a:se\0cret"))).is_err());
     }
 }

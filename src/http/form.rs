@@ -79,6 +79,13 @@ fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_fixed).collect();
+    // No OAuth parameter may hold a NUL (RFC 6749 Appendix A), and
+    // PostgreSQL text cannot: refused here, not as a store error (a 500).
+    if bytes.contains(&0) {
+        return Err(OAuthError::invalid_request(
+            "parameters must not contain NUL",
+        ));
+    }
     String::from_utf8(bytes)
         .map_err(|_not_utf8| OAuthError::invalid_request("parameters must be UTF-8"))
 }
@@ -330,6 +337,12 @@ mod tests {
         }
         assert!(shown.contains("client_secret") && shown.contains("password"));
         assert!(shown.contains("repeated: [\"x\"]"), "{shown}");
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert!(parse_form(b"client_id=a%00b").is_err());
+        assert!(parse_form(b"a%00=b").is_err());
     }
 
     #[test]
