@@ -143,7 +143,7 @@ async fn trace_token(
     state: web::Data<AppState>,
     jti: web::Path<String>,
 ) -> Result<HttpResponse, OAuthError> {
-    let jti = jti.into_inner();
+    let jti = params::path_jti(jti.into_inner())?;
     let now = state.clock.now();
     let trace = state
         .store

@@ -103,8 +103,27 @@ pub fn revoke_selector(body: &[u8]) -> Result<Selector, OAuthError> {
             "the body must be a JSON object with one of jti, sub, client_id, actor, grant_id",
         )
     })?;
-    Selector::exactly_one(b.jti, b.sub, b.client_id, b.actor, b.grant_id)
-        .map_err(OAuthError::invalid_request)
+    let selector = Selector::exactly_one(b.jti, b.sub, b.client_id, b.actor, b.grant_id)
+        .map_err(OAuthError::invalid_request)?;
+    no_nul(selector.value())?;
+    Ok(selector)
+}
+
+/// A token id from the path (`/admin/tokens/{jti}`).
+pub fn path_jti(raw: String) -> Result<String, OAuthError> {
+    no_nul(&raw)?;
+    Ok(raw)
+}
+
+/// No identifier deputy issues holds a NUL, and PostgreSQL text cannot:
+/// refused here as the bad input it is, not later as a store error (a 500).
+fn no_nul(value: &str) -> Result<(), OAuthError> {
+    if value.contains('\0') {
+        return Err(OAuthError::invalid_request(
+            "identifiers must not contain NUL",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -131,6 +150,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn nul_in_an_identifier_is_refused() {
+        let err = revoke_selector(br#"{"jti":"a\u0000b"}"#).unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_request");
+        assert_eq!(
+            path_jti("a\0b".into()).unwrap_err().code.as_str(),
+            "invalid_request"
+        );
+        assert_eq!(path_jti("ab".into()).unwrap(), "ab");
+        assert_eq!(revoke_selector(br#"{"sub":"p"}"#).unwrap().value(), "p");
     }
 
     #[test]

@@ -167,6 +167,18 @@ async fn trace_shows_ancestors_nearest_first_descendants_and_the_grant() {
 
     let (status, body) = get(&app, "/admin/tokens/unknown", &admin).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    // A NUL cannot be in any id (nor in PostgreSQL text): bad input, not a 500.
+    let (status, body) = get(&app, "/admin/tokens/root%00x", &admin).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = post_revoke(&app, &admin, json!({"jti": "root\u{0}"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert!(env.token_record("root").await.revoked_at.is_none());
 }
 
 async fn add_event(env: &Env, e: AuditEvent) {
