@@ -282,14 +282,16 @@ class Deputy:
     now, kept across restarts) and `database` is its URL; the installation
     has its own key-encryption key (`kek_file`, given to every CLI call and
     the server as DEPUTY_KEY_ENCRYPTION_KEY_FILE). `schema` and `kek_file`
-    may be passed to share them with another installation."""
+    may be passed to share them with another installation. `sqlite=True`
+    makes a SQLite installation whatever the mode (e.g. the source of a
+    `store copy`)."""
 
     def __init__(self, root: Path, settings: dict[str, str] | None = None, port: int | None = None, *,
                  pg_base: str | None = None, schema: str | None = None, kek_file: Path | None = None,
-                 issuer: str | None = None):
+                 issuer: str | None = None, sqlite: bool = False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.pg_base = pg_base or PG_BASE
+        self.pg_base = "" if sqlite else (pg_base or PG_BASE)
         self.keys_dir = self.root / "keys"
         self.schema: str | None = None
         self.kek_file: Path | None = None
@@ -585,8 +587,8 @@ def new_deputy(tmp_path, request):
     made: list[Deputy] = []
     request.node._deputies = made
 
-    def make(settings: dict[str, str] | None = None, name: str = "deputy") -> Deputy:
-        d = Deputy(tmp_path / f"{name}-{len(made)}", settings)
+    def make(settings: dict[str, str] | None = None, name: str = "deputy", sqlite: bool = False) -> Deputy:
+        d = Deputy(tmp_path / f"{name}-{len(made)}", settings, sqlite=sqlite)
         made.append(d)
         return d
 

@@ -111,7 +111,7 @@ def test_the_source_must_be_a_current_stopped_sqlite_deployment(new_deputy, tmp_
     older schema (migrate first), a missing key-encryption key and a
     database a server still has open are each refused with one line, before
     PostgreSQL is contacted, and leave the source as it was."""
-    d = new_deputy(settings())
+    d = new_deputy(settings(), sqlite=True)
     add_user(d, "alice", PW)
     kek = write_kek(tmp_path / "kek")
 
@@ -219,7 +219,7 @@ def test_a_sqlite_deployment_moves_to_postgresql_and_everything_issued_still_wor
     along), that successor refreshes, the audit trail is identical and goes
     on after its last id; a second copy into the now non-empty database is
     refused and writes nothing."""
-    old = new_deputy(SQLITE_SETTINGS, name="sqlite")
+    old = new_deputy(SQLITE_SETTINGS, name="sqlite", sqlite=True)
     b = build_deployment(old)
     kek = write_kek(tmp_path / "kek")
     url = fresh_schema("move")
@@ -242,8 +242,9 @@ def test_a_sqlite_deployment_moves_to_postgresql_and_everything_issued_still_wor
     assert copied["clients"] == 2 and copied["users"] == 1 and copied["delegation_rules"] == 1
 
     # The same deployment, now on PostgreSQL: same port, so the same issuer.
-    new = new_deputy({**SQLITE_SETTINGS, "DEPUTY_KEY_ENCRYPTION_KEY_FILE": str(kek)}, name="postgres")
-    new.database, new.port, new.issuer = url, old.port, old.issuer
+    # Made as SQLite so that it takes this key-encryption key, then pointed at the copy.
+    new = new_deputy({**SQLITE_SETTINGS, "DEPUTY_KEY_ENCRYPTION_KEY_FILE": str(kek)}, name="postgres", sqlite=True)
+    new.database, new.port, new.direct, new.issuer = url, old.port, old.direct, old.issuer
     assert new.issuer == old.issuer
     assert audit(new) == b.audit
     new.start()
@@ -291,7 +292,7 @@ def test_keys_dir_without_keys_is_refused_when_tokens_were_issued(new_deputy, tm
     """Copying with the wrong --keys-dir would leave every issued token
     unverifiable after the move: refused, and the target stays empty (a
     later copy with the right directory goes through)."""
-    d = new_deputy(settings())
+    d = new_deputy(settings(), sqlite=True)
     svc = d.add_client(SVC, "client_secret_basic", audiences=[API])
     d.start()
     assert_token_ok(d.token({"grant_type": "client_credentials"}, headers=basic_auth(SVC, svc["client_secret"])))

@@ -6,7 +6,7 @@ use crate::args;
 use crate::audit::AuditEvent;
 
 pub fn insert(conn: &dyn Db, e: &AuditEvent) -> StoreResult<()> {
-    conn.execute(
+    conn.defer(
         "INSERT INTO audit_events (at, event, mode, outcome, person, client_id, client_kind, \
          actor_chain, audience, scope, task, jti, parent_jti, rule_id, reason, detail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",

@@ -26,7 +26,7 @@ pub struct CodeRecord {
 }
 
 pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
-    conn.execute(
+    conn.defer(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_id, redirect_uri, \
          redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, sid) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",

@@ -168,8 +168,16 @@ pub trait Db {
     fn execute(&self, sql: &str, args: &[Value]) -> StoreResult<usize>;
     /// Run a query; every row.
     fn query(&self, sql: &str, args: &[Value]) -> StoreResult<Vec<Row>>;
-    /// Run statements without parameters (savepoints, migrations).
+    /// Run statements without parameters (migrations, locks).
     fn batch(&self, sql: &str) -> StoreResult<()>;
+    /// Run a statement whose outcome the caller does not read (a record's
+    /// insert, a savepoint). An engine may send it later, with the next
+    /// statement or the commit, in one round trip; read-your-writes still
+    /// holds, and a failure still fails the transaction, at the latest when
+    /// it commits.
+    fn defer(&self, sql: &str, args: &[Value]) -> StoreResult<()> {
+        self.execute(sql, args).map(|_| ())
+    }
 }
 
 impl dyn Db + '_ {

@@ -206,10 +206,8 @@ pub fn nested<T, E>(
     c: &dyn Db,
     job: impl FnOnce(&dyn Db) -> StoreResult<Outcome<T, E>>,
 ) -> StoreResult<Outcome<T, E>> {
-    let run = |sql: &str| -> StoreResult<()> {
-        c.execute(sql, &[])?;
-        Ok(())
-    };
+    // Deferred: on PostgreSQL they leave with the job's next statement.
+    let run = |sql: &str| c.defer(sql, &[]);
     run("SAVEPOINT nested_job")?;
     match job(c) {
         Ok(Outcome::Rollback(e)) => {

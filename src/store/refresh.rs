@@ -52,7 +52,7 @@ fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
 }
 
 pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
-    conn.execute(
+    conn.defer(
         &format!(
             "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"

@@ -82,7 +82,7 @@ fn from_row(r: &Row) -> StoreResult<TokenRecord> {
 }
 
 pub fn insert(conn: &dyn Db, t: &TokenRecord) -> StoreResult<()> {
-    conn.execute(
+    conn.defer(
         &format!(
             "INSERT INTO tokens ({COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
@@ -214,7 +214,7 @@ pub struct GrantRecord {
 }
 
 pub fn insert_grant(conn: &dyn Db, g: &GrantRecord) -> StoreResult<()> {
-    conn.execute(
+    conn.defer(
         "INSERT INTO grants (id, grant_type, subject, client_id, scope, auth_time, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         args![

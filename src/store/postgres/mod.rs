@@ -1,9 +1,10 @@
 //! The PostgreSQL engine, for several deputy instances on one database.
 //!
 //! Repository functions are synchronous (`Db`), as on SQLite; here they run
-//! on blocking threads of one runtime of the process, each statement handed
-//! to `tokio-postgres` on that runtime. A pool (`deadpool-postgres`) keeps
-//! connections, and reconnects by itself when PostgreSQL comes back.
+//! on blocking threads, each on a pooled connection it drives itself
+//! (`conn.rs`, `pool.rs`). A connection the server closed is dropped and a
+//! new one opened on demand, so the pool comes back by itself when
+//! PostgreSQL does.
 //!
 //! Every write job runs in a SERIALIZABLE transaction: PostgreSQL guarantees
 //! the outcome of some serial order of all of them, across instances, which
@@ -13,35 +14,40 @@
 //! run again (jobs are `FnMut` and keep no effects outside the database),
 //! a bounded number of times; then the answer is 503.
 
+mod conn;
+mod db;
+mod pool;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::IsolationLevel;
 
-use super::db::{numbered_for_postgres, Db, Dialect, Row, Value};
+use self::conn::PgConn;
+use self::db::PgDb;
+use self::pool::Pool;
+use super::db::{Db, Value};
 use super::{Outcome, StoreError, StoreResult};
 
 /// Connections per instance.
 const POOL_SIZE: usize = 16;
 /// How often a job that lost a serialization race is run again.
 const MAX_ATTEMPTS: usize = 20;
-/// Waiting for a connection, or for PostgreSQL to answer a connect.
+/// Waiting for a pooled connection to come back when all are out.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// Waiting for a lock another transaction holds, milliseconds.
 const LOCK_WAIT_MS: u32 = 5000;
 
-/// The runtime PostgreSQL connections live on: one per process, shared by
-/// every store (tests open many).
+/// The runtime whose blocking threads run store jobs: one per process,
+/// shared by every store (tests open many). Connections do not live on it.
 fn runtime() -> StoreResult<&'static Runtime> {
     static RT: OnceLock<Result<Runtime, String>> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .max_blocking_threads(64)
             .thread_name("deputy-pg")
             .enable_all()
@@ -99,13 +105,6 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    match e {
-        deadpool_postgres::PoolError::Backend(b) => classify(b),
-        other => StoreError::Unavailable(other.to_string()),
-    }
-}
-
 impl ToSql for Value {
     fn to_sql(
         &self,
@@ -139,116 +138,6 @@ impl ToSql for Value {
     tokio_postgres::types::to_sql_checked!();
 }
 
-fn row_values(r: &tokio_postgres::Row) -> StoreResult<Row> {
-    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
-    let mut out = Vec::with_capacity(r.len());
-    for (i, col) in r.columns().iter().enumerate() {
-        let v = match *col.type_() {
-            Type::INT8 => r
-                .try_get::<_, Option<i64>>(i)
-                .map_err(corrupt)?
-                .map(Value::Int),
-            Type::INT4 => r
-                .try_get::<_, Option<i32>>(i)
-                .map_err(corrupt)?
-                .map(|v| Value::Int(i64::from(v))),
-            Type::INT2 => r
-                .try_get::<_, Option<i16>>(i)
-                .map_err(corrupt)?
-                .map(|v| Value::Int(i64::from(v))),
-            Type::BOOL => r
-                .try_get::<_, Option<bool>>(i)
-                .map_err(corrupt)?
-                .map(Value::Bool),
-            Type::BYTEA => r
-                .try_get::<_, Option<Vec<u8>>>(i)
-                .map_err(corrupt)?
-                .map(Value::Bytes),
-            _ => r
-                .try_get::<_, Option<String>>(i)
-                .map_err(corrupt)?
-                .map(Value::Text),
-        };
-        out.push(v.unwrap_or(Value::Null));
-    }
-    Ok(Row(out))
-}
-
-/// A statement target: a pooled connection, or a transaction on one.
-enum Target<'a> {
-    Client(&'a deadpool_postgres::Client),
-    Tx(&'a deadpool_postgres::Transaction<'a>),
-}
-
-/// A PostgreSQL connection or transaction as a `Db`, used from a blocking thread.
-struct PgDb<'a> {
-    handle: &'a Handle,
-    target: Target<'a>,
-}
-
-impl PgDb<'_> {
-    fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
-    }
-}
-
-impl Db for PgDb<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn execute(&self, sql: &str, args: &[Value]) -> StoreResult<usize> {
-        let sql = numbered_for_postgres(sql);
-        let params = Self::params(args);
-        let n = self.handle.block_on(async {
-            match &self.target {
-                Target::Client(c) => {
-                    let st = c.prepare_cached(&sql).await?;
-                    c.execute(&st, &params).await
-                }
-                Target::Tx(t) => {
-                    let st = t.prepare_cached(&sql).await?;
-                    t.execute(&st, &params).await
-                }
-            }
-        });
-        n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-            .map_err(classify)
-    }
-
-    fn query(&self, sql: &str, args: &[Value]) -> StoreResult<Vec<Row>> {
-        let sql = numbered_for_postgres(sql);
-        let params = Self::params(args);
-        let rows = self
-            .handle
-            .block_on(async {
-                match &self.target {
-                    Target::Client(c) => {
-                        let st = c.prepare_cached(&sql).await?;
-                        c.query(&st, &params).await
-                    }
-                    Target::Tx(t) => {
-                        let st = t.prepare_cached(&sql).await?;
-                        t.query(&st, &params).await
-                    }
-                }
-            })
-            .map_err(classify)?;
-        rows.iter().map(row_values).collect()
-    }
-
-    fn batch(&self, sql: &str) -> StoreResult<()> {
-        self.handle
-            .block_on(async {
-                match &self.target {
-                    Target::Client(c) => c.batch_execute(sql).await,
-                    Target::Tx(t) => t.batch_execute(sql).await,
-                }
-            })
-            .map_err(classify)
-    }
-}
-
 /// The server's handle on a PostgreSQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
@@ -270,25 +159,16 @@ fn pool_for(url: &str) -> StoreResult<Pool> {
         None => format!("-c lock_timeout={}", LOCK_WAIT_MS),
     };
     config.options(&options);
-    let manager_config = ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    };
-    let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        let builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
-            .map_err(|e| StoreError::Schema(format!("cannot set up TLS: {e}")))?;
-        let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
-        Manager::from_config(config, tls, manager_config)
-    } else {
-        Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-    };
-    Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(POOL_WAIT))
-        .recycle_timeout(Some(POOL_WAIT))
-        .build()
-        .map_err(|e| StoreError::Schema(format!("cannot build the connection pool: {e}")))
+    let connect: Box<dyn Fn() -> StoreResult<PgConn> + Send + Sync> =
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+                .map_err(|e| StoreError::Schema(format!("cannot set up TLS: {e}")))?;
+            let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+            Box::new(move || PgConn::connect(&config, tls.clone()))
+        } else {
+            Box::new(move || PgConn::connect(&config, tokio_postgres::NoTls))
+        };
+    Ok(Pool::new(POOL_SIZE, POOL_WAIT, connect))
 }
 
 /// The URL with any password replaced, for messages and logs.
@@ -312,22 +192,17 @@ impl PgStore {
 
     /// `open`, and the migrations it applied and the schema version now.
     pub fn open_migrated(url: &str) -> StoreResult<(PgStore, Vec<i64>, i64)> {
-        let rt = runtime()?;
-        let pool = {
-            let _entered = rt.enter();
-            pool_for(url)?
-        };
         let store = PgStore {
-            pool,
+            pool: pool_for(url)?,
             shown: shown_url(url).into(),
         };
         let applied = off_async(|| {
-            rt.block_on(async {
-                let mut client = store.pool.get().await.map_err(pool_error)?;
-                super::pg_migrate::migrate(&mut client)
-                    .await
-                    .map_err(StoreError::Schema)
-            })
+            let mut conn = store.pool.get()?;
+            let applied = conn.run(super::pg_migrate::migrate);
+            // A migration cut short may leave the advisory lock with the
+            // session: this connection is not reused.
+            conn.in_transaction = true;
+            applied?.map_err(StoreError::Schema)
         })??;
         Ok((store, applied, super::pg_migrate::latest_version()))
     }
@@ -344,10 +219,9 @@ impl PgStore {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rt = runtime()?;
-        let handle = rt.handle().clone();
         let pool = self.pool.clone();
-        rt.spawn_blocking(move || run_transaction(&handle, &pool, &mut f))
+        runtime()?
+            .spawn_blocking(move || run_transaction(&pool, &mut f))
             .await
             .map_err(|_join| StoreError::Panicked)?
     }
@@ -359,19 +233,11 @@ impl PgStore {
         F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let rt = runtime()?;
-        let handle = rt.handle().clone();
         let pool = self.pool.clone();
-        rt.spawn_blocking(move || {
-            let client = handle.block_on(pool.get()).map_err(pool_error)?;
-            let db = PgDb {
-                handle: &handle,
-                target: Target::Client(&client),
-            };
-            catch_unwind(AssertUnwindSafe(|| f(&db))).unwrap_or(Err(StoreError::Panicked))
-        })
-        .await
-        .map_err(|_join| StoreError::Panicked)?
+        runtime()?
+            .spawn_blocking(move || run_read(&pool, f))
+            .await
+            .map_err(|_join| StoreError::Panicked)?
     }
 
     /// The same transactions, for the management CLI (a blocking caller).
@@ -379,10 +245,8 @@ impl PgStore {
         &self,
         mut f: impl FnMut(&dyn Db) -> StoreResult<Result<T, E>> + Send,
     ) -> StoreResult<Result<T, E>> {
-        let rt = runtime()?;
-        let handle = rt.handle().clone();
         off_async(|| {
-            run_transaction(&handle, &self.pool, &mut |db| {
+            run_transaction(&self.pool, &mut |db| {
                 Ok(match f(db)? {
                     Ok(t) => Outcome::Commit(t),
                     Err(e) => Outcome::Rollback(e),
@@ -396,28 +260,32 @@ impl PgStore {
         &self,
         f: impl FnOnce(&dyn Db) -> StoreResult<T> + Send,
     ) -> StoreResult<T> {
-        let rt = runtime()?;
-        let handle = rt.handle().clone();
-        off_async(|| {
-            let client = handle.block_on(self.pool.get()).map_err(pool_error)?;
-            let db = PgDb {
-                handle: &handle,
-                target: Target::Client(&client),
-            };
-            f(&db)
-        })?
+        off_async(|| run_read(&self.pool, f))?
     }
 }
 
-fn run_transaction<T, E, F>(handle: &Handle, pool: &Pool, f: &mut F) -> StoreResult<Result<T, E>>
+fn run_read<T>(pool: &Pool, f: impl FnOnce(&dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+    let mut conn = pool.get()?;
+    let db = PgDb::reader(&mut conn);
+    catch_unwind(AssertUnwindSafe(|| f(&db))).unwrap_or(Err(StoreError::Panicked))
+}
+
+fn run_transaction<T, E, F>(pool: &Pool, f: &mut F) -> StoreResult<Result<T, E>>
 where
     F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>>,
 {
+    let mut conn = pool.get()?;
     for attempt in 1..=MAX_ATTEMPTS {
-        match attempt_once(handle, pool, f) {
+        match attempt_once(&mut conn, f) {
             Err(StoreError::Retry) => {
-                // Let the winner finish before trying again.
-                std::thread::sleep(Duration::from_millis((attempt as u64).min(10)));
+                // Let the winner finish before trying again; a random share
+                // of a growing pause, so two losers do not meet again.
+                let cap_ms = 1u64 << attempt.min(6);
+                let pause = u64::from(crate::secret::random_bytes::<1>()[0]) * cap_ms / 255;
+                std::thread::sleep(Duration::from_millis(pause.max(1)));
+                if !conn.is_open() {
+                    conn = pool.get()?;
+                }
                 continue;
             }
             other => return other,
@@ -427,43 +295,34 @@ where
     Err(StoreError::Busy)
 }
 
-fn attempt_once<T, E, F>(handle: &Handle, pool: &Pool, f: &mut F) -> StoreResult<Result<T, E>>
+fn attempt_once<T, E, F>(conn: &mut PgConn, f: &mut F) -> StoreResult<Result<T, E>>
 where
     F: FnMut(&dyn Db) -> StoreResult<Outcome<T, E>>,
 {
-    let mut client = handle.block_on(pool.get()).map_err(pool_error)?;
-    let tx = handle
-        .block_on(
-            client
-                .build_transaction()
-                .isolation_level(IsolationLevel::Serializable)
-                .start(),
-        )
-        .map_err(classify)?;
-    let result = {
-        let db = PgDb {
-            handle,
-            target: Target::Tx(&tx),
-        };
-        catch_unwind(AssertUnwindSafe(|| f(&db))).unwrap_or(Err(StoreError::Panicked))
-    };
-    let (commit, answer) = match result {
-        Ok(Outcome::Commit(t)) => (true, Ok(t)),
-        Ok(Outcome::Refuse(e)) => (true, Err(e)),
-        Ok(Outcome::Rollback(e)) => (false, Err(e)),
-        Err(e) => {
-            // Dropping the transaction rolls it back.
-            drop(tx);
-            return Err(e);
+    let tx = PgDb::transaction(conn);
+    let result = catch_unwind(AssertUnwindSafe(|| f(&tx))).unwrap_or(Err(StoreError::Panicked));
+    match result {
+        Ok(Outcome::Commit(t)) => {
+            let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
+            tx.commit()?;
+            Ok(Ok(t))
         }
-    };
-    if commit {
-        let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
-        handle.block_on(tx.commit()).map_err(classify)?;
-    } else {
-        handle.block_on(tx.rollback()).map_err(classify)?;
+        Ok(Outcome::Refuse(e)) => {
+            let _commit = crate::metrics::Timed::new(crate::metrics::store_write);
+            tx.commit()?;
+            Ok(Err(e))
+        }
+        Ok(Outcome::Rollback(e)) => {
+            tx.rollback()?;
+            Ok(Err(e))
+        }
+        Err(e) => {
+            // The job's own error is the one to tell; a connection that
+            // cannot roll back is not reused (it stays `in_transaction`).
+            let _ = tx.rollback();
+            Err(e)
+        }
     }
-    Ok(answer)
 }
 
 /// A fresh schema in the database `url` names, and the URL that makes it
@@ -494,3 +353,6 @@ pub fn create_schema(url: &str, schema: &str) -> StoreResult<String> {
     let sep = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{sep}options={encoded}"))
 }
+
+#[cfg(test)]
+mod tests;
