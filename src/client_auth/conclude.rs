@@ -5,7 +5,9 @@
 //! grant, over a rate limit, or failed on the store — ends in `conclude`,
 //! which records the assertion's `jti` in the same transaction as what the
 //! request produced. A refusal's own writes (audit events) are kept; a job
-//! that rolls back undoes only its own writes, never the spent assertion.
+//! that rolls back undoes its writes, and the assertion is then spent in a
+//! transaction of its own (no savepoint on the common path: on PostgreSQL a
+//! savepoint is a subtransaction on every request).
 
 use crate::store::Db;
 
@@ -58,35 +60,49 @@ pub async fn conclude<T: Send + 'static>(
         .map(|a| (auth.client.id.clone(), a.jti.clone(), a.expires_at));
     let for_retry = spend.clone();
     let done = store
-        .transact(move |c| match &spend {
-            Some((client_id, jti, expires_at)) => {
+        .transact(move |c| {
+            if let Some((client_id, jti, expires_at)) = &spend {
                 if !crate::store::tokens::consume_assertion_jti(c, client_id, jti, *expires_at)? {
                     tracing::info!(client_id = %client_id, "client assertion replayed");
-                    return Ok(Outcome::Rollback(OAuthError::invalid_client()));
+                    return Ok(Outcome::Rollback(Ended::Replayed));
                 }
-                // Its own savepoint: a rollback keeps the spent assertion.
-                crate::store::nested(c, &mut job)
             }
-            // Nothing to keep if the job rolls back: its own savepoint is the request's.
-            None => job(c),
+            Ok(match job(c)? {
+                Outcome::Commit(t) => Outcome::Commit(t),
+                Outcome::Refuse(e) => Outcome::Refuse(Ended::Refused(e)),
+                Outcome::Rollback(e) => Outcome::Rollback(Ended::RolledBack(e)),
+            })
         })
         .await;
-    match done {
-        Ok(answer) => answer,
-        Err(failure) => {
-            if let Some((client_id, jti, expires_at)) = for_retry {
-                let spent = store
-                    .write(move |c| {
-                        crate::store::tokens::consume_assertion_jti(c, &client_id, &jti, expires_at)
-                    })
-                    .await;
-                if let Err(e) = spent {
-                    tracing::error!(error = %e, "a client assertion could not be recorded as used");
-                }
-            }
-            Err(failure.into())
+    let failure = match done {
+        Ok(Ok(t)) => return Ok(t),
+        Ok(Err(Ended::Replayed)) => return Err(OAuthError::invalid_client()),
+        Ok(Err(Ended::Refused(e))) => return Err(e),
+        // The job's writes are undone, and so was the spend: spend it alone.
+        Ok(Err(Ended::RolledBack(e))) => e,
+        Err(store_failed) => store_failed.into(),
+    };
+    if let Some((client_id, jti, expires_at)) = for_retry {
+        let spent = store
+            .write(move |c| {
+                crate::store::tokens::consume_assertion_jti(c, &client_id, &jti, expires_at)
+            })
+            .await;
+        if let Err(e) = spent {
+            tracing::error!(error = %e, "a client assertion could not be recorded as used");
         }
     }
+    Err(failure)
+}
+
+/// How a request's transaction ended when it did not commit an answer.
+enum Ended {
+    /// The assertion was spent before: the job did not run.
+    Replayed,
+    /// The job refused, keeping its writes (and the spend).
+    Refused(OAuthError),
+    /// The job refused and undid its writes (and with them the spend).
+    RolledBack(OAuthError),
 }
 
 /// For a request that writes nothing itself (introspection): spend its

@@ -7,7 +7,6 @@
 
 use super::db::Db;
 use super::StoreResult;
-use crate::args;
 
 /// Everything the new token hangs from.
 #[derive(Debug, Default, Clone)]
@@ -23,10 +22,6 @@ pub struct Dependencies {
     /// The delegation rule that allows it (rules are never edited in place:
     /// a changed rule is a new id, so existing means unchanged).
     pub rule_id: Option<String>,
-}
-
-fn exists(conn: &dyn Db, sql: &str, arg: &str) -> StoreResult<bool> {
-    conn.exists(sql, args![arg])
 }
 
 /// Which dependency is gone.
@@ -79,10 +74,31 @@ pub fn lapsed(conn: &dyn Db, d: &Dependencies) -> StoreResult<Option<Lapsed>> {
         d.parents
             .iter()
             .map(|j| (Lapsed::Parent, PARENT, j.as_str())),
+    )
+    .collect::<Vec<_>>();
+    // One statement for every check (one round trip on PostgreSQL).
+    let sql = format!(
+        "SELECT {}",
+        checks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, sql, _))| format!(
+                "EXISTS ({})",
+                sql.replace("?1", &format!("?{}", i + 1))
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    for (what, sql, arg) in checks {
-        if !exists(conn, sql, arg)? {
-            return Ok(Some(what));
+    let args: Vec<crate::store::db::Value> =
+        checks.iter().map(|(_, _, arg)| (*arg).into()).collect();
+    let Some(row) = conn.query_one(&sql, &args)? else {
+        return Err(crate::store::StoreError::Corrupt(
+            "a liveness check returned no row".into(),
+        ));
+    };
+    for (i, (what, _, _)) in checks.iter().enumerate() {
+        if !row.get::<bool>(i)? {
+            return Ok(Some(*what));
         }
     }
     Ok(None)

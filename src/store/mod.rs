@@ -199,31 +199,6 @@ pub fn ping(conn: &dyn Db) -> StoreResult<bool> {
     Ok(conn.scalar::<i64>("SELECT 1", &[])? == 1)
 }
 
-/// Run `job` in a savepoint of its own inside the caller's, so that its
-/// `Rollback` undoes its writes but keeps what the caller wrote before it
-/// (e.g. a spent client assertion): the rollback becomes a `Refuse`.
-pub fn nested<T, E>(
-    c: &dyn Db,
-    job: impl FnOnce(&dyn Db) -> StoreResult<Outcome<T, E>>,
-) -> StoreResult<Outcome<T, E>> {
-    // Deferred: on PostgreSQL they leave with the job's next statement.
-    let run = |sql: &str| c.defer(sql, &[]);
-    run("SAVEPOINT nested_job")?;
-    match job(c) {
-        Ok(Outcome::Rollback(e)) => {
-            run("ROLLBACK TO nested_job")?;
-            run("RELEASE nested_job")?;
-            Ok(Outcome::Refuse(e))
-        }
-        Ok(kept) => {
-            run("RELEASE nested_job")?;
-            Ok(kept)
-        }
-        // The caller's savepoint rolls back everything.
-        Err(e) => Err(e),
-    }
-}
-
 /// JSON array of strings stored in a TEXT column.
 pub fn to_json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_cannot_fail| "[]".to_string())

@@ -107,7 +107,7 @@ pub fn consume(
         args![token_hash, now, client_id, successor_hash],
     )? == 1;
     if won {
-        conn.execute(
+        conn.defer(
             "UPDATE tokens SET revoked_at = ?2, revoked_reason = 'rotated' \
              WHERE jti = (SELECT jti FROM refresh_tokens WHERE token_hash = ?1) \
              AND revoked_at IS NULL",

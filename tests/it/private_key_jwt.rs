@@ -333,3 +333,66 @@ async fn an_assertion_whose_request_met_a_busy_store_is_spent() {
         "replay after a 503"
     );
 }
+
+/// A request job that writes and then rolls back: its writes are gone, the
+/// assertion is still spent (RFC 7523 §3 item 7), and the job's refusal is
+/// the answer; a replay of the assertion then never reaches its job.
+#[actix_web::test]
+async fn a_job_that_rolls_back_undoes_its_writes_but_the_assertion_stays_spent() {
+    use deputy::client_auth::{conclude, AuthenticatedClient, PendingAssertion};
+    use deputy::error::OAuthError;
+    use deputy::store::Outcome;
+    let env = Env::new();
+    let svc = client(
+        "svc",
+        deputy::model::ClientKind::Service,
+        deputy::model::AuthMethod::PrivateKeyJwt,
+    );
+    env.add_client(svc.clone()).await;
+    let auth = AuthenticatedClient {
+        client: svc,
+        method: deputy::model::AuthMethod::PrivateKeyJwt,
+        assertion: Some(PendingAssertion {
+            jti: "once".into(),
+            expires_at: T0 + 60,
+        }),
+    };
+    let event = deputy::audit::AuditEvent::new(T0, "job_wrote", deputy::audit::Mode::Service);
+    let refused = conclude::<()>(
+        &env.state.store,
+        &auth,
+        Box::new(move |c| {
+            deputy::store::audit::insert(c, &event)?;
+            Ok(Outcome::Rollback(OAuthError::invalid_grant(
+                "the job refused",
+            )))
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code.as_str(), "invalid_grant");
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE event = 'job_wrote'")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM used_assertions WHERE jti = 'once'")
+            .await,
+        1
+    );
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let replay = conclude::<()>(
+        &env.state.store,
+        &auth,
+        Box::new(move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(Outcome::Commit(()))
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(replay.code.as_str(), "invalid_client");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+}
