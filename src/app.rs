@@ -99,6 +99,7 @@ impl AppState {
             )
             .map_err(|e| format!("setting `key_encryption_key_file`: {e}"))?,
         };
+        crate::token::use_random_jti(matches!(store, Store::Postgres(_)));
         let dummy_hashes = crate::secret::DummyHashes::new()?;
         let keys = Arc::new(keys);
         let own_tokens = crate::token::gate::OwnTokens::new(

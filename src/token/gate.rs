@@ -12,8 +12,10 @@ use std::sync::Arc;
 use crate::store::Db;
 use serde_json::{Map, Value};
 
+use quick_cache::sync::Cache;
+
 use super::verify::{
-    verify_id_token_hint, verify_own_jwt, verify_own_jwt_ignoring_exp, OwnTokenError, VerifiedJwt,
+    verify_id_token_hint, verify_own_jwt_ignoring_exp, verify_signed, OwnTokenError, VerifiedJwt,
 };
 use super::ACCESS_TOKEN_TYP;
 use crate::keys::Keys;
@@ -28,7 +30,20 @@ pub struct OwnTokens {
     issuer: String,
     /// How long a token signed by a retired key may still be presented.
     max_lifetime: i64,
+    /// Access tokens whose signature verified: SHA-256 of the token → the
+    /// key id and claims. A resource server introspects, and an agent
+    /// exchanges, the same token many times; a hit skips only the ES256
+    /// check (the same bytes verify the same way), while the key must still
+    /// be published and the token unexpired on every use, and the store's
+    /// record is read as before. Per instance, bounded, never an answer.
+    verified: Arc<Cache<[u8; 32], VerifiedAccess>>,
 }
+
+/// A verified access token: the key id that verified it, and its claims.
+type VerifiedAccess = Arc<(String, VerifiedJwt)>;
+
+/// Verified access tokens remembered (a few MiB at most).
+const VERIFIED_KEPT: usize = 10_000;
 
 /// Why a presented token is not a live access token of ours. Each caller
 /// maps it to what its endpoint speaks (`invalid_token`, `invalid_request`,
@@ -59,6 +74,7 @@ impl OwnTokens {
             keys,
             issuer: issuer.to_string(),
             max_lifetime,
+            verified: Arc::new(Cache::new(VERIFIED_KEPT)),
         }
     }
 
@@ -68,14 +84,32 @@ impl OwnTokens {
 
     /// An access token of ours, unexpired (signature and claims only).
     fn verify_access(&self, now: i64, token: &str) -> Result<VerifiedJwt, OwnTokenError> {
-        verify_own_jwt(
-            &self.keys.ring(),
-            &self.issuer,
-            now,
-            self.max_lifetime,
-            token,
-            Some(ACCESS_TOKEN_TYP),
-        )
+        let digest = crate::secret::sha256(token.as_bytes());
+        let ring = self.keys.ring();
+        let (kid, verified) = match self.verified.get(&digest) {
+            Some(hit) => hit.as_ref().clone(),
+            None => {
+                let fresh = verify_signed(
+                    &ring,
+                    &self.issuer,
+                    now,
+                    self.max_lifetime,
+                    token,
+                    Some(ACCESS_TOKEN_TYP),
+                )?;
+                self.verified.insert(digest, Arc::new(fresh.clone()));
+                fresh
+            }
+        };
+        // RFC 7517: only a key still published verifies (a retired key's
+        // tokens stop with it), checked on every use.
+        if ring.verifying_key(&kid, now, self.max_lifetime).is_none() {
+            return Err(OwnTokenError::UnknownKey);
+        }
+        match verified.exp() {
+            Some(exp) if now < exp => Ok(verified),
+            _ => Err(OwnTokenError::Expired),
+        }
     }
 
     /// RFC 7009 §2.1: the `jti` of an access token of ours, expired or not
@@ -157,5 +191,57 @@ impl OwnTokens {
                 extra,
             )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(now: i64) -> (Arc<Keys>, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("deputy-gate-{}", crate::secret::random_token(6)));
+        (Arc::new(Keys::open(&dir, now).unwrap()), dir)
+    }
+
+    fn token(keys: &Keys, now: i64, exp: i64) -> String {
+        let claims = serde_json::json!({"iss": "https://as", "jti": "j1", "exp": exp, "sub": "s"});
+        super::super::sign(&keys.ring(), now, ACCESS_TOKEN_TYP, &claims).unwrap()
+    }
+
+    /// The remembered signature check never outlives the key or the token.
+    #[test]
+    fn a_remembered_verification_still_checks_key_and_expiry() {
+        let (keys, dir) = keys(1000);
+        let gate = OwnTokens::new(keys.clone(), "https://as", 100);
+        let t = token(&keys, 1000, 5000);
+        assert_eq!(gate.verify_access(1000, &t).unwrap().jti(), Some("j1"));
+        assert_eq!(gate.verified.len(), 1);
+        // Remembered: the same answer again, expiry checked each time.
+        assert_eq!(gate.verify_access(1001, &t).unwrap().jti(), Some("j1"));
+        assert_eq!(
+            gate.verify_access(5000, &t).unwrap_err(),
+            OwnTokenError::Expired
+        );
+        // Another signature over the same claims is checked on its own.
+        let mut forged = t.clone();
+        forged.truncate(t.len() - 4);
+        forged.push_str("AAAA");
+        assert_eq!(
+            gate.verify_access(1001, &forged).unwrap_err(),
+            OwnTokenError::BadSignature
+        );
+        // A rotation retires the key; once it is no longer published, a
+        // remembered token signed by it is refused too.
+        crate::keys::file::generate(&dir, 1010, 1020).unwrap();
+        assert!(keys.reload_if_changed().unwrap());
+        assert!(
+            gate.verify_access(1100, &t).is_ok(),
+            "retired but published"
+        );
+        assert_eq!(
+            gate.verify_access(4000, &t).unwrap_err(),
+            OwnTokenError::UnknownKey
+        );
     }
 }

@@ -85,6 +85,18 @@ pub fn verify_own_jwt_ignoring_exp(
     token: &str,
     expected_typ: Option<&str>,
 ) -> Result<VerifiedJwt, OwnTokenError> {
+    verify_signed(ring, issuer, now, max_jwt_lifetime, token, expected_typ).map(|(_kid, v)| v)
+}
+
+/// `verify_own_jwt_ignoring_exp`, and the `kid` of the key that verified it.
+pub fn verify_signed(
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+    max_jwt_lifetime: i64,
+    token: &str,
+    expected_typ: Option<&str>,
+) -> Result<(String, VerifiedJwt), OwnTokenError> {
     let jws = decode_unverified(token).map_err(|_malformed| OwnTokenError::Malformed)?;
     // RFC 8725 §3.1: the algorithm is ours to choose, never the token's.
     if jws.alg() != Some("ES256") || jws.header.contains_key("crit") {
@@ -104,7 +116,11 @@ pub fn verify_own_jwt_ignoring_exp(
     if jws.payload.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(OwnTokenError::WrongIssuer);
     }
-    Ok(VerifiedJwt {
-        claims: jws.payload,
-    })
+    let kid = kid.to_string();
+    Ok((
+        kid,
+        VerifiedJwt {
+            claims: jws.payload,
+        },
+    ))
 }

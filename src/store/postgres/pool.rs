@@ -6,8 +6,10 @@
 //! `conn.rs` avoids), and r2d2 makes a caller wait its whole timeout while
 //! PostgreSQL refuses connections. Here a refused connection is an error at
 //! once (503 while PostgreSQL is down, not a queue of requests each waiting
-//! 5 s), and a closed one is noticed before it is handed out, so the first
-//! requests after a PostgreSQL restart do not fail on stale connections.
+//! 5 s), and a connection that sat idle is checked before it is handed out,
+//! so the first requests after a PostgreSQL restart do not fail on stale
+//! connections. (One reused within `CHECK_AFTER` is not: under load that
+//! check would be a system call per request for nothing.)
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,8 +19,12 @@ use crate::store::{StoreError, StoreResult};
 
 type Connect = Box<dyn Fn() -> StoreResult<PgConn> + Send + Sync>;
 
+/// A connection idle longer than this is checked before reuse.
+const CHECK_AFTER: Duration = Duration::from_millis(500);
+
 struct State {
-    idle: Vec<PgConn>,
+    /// Idle connections and when each came back.
+    idle: Vec<(Instant, PgConn)>,
     /// Connections handed out or being opened.
     out: usize,
 }
@@ -62,11 +68,11 @@ impl Pool {
         let deadline = Instant::now() + inner.wait;
         let mut state = lock(&inner.state);
         loop {
-            while let Some(mut conn) = state.idle.pop() {
+            while let Some((since, mut conn)) = state.idle.pop() {
                 // Checked outside the lock: it reads the socket.
                 state.out += 1;
                 drop(state);
-                if conn.is_alive() {
+                if since.elapsed() < CHECK_AFTER || conn.is_alive() {
                     return Ok(self.loan(conn));
                 }
                 drop(conn);
@@ -140,7 +146,7 @@ impl Drop for Pooled {
         let mut state = lock(&self.pool.state);
         state.out -= 1;
         if let Some(conn) = keep {
-            state.idle.push(conn);
+            state.idle.push((Instant::now(), conn));
         }
         drop(state);
         self.pool.returned.notify_one();

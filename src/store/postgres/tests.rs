@@ -155,7 +155,8 @@ fn a_connection_the_server_closed_is_not_handed_out_again() {
             .unwrap());
     }
     drop(other);
-    std::thread::sleep(Duration::from_millis(200));
+    // Idle long enough to be checked before reuse.
+    std::thread::sleep(Duration::from_millis(700));
     // Two gets: neither is the closed one, and both answer.
     let mut c1 = pool.get().unwrap();
     let mut c2 = pool.get().unwrap();
