@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod refresh;
 pub mod resources;
 pub mod sessions;
+pub mod signing_keys;
 pub mod sqlite;
 pub mod tokens;
 pub mod users;
