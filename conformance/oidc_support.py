@@ -334,12 +334,14 @@ def add_app(d: Deputy, client_id: str, *, auth: str = "none", redirect_uris=(), 
 
 
 class CallbackServer(LoopbackServer):
-    """Answers every GET with a small HTML page and records its path+query."""
+    """Answers every GET (and POST) with a small HTML page and records its
+    path+query (and, for a POST, its path and form body in `posts`)."""
 
     default_path = "/cb"
 
     def __init__(self):
         self.hits: list[str] = []
+        self.posts: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.event = threading.Event()
         outer = self
@@ -348,6 +350,15 @@ class CallbackServer(LoopbackServer):
             def do_GET(self):  # noqa: N802
                 with outer.lock:
                     outer.hits.append(self.path)
+                outer.event.set()
+                body = b"<!doctype html><title>client</title><h1 id='client-callback'>Back at the client</h1>"
+                reply(self, "text/html; charset=utf-8", body)
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                form = self.rfile.read(length).decode()
+                with outer.lock:
+                    outer.posts.append((self.path, form))
                 outer.event.set()
                 body = b"<!doctype html><title>client</title><h1 id='client-callback'>Back at the client</h1>"
                 reply(self, "text/html; charset=utf-8", body)

@@ -59,6 +59,8 @@ def test_metadata_required_fields_rfc8414_s2_s3(env, path):
         assert m.get("authorization_endpoint", "").startswith(d.issuer + "/")
     # RFC 8414 §2: the issuer has no query or fragment.
     assert "?" not in m["issuer"] and "#" not in m["issuer"]
+    # RFC 8414 §2 response_modes_supported, Form Post Response Mode §2.
+    assert m["response_modes_supported"] == ["query", "form_post"]
 
 
 def test_both_metadata_documents_agree_rfc8414_s3(env):

@@ -201,7 +201,7 @@ REDIRECTED_ERRORS = [
     pytest.param({"prompt": "none login"}, "invalid_request", id="prompt-none-combined"),
     pytest.param({"max_age": "-1"}, "invalid_request", id="max-age-negative"),
     pytest.param({"response_mode": "fragment"}, "invalid_request", id="response-mode-fragment"),
-    pytest.param({"response_mode": "form_post"}, "invalid_request", id="response-mode-form-post"),
+    pytest.param({"response_mode": "jwt"}, "invalid_request", id="response-mode-jwt"),
 ]
 
 
@@ -210,7 +210,7 @@ def test_oidc_authorize_error_redirects_with_state_and_iss_rfc9207_s2(env, brows
     """RFC 6749 §4.1.2.1 (error codes), RFC 7636 §4.4.1 and RFC 9700 §2.1.1
     (PKCE S256 required: invalid_request), RFC 8707 §2 (invalid_target), OIDC
     Core §3.1.2.6 (login_required), §3.1.2.1 (prompt=none with another value),
-    OAuth 2.0 Multiple Response Types §2.1 (only response_mode=query served):
+    OAuth 2.0 Multiple Response Types §2.1 (only query and form_post served):
     303 to the registered URI with error, the exact state, and iss (RFC 9207
     §2); no code."""
     req = AuthRequest("web", APP, extra=change)
@@ -306,6 +306,78 @@ def test_oidc_response_mode_query_is_accepted_oauth_multiple_response_types_s2_1
     ["query"]: an explicit response_mode=query works like the default."""
     q = sign_in_and_allow(browser, AuthRequest("web", APP, extra={"response_mode": "query"}), "alice")
     assert q["code"]
+
+
+def form_post_answer(resp, redirect_uri: str, issuer: str) -> dict[str, str]:
+    """Form Post Response Mode §2: a 200 HTML page (never a redirect, never
+    cached) with one form POSTing hidden fields to the redirect URI, which
+    submits itself with the one script its CSP allows by hash."""
+    import base64
+    import hashlib
+    import re
+
+    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:300]}"
+    assert "Location" not in resp.headers
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert "no-store" in resp.headers.get("Cache-Control", "")
+    forms = FormReader(resp.text).forms
+    assert len(forms) == 1 and forms[0].action == redirect_uri and forms[0].method == "post", forms
+    assert all(t == "hidden" for t in forms[0].input_types.values()), forms[0].input_types
+    scripts = re.findall(r"<script>(.*?)</script>", resp.text, re.S)
+    assert len(scripts) == 1, scripts
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    csp = [d.strip() for d in resp.headers["Content-Security-Policy"].split(";")]
+    assert f"script-src 'sha256-{digest}'" in csp, csp
+    origin = "/".join(redirect_uri.split("/")[:3])
+    assert f"form-action {origin}" in csp, csp
+    assert "frame-ancestors 'none'" in csp, csp
+    fields = forms[0].inputs
+    assert fields.get("iss") == issuer, fields
+    return fields
+
+
+def test_oidc_form_post_response_mode_carries_code_state_iss(env, browser):
+    """OAuth 2.0 Form Post Response Mode §2 / RFC 8414 response_modes_supported:
+    login and consent end in a page that POSTs code, state and iss (RFC 9207
+    §2) to the redirect URI; the code redeems once (RFC 6749 §4.1.3); with a
+    session and remembered consent the page comes at once."""
+    req = AuthRequest("web", APP, extra={"response_mode": "form_post"})
+    r = start(browser, req)
+    r = login(browser, r, "alice", PASSWORD)
+    if "/consent" in r.text:
+        r = consent(browser, r)
+    fields = form_post_answer(r, APP, env.issuer)
+    assert set(fields) == {"code", "state", "iss"} and fields["state"] == req.state, fields
+    assert redeem(env, req, fields["code"]).status_code == 200
+    again = AuthRequest("web", APP, extra={"response_mode": "form_post"})
+    fields = form_post_answer(start(browser, again), APP, env.issuer)
+    assert redeem(env, again, fields["code"]).status_code == 200
+
+
+@pytest.mark.parametrize("change,error", [
+    pytest.param({"prompt": "none"}, "login_required", id="prompt-none"),
+    pytest.param({"scope": "openid admin"}, "invalid_scope", id="scope"),
+    pytest.param({"code_challenge_method": "plain"}, "invalid_request", id="pkce-plain"),
+    pytest.param({"response_type": "token"}, "unsupported_response_type", id="response-type"),
+])
+def test_oidc_form_post_errors_are_posted_too(env, browser, change, error):
+    """Form Post Response Mode §2 with RFC 6749 §4.1.2.1: an error for a
+    trusted client and redirect URI travels the way the client asked: POSTed,
+    with state and iss, never a code."""
+    req = AuthRequest("web", APP, extra={"response_mode": "form_post", **change})
+    fields = form_post_answer(start(browser, req), APP, env.issuer)
+    assert fields["error"] == error and fields["state"] == req.state and "code" not in fields, fields
+
+
+def test_oidc_form_post_escapes_state(env, browser):
+    """Form Post Response Mode §2: the state is returned exactly, as data: a
+    value made of HTML cannot add elements to the page."""
+    evil = '"><script>alert(1)</script><input name="code" value="x'
+    req = AuthRequest("web", APP, state=evil, extra={"response_mode": "form_post", "prompt": "none"})
+    r = start(browser, req)
+    fields = form_post_answer(r, APP, env.issuer)
+    assert fields["state"] == evil and "code" not in fields, fields
+    assert "<script>alert" not in r.text
 
 
 def test_oidc_error_redirect_without_state_omits_state_rfc6749_s4_1_2_1(env, browser):

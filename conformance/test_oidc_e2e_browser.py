@@ -122,3 +122,45 @@ def test_oidc_e2e_browser_login_consent_code(new_deputy, driver, tmp_path):
     assert claims["auth_time"] <= t0 + 1
     again = redeem(d, req, q["code"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_oidc_e2e_browser_form_post_response_mode(new_deputy, driver):
+    """OAuth 2.0 Form Post Response Mode §2 in a real browser: with
+    response_mode=form_post the consent click leads to a page whose one
+    script (the only way the form is sent: no button is clicked) (allowed by its hash in the CSP, form-action limited to the
+    redirect URI's origin) makes Chromium POST code, state and iss to the
+    redirect URI as application/x-www-form-urlencoded; nothing is in the URL;
+    RFC 6749 §4.1.3: the code redeems."""
+    from urllib.parse import parse_qs
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = new_deputy()
+    add_user(d, "alice")
+    with CallbackServer() as client_site:
+        redirect_uri = client_site.url("/cb")
+        add_app(d, "browser-fp", name="Form Post Web", redirect_uris=[redirect_uri])
+        d.start()
+        req = AuthRequest("browser-fp", redirect_uri, scope="openid", extra={"response_mode": "form_post"})
+        wait = WebDriverWait(driver, 15)
+        driver.get(d.url("/authorize") + "?" + urlencode(req.params()))
+        wait.until(EC.visibility_of_element_located((By.ID, "username"))).send_keys("alice")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        wait.until(EC.element_to_be_clickable((By.ID, "sign-in"))).click()
+        wait.until(EC.element_to_be_clickable((By.ID, "allow"))).click()
+
+        assert client_site.event.wait(15), f"the browser never POSTed to the client; it is at {driver.current_url}"
+        wait.until(EC.presence_of_element_located((By.ID, "client-callback")))
+        assert driver.current_url == redirect_uri, driver.current_url
+        assert [h for h in client_site.hits if h.startswith("/cb")] == [], client_site.hits
+        assert len(client_site.posts) == 1, client_site.posts
+        path, form = client_site.posts[0]
+        assert path == "/cb"
+        q = {k: v[0] for k, v in parse_qs(form, strict_parsing=True).items()}
+        assert set(q) == {"code", "state", "iss"}, q
+        assert q["state"] == req.state and q["iss"] == d.issuer
+
+    r = redeem(d, req, q["code"])
+    assert r.status_code == 200, r.text

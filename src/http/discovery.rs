@@ -84,7 +84,10 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
             json!(settings.endpoint("/authorize")),
         );
         m.insert("code_challenge_methods_supported".into(), json!(["S256"]));
-        m.insert("response_modes_supported".into(), json!(["query"]));
+        m.insert(
+            "response_modes_supported".into(),
+            json!(["query", "form_post"]),
+        );
         m.insert("scopes_supported".into(), json!(OIDC_SCOPES));
         // RFC 9207 §3: `iss` is sent in every authorization response.
         m.insert(

@@ -1,9 +1,14 @@
 //! HTML pages (askama templates in `templates/`) and the headers every HTML
-//! response carries: no framing, no referrer, no caching, no scripts.
+//! response carries: no framing, no referrer, no caching, no scripts (but the form_post page's
+//! one, allowed by its hash).
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use askama::Template;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::grant::authorization_code::request::ResponseMode;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -51,6 +56,19 @@ pub struct MessagePage<'a> {
     pub title: &'a str,
     pub message: &'a str,
 }
+
+/// Form Post Response Mode §2: the answer as hidden fields of a form that
+/// submits itself to the redirect URI.
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPostPage<'a> {
+    pub action: &'a str,
+    pub fields: Vec<(&'a str, &'a str)>,
+    pub script: &'a str,
+}
+
+/// The one script deputy ever serves; the page's CSP allows it by hash.
+const FORM_POST_SCRIPT: &str = "document.forms[0].submit();";
 
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
      frame-ancestors 'none'; base-uri 'none'";
@@ -146,10 +164,18 @@ pub fn reply(
         Answer::ToClient {
             redirect_uri,
             state,
+            response_mode,
             params,
         } => {
             let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            redirect_to_client(issuer, redirect_uri, state.as_deref(), &pairs)
+            match response_mode {
+                ResponseMode::Query => {
+                    redirect_to_client(issuer, redirect_uri, state.as_deref(), &pairs)
+                }
+                ResponseMode::FormPost => {
+                    post_to_client(issuer, redirect_uri, state.as_deref(), &pairs)
+                }
+            }
         }
         Answer::AfterLogout { uri, state } => match url::Url::parse(uri) {
             Ok(mut url) => {
@@ -268,6 +294,47 @@ pub fn redirect_to_client(
     with_html_headers(HttpResponse::SeeOther())
         .insert_header(("Location", url.to_string()))
         .finish()
+}
+
+/// The same answer as `redirect_to_client`, POSTed by the browser (Form Post
+/// Response Mode §2). The page may run exactly its one script and submit
+/// forms only to the redirect URI's origin; it is never cached.
+pub fn post_to_client(
+    issuer: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let Ok(url) = url::Url::parse(redirect_uri) else {
+        return server_error();
+    };
+    let target = match url.origin() {
+        url::Origin::Tuple(..) => url.origin().ascii_serialization(),
+        // A private-use scheme (RFC 8252 §7.1) has no origin: allow that scheme.
+        url::Origin::Opaque(_) => format!("{}:", url.scheme()),
+    };
+    let mut fields: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = state {
+        fields.push(("state", s));
+    }
+    fields.push(("iss", issuer));
+    let (mut b, body) = render(
+        StatusCode::OK,
+        &FormPostPage {
+            action: redirect_uri,
+            fields,
+            script: FORM_POST_SCRIPT,
+        },
+    );
+    b.insert_header((
+        "Content-Security-Policy",
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{}'; \
+             form-action {target}; frame-ancestors 'none'; base-uri 'none'",
+            STANDARD.encode(crate::secret::sha256(FORM_POST_SCRIPT.as_bytes()))
+        ),
+    ));
+    b.body(body)
 }
 
 pub fn server_error() -> HttpResponse {

@@ -45,10 +45,18 @@ pub async fn start(
         Err(AuthorizeError::Redirect {
             redirect_uri,
             state: st,
+            response_mode,
             error,
         }) => {
             let client_id = params.get("client_id").unwrap_or_default();
-            return Ok(error_to(client_id, &redirect_uri, st.as_deref(), &error).into());
+            return Ok(error_to(
+                client_id,
+                &redirect_uri,
+                st.as_deref(),
+                response_mode,
+                &error,
+            )
+            .into());
         }
     };
     // OIDC Core §3.1.2.1: the hint must be an ID token deputy issued

@@ -9,7 +9,7 @@ pub mod logout;
 
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
-use crate::grant::authorization_code::request::AuthorizationRequest;
+use crate::grant::authorization_code::request::{AuthorizationRequest, ResponseMode};
 use crate::grant::authorization_code::{issue_code, SignedIn};
 use crate::login::CurrentSession;
 use crate::model::ClientKind;
@@ -31,11 +31,13 @@ pub struct Browser<'a> {
 /// What to show or where to send the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// 303 to the client's redirect URI with `params`, `state` and `iss`
-    /// (RFC 6749 §4.1.2, RFC 9207 §2).
+    /// To the client's redirect URI with `params`, `state` and `iss`
+    /// (RFC 6749 §4.1.2, RFC 9207 §2): a 303 with them in the query, or a
+    /// page that POSTs them (Form Post Response Mode).
     ToClient {
         redirect_uri: String,
         state: Option<String>,
+        response_mode: ResponseMode,
         params: Vec<(&'static str, String)>,
     },
     /// 303 to a registered post-logout redirect URI, `state` appended.
@@ -120,6 +122,7 @@ pub fn to_client_error(areq: &AuthorizationRequest, error: &OAuthError) -> Answe
         &areq.client_id,
         &areq.redirect_uri,
         areq.state.as_deref(),
+        areq.response_mode,
         error,
     )
 }
@@ -128,6 +131,7 @@ pub fn error_to(
     client_id: &str,
     redirect_uri: &str,
     state: Option<&str>,
+    response_mode: ResponseMode,
     error: &OAuthError,
 ) -> Answer {
     // Operators see in deputy's log why a sign-in failed (e.g. "PKCE
@@ -136,6 +140,7 @@ pub fn error_to(
     Answer::ToClient {
         redirect_uri: redirect_uri.to_string(),
         state: state.map(str::to_string),
+        response_mode,
         params: vec![
             ("error", error.code.as_str().to_string()),
             (
@@ -265,6 +270,7 @@ pub async fn complete(
         Ok(code) => Ok(Answer::ToClient {
             redirect_uri: areq.redirect_uri.clone(),
             state: areq.state.clone(),
+            response_mode: areq.response_mode,
             params: vec![("code", code)],
         }),
         Err(e) if e.code == ErrorCode::ServerError => Err(e),

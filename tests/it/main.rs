@@ -13,6 +13,7 @@ mod admin;
 mod authorize_params;
 mod client_credentials;
 mod exchange;
+mod form_post;
 mod foundation;
 mod oidc;
 mod oidc_sessions;

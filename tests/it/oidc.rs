@@ -647,7 +647,7 @@ async fn logout_with_id_token_hint_ends_the_session_and_redirects() {
 }
 
 #[actix_web::test]
-async fn max_age_zero_and_prompt_login_force_a_fresh_login_and_response_mode_is_query_only() {
+async fn max_age_zero_and_prompt_login_force_a_fresh_login_and_fragment_mode_is_refused() {
     let env = Env::new();
     env.app_client("web").await;
     env.person("alice").await;

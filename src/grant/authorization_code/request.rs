@@ -23,6 +23,28 @@ pub struct Prompt {
     pub consent: bool,
 }
 
+/// How the answer travels back to the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseMode {
+    /// In the redirect URI's query (RFC 6749 §4.1.2, the default for `code`).
+    #[default]
+    Query,
+    /// In an auto-submitted form POSTed to the redirect URI (OAuth 2.0 Form
+    /// Post Response Mode §2): the code never appears in a URL.
+    FormPost,
+}
+
+impl ResponseMode {
+    /// `None` for a value deputy does not serve (`fragment`, JARM, ...).
+    fn parse(v: Option<&str>) -> Option<Self> {
+        match v {
+            None | Some("query") => Some(Self::Query),
+            Some("form_post") => Some(Self::FormPost),
+            Some(_) => None,
+        }
+    }
+}
+
 /// A checked authorization request, kept while the person logs in and consents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
@@ -39,6 +61,9 @@ pub struct AuthorizationRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// Requests kept from before form_post existed read as `query`.
+    #[serde(default)]
+    pub response_mode: ResponseMode,
 }
 
 impl AuthorizationRequest {
@@ -57,6 +82,7 @@ pub enum AuthorizeError {
     Redirect {
         redirect_uri: String,
         state: Option<String>,
+        response_mode: ResponseMode,
         error: Box<OAuthError>,
     },
 }
@@ -119,9 +145,19 @@ pub fn validate(
         ),
     )?;
     let state = params.get("state").map(str::to_string);
+    // Known before any other check, so that every later refusal travels the
+    // way the client asked (Form Post Response Mode §2); an unknown or
+    // repeated mode is itself refused in the query.
+    let requested_mode = if repeated.iter().any(|k| k == "response_mode") {
+        None
+    } else {
+        ResponseMode::parse(params.get("response_mode"))
+    };
+    let response_mode = requested_mode.unwrap_or_default();
     let to_client = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
+        response_mode,
         error: Box::new(error),
     };
     // RFC 6749 §3.1: no parameter more than once; now the client hears of it.
@@ -154,10 +190,12 @@ pub fn validate(
             "the client is not registered for the authorization code grant",
         )));
     }
-    // OAuth 2.0 Multiple Response Types §2.1: only the query response mode is served.
-    if params.get("response_mode").is_some_and(|m| m != "query") {
+    // OAuth 2.0 Multiple Response Types §2.1 and Form Post Response Mode §2:
+    // `query` and `form_post` are served; `fragment` would put the code
+    // where scripts and history can read it.
+    if requested_mode.is_none() {
         return Err(to_client(OAuthError::invalid_request(
-            "only response_mode=query is supported",
+            "response_mode must be query or form_post",
         )));
     }
     // OIDC Core §6.1 and §6.2: request objects are not supported, and say so.
@@ -232,6 +270,7 @@ pub fn validate(
         login_hint: params
             .get("login_hint")
             .map(|h| h.chars().take(128).collect()),
+        response_mode,
     })
 }
 
