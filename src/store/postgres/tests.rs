@@ -114,16 +114,16 @@ fn the_pool_hands_out_at_most_its_size_and_then_waits() {
     );
     let a = pool.get().unwrap();
     let b = pool.get().unwrap();
-    assert_eq!(pool.counts(), (0, 2));
+    assert_eq!(pool.counts(), (0, 2, 0));
     let t = Instant::now();
     assert!(matches!(pool.get(), Err(StoreError::Busy)));
     assert!(t.elapsed() >= Duration::from_millis(300));
     drop(a);
-    assert_eq!(pool.counts(), (1, 1));
+    assert_eq!(pool.counts(), (1, 1, 0));
     let _c = pool.get().unwrap();
-    assert_eq!(pool.counts(), (0, 2));
+    assert_eq!(pool.counts(), (0, 2, 0));
     drop(b);
-    assert_eq!(pool.counts(), (1, 1));
+    assert_eq!(pool.counts(), (1, 1, 0));
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn a_connection_the_server_closed_is_not_handed_out_again() {
     let pid = pid_of(&mut idle);
     assert_ne!(pid_of(&mut other), pid);
     drop(idle);
-    assert_eq!(pool.counts(), (1, 1));
+    assert_eq!(pool.counts(), (1, 1, 0));
     // Another session ends that backend while its connection is idle.
     {
         let reader = PgDb::reader(&mut other);
@@ -182,5 +182,74 @@ fn a_refused_connection_is_an_error_at_once() {
     let t = Instant::now();
     assert!(matches!(pool.get(), Err(StoreError::Unavailable(_))));
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    assert_eq!(pool.counts(), (0, 0));
+    assert_eq!(pool.counts(), (0, 0, 0));
+}
+
+#[test]
+fn waiters_are_served_first_come_first_served() {
+    let Some(base) = url() else { return };
+    let config: tokio_postgres::Config = base.parse().unwrap();
+    let pool = Pool::new(
+        1,
+        Duration::from_secs(10),
+        Box::new(move || PgConn::connect(&config, tokio_postgres::NoTls)),
+    );
+    let held = pool.get().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = |name: &'static str| {
+        let (pool, tx) = (pool.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let conn = pool.get().unwrap();
+            tx.send(name).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(conn);
+        })
+    };
+    let queued = |n: usize| {
+        let t = Instant::now();
+        while pool.counts().2 != n {
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", pool.counts());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let first = waiter("first");
+    queued(1);
+    let second = waiter("second");
+    queued(2);
+    drop(held);
+    // Handed straight to the longest waiter: nothing idle for a newcomer.
+    assert_eq!(rx.recv().unwrap(), "first");
+    assert_eq!(pool.counts().0, 0);
+    assert_eq!(rx.recv().unwrap(), "second");
+    first.join().unwrap();
+    second.join().unwrap();
+    assert_eq!(pool.counts(), (1, 0, 0));
+}
+
+#[test]
+fn a_failed_open_passes_the_turn_so_the_line_fails_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/deputy");
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let pool = Pool::new(
+        1,
+        Duration::from_secs(5),
+        Box::new(move || PgConn::connect(&config, tokio_postgres::NoTls)),
+    );
+    let t = Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || matches!(pool.get(), Err(StoreError::Unavailable(_))))
+        })
+        .collect();
+    for c in callers {
+        assert!(c.join().unwrap(), "every caller hears the refusal");
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(pool.counts(), (0, 0, 0));
 }
