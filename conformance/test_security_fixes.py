@@ -77,7 +77,7 @@ def test_revoking_an_actor_ends_its_codes_and_consent(new_deputy, how):
                           headers={"Authorization": f"Bearer {admin}"}, timeout=15)
         assert r.status_code == 200, r.text
     elif how == "cli-actor-and-sub":
-        d.cli("revoke", "--actor", "agent-a", "--sub", alice)
+        d.cli("revoke", "--actor", "agent-a", f"--sub={alice}")  # an id may begin with "-"
     else:
         d.cli("revoke", "--actor", "agent-a")
     r = redeem(d, "agent-a", pending["code"], pending["verifier"], agent["client_secret"])
@@ -97,7 +97,7 @@ def test_revoked_actors_code_redeems_into_nothing(new_deputy):
     agent = add_client(d, "agent-a", kind="agent", auth="client_secret_basic")
     d.start()
     code, verifier = authorize(d, "agent-a", "alice", PW, "openid notes:read")
-    d.cli("revoke", "--actor", "agent-a", "--sub", alice)
+    d.cli("revoke", "--actor", "agent-a", f"--sub={alice}")  # an id may begin with "-"
     r = redeem(d, "agent-a", code, verifier, agent["client_secret"])
     assert_oauth_error(r, 400, "invalid_grant")
     assert d.cli("audit", "--event", "token_issued", "--client", "agent-a") == []
