@@ -37,6 +37,33 @@ impl ClientKind {
     }
 }
 
+/// The JWS algorithm a client's ID tokens are signed with (OIDC
+/// Registration `id_token_signed_response_alg`). Access tokens are always
+/// ES256; RS256 exists for relying parties that accept nothing else
+/// (OIDC Core §15.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdTokenAlg {
+    #[default]
+    Es256,
+    Rs256,
+}
+
+impl IdTokenAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenAlg::Es256 => "ES256",
+            IdTokenAlg::Rs256 => "RS256",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ES256" => Some(IdTokenAlg::Es256),
+            "RS256" => Some(IdTokenAlg::Rs256),
+            _ => None,
+        }
+    }
+}
+
 /// Client authentication methods (RFC 7591 §2 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {

@@ -244,6 +244,7 @@ mod tests {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$pwhash".into(),
             disabled_at: None,
             created_at: 1,
+            email_verified: false,
         };
         let shown = format!("{user:?}");
         assert!(

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use super::{change, load_settings, now, open_db, print_json, read, Cli, CliResult};
 use crate::client_auth::jwks::{parse_for_alg, SUPPORTED_ALGS};
 use crate::client_auth::remote::uri_allowed;
-use crate::model::{AuthMethod, ClientKind, GrantType};
+use crate::model::{AuthMethod, ClientKind, GrantType, IdTokenAlg};
 use crate::policy::is_valid_scope_token;
 use crate::secret::{hash_secret, new_secret, Argon2Profile};
 use crate::store::clients::{self, Client};
@@ -55,6 +55,13 @@ pub struct AddArgs {
     pub scopes: Vec<String>,
     #[arg(long = "audience")]
     pub audiences: Vec<String>,
+    /// Put the claims of the granted profile/email scopes into ID tokens
+    /// too, for relying parties that read only the ID token (OIDC Core §5.4).
+    #[arg(long)]
+    pub id_token_claims: bool,
+    /// ID token signing algorithm: ES256 (default) or RS256.
+    #[arg(long, default_value = "ES256")]
+    pub id_token_alg: String,
 }
 
 /// Redirect URIs: absolute, no fragment (RFC 6749 §3.1.2).
@@ -164,6 +171,8 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
     } else if args.jwks_file.is_some() || args.jwks_uri.is_some() {
         return Err("--jwks-file and --jwks-uri are only for private_key_jwt clients".to_string());
     }
+    let id_token_alg = IdTokenAlg::parse(&args.id_token_alg)
+        .ok_or_else(|| "--id-token-alg must be ES256 or RS256".to_string())?;
     let secret = auth.uses_secret().then(new_secret);
     let secret_hash = match &secret {
         Some(s) => Some(hash_secret(s, Argon2Profile::GeneratedSecret)?),
@@ -184,6 +193,8 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
         scopes: args.scopes.clone(),
         audiences: args.audiences.clone(),
         created_at: now(),
+        id_token_claims: args.id_token_claims,
+        id_token_alg,
     };
     Ok((client, secret))
 }
@@ -264,6 +275,8 @@ mod tests {
             grants: vec![],
             scopes: vec![],
             audiences: vec![],
+            id_token_claims: false,
+            id_token_alg: "ES256".into(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! `deputy user add|list|disable`.
+//! `deputy user add|update|list|disable`.
 
 use std::io::BufRead;
 
@@ -18,8 +18,25 @@ pub enum UserCmd {
         email: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// The operator vouches that the address belongs to the person
+        /// (`email_verified: true` in ID tokens and at /userinfo).
+        #[arg(long, requires = "email")]
+        email_verified: bool,
         #[arg(long, required = true)]
         password_stdin: bool,
+    },
+    /// Change a person's email, name or verified flag. A new address is
+    /// unverified unless `--email-verified` is given with it.
+    Update {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "email_unverified")]
+        email_verified: bool,
+        #[arg(long)]
+        email_unverified: bool,
     },
     List,
     /// Disable a person; everything issued for them is revoked.
@@ -36,6 +53,7 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
             username,
             email,
             name,
+            email_verified,
             password_stdin: _,
         } => {
             if username.is_empty()
@@ -46,11 +64,7 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
             {
                 return Err("--username must be 1-128 characters without spaces".to_string());
             }
-            if let Some(e) = email {
-                if !e.contains('@') || e.len() > 254 {
-                    return Err(format!("--email `{e}` is not an email address"));
-                }
-            }
+            check_email(email.as_deref())?;
             let mut password = String::new();
             std::io::stdin()
                 .lock()
@@ -68,6 +82,7 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
                 password_hash: hash_secret(&password, Argon2Profile::Password)?,
                 disabled_at: None,
                 created_at: now(),
+                email_verified: *email_verified,
             };
             // Person changes are audited in the same transaction (README, Audit trail).
             let event = crate::audit::AuditEvent::new(
@@ -83,6 +98,74 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
                 users::insert(tx, &user)?;
                 crate::store::audit::insert(tx, &event)?;
                 Ok(Ok(()))
+            })?;
+            print_json(&user.to_json());
+            Ok(())
+        }
+        UserCmd::Update {
+            username,
+            email,
+            name,
+            email_verified,
+            email_unverified,
+        } => {
+            check_email(email.as_deref())?;
+            if let Some(n) = name {
+                if n.chars().any(char::is_control) || n.len() > 256 {
+                    return Err(
+                        "--name must be at most 256 characters without control characters"
+                            .to_string(),
+                    );
+                }
+            }
+            if email.is_none() && name.is_none() && !email_verified && !email_unverified {
+                return Err(
+                    "nothing to change: give --email, --name, --email-verified or --email-unverified"
+                        .to_string(),
+                );
+            }
+            let t = now();
+            let user = change(&mut conn, |tx| {
+                let Some(mut user) = users::by_username(tx, username)? else {
+                    return Ok(Err(format!("no user `{username}`")));
+                };
+                let mut changed = Vec::new();
+                if let Some(e) = email {
+                    if user.email.as_deref() != Some(e.as_str()) {
+                        user.email = Some(e.clone());
+                        // Whoever vouched for the old address did not vouch for this one.
+                        user.email_verified = false;
+                        changed.push("email");
+                    }
+                }
+                if let Some(n) = name {
+                    if user.name.as_deref() != Some(n.as_str()) {
+                        user.name = Some(n.clone());
+                        changed.push("name");
+                    }
+                }
+                if *email_verified || *email_unverified {
+                    if user.email.is_none() && *email_verified {
+                        return Ok(Err(format!(
+                            "user `{username}` has no email to verify: give --email too"
+                        )));
+                    }
+                    if user.email_verified != *email_verified {
+                        changed.push("email_verified");
+                    }
+                    user.email_verified = *email_verified;
+                }
+                users::set_profile(tx, &user)?;
+                // The audit says what changed, not the new values (personal data).
+                let mut event =
+                    crate::audit::AuditEvent::new(t, "person_updated", crate::audit::Mode::Admin)
+                        .person(Some(&user.id));
+                event.detail = Some(
+                    serde_json::json!({"changed": changed, "email_verified": user.email_verified})
+                        .to_string(),
+                );
+                crate::store::audit::insert(tx, &event)?;
+                Ok(Ok(user))
             })?;
             print_json(&user.to_json());
             Ok(())
@@ -113,5 +196,18 @@ pub fn run(cli: &Cli, cmd: &UserCmd) -> CliResult {
             );
             Ok(())
         }
+    }
+}
+
+fn check_email(email: Option<&str>) -> Result<(), String> {
+    match email {
+        Some(e)
+            if !e.contains('@')
+                || e.len() > 254
+                || e.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            Err(format!("--email `{e}` is not an email address"))
+        }
+        _ => Ok(()),
     }
 }

@@ -3,7 +3,7 @@
 use super::db::{Db, Row};
 use super::{from_json_list, to_json_list, StoreError, StoreResult};
 use crate::args;
-use crate::model::{AuthMethod, ClientKind, GrantType};
+use crate::model::{AuthMethod, ClientKind, GrantType, IdTokenAlg};
 
 #[derive(Clone)]
 pub struct Client {
@@ -24,6 +24,11 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub created_at: i64,
+    /// Put the claims of the granted `profile`/`email` scopes into ID
+    /// tokens too, not only at /userinfo (OIDC Core §5.4).
+    pub id_token_claims: bool,
+    /// The algorithm of this client's ID tokens.
+    pub id_token_alg: IdTokenAlg,
 }
 
 impl std::fmt::Debug for Client {
@@ -58,12 +63,15 @@ impl Client {
             "scopes": self.scopes,
             "audiences": self.audiences,
             "created_at": self.created_at,
+            "id_token_claims": self.id_token_claims,
+            "id_token_alg": self.id_token_alg.as_str(),
         })
     }
 }
 
 const COLUMNS: &str = "id, kind, name, auth_method, secret_hash, jwks, jwks_uri, assertion_alg, \
-     redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at";
+     redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at, \
+     id_token_claims, id_token_alg";
 
 fn from_row(r: &Row) -> StoreResult<Client> {
     let kind: String = r.get(1)?;
@@ -93,6 +101,12 @@ fn from_row(r: &Row) -> StoreResult<Client> {
             scopes: from_json_list(&r.get::<String>(11)?)?,
             audiences: from_json_list(&r.get::<String>(12)?)?,
             created_at: r.get(13)?,
+            id_token_claims: r.get(14)?,
+            id_token_alg: {
+                let alg: String = r.get(15)?;
+                IdTokenAlg::parse(&alg)
+                    .ok_or_else(|| StoreError::Corrupt(format!("id token alg {alg}")))?
+            },
         })
     }
 }
@@ -104,7 +118,7 @@ pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
         .map(|g| g.as_str().to_string())
         .collect();
     conn.execute(
-        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
         args![
             &c.id,
             c.kind.as_str(),
@@ -120,6 +134,8 @@ pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
             to_json_list(&c.scopes),
             to_json_list(&c.audiences),
             c.created_at,
+            c.id_token_claims,
+            c.id_token_alg.as_str(),
         ],
     )?;
     Ok(())

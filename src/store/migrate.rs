@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0011_shared_state",
         include_str!("../../migrations/sqlite/0011_shared_state.sql"),
     ),
+    (
+        12,
+        "0012_relying_parties",
+        include_str!("../../migrations/sqlite/0012_relying_parties.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -169,7 +174,7 @@ mod tests {
              INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11, 12]);
         let rows: Vec<(String, String, String, i64)> = conn
             .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
             .unwrap()
@@ -228,7 +233,7 @@ mod tests {
     #[test]
     fn shared_state_tables_refuse_what_does_not_fit() {
         let mut conn = at_version(10);
-        assert_eq!(migrate(&mut conn).unwrap(), vec![11]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![11, 12]);
         let key = |kid: &str, serial: i64, sealed: &dyn rusqlite::ToSql| {
             conn.execute(
                 "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \

@@ -12,11 +12,18 @@ use tokio_postgres::Client;
 
 /// (version, name, SQL). Append only; never edit a migration that has shipped.
 /// Versions are PostgreSQL's own: schema 1 here is SQLite's schema 11.
-pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "0002_relying_parties",
+        include_str!("../../migrations/postgres/0002_relying_parties.sql"),
+    ),
+];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in
 /// ASCII, then a number for the purpose), fixed for every version.
@@ -353,6 +360,8 @@ mod tests {
         let flags = [
             ("authorization_codes", "redirect_uri_sent"),
             ("interactions", "login_done"),
+            ("users", "email_verified"),
+            ("clients", "id_token_claims"),
         ];
         for table in &tables {
             let want: Vec<(String, String, bool)> = lite

@@ -14,6 +14,9 @@ pub struct User {
     pub password_hash: String,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// The operator vouches for `email` (OIDC Core §5.1 `email_verified`);
+    /// deputy itself sends no mail.
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -34,11 +37,13 @@ impl User {
             "name": self.name,
             "disabled": self.disabled_at.is_some(),
             "created_at": self.created_at,
+            "email_verified": self.email_verified,
         })
     }
 }
 
-const COLUMNS: &str = "id, username, email, name, password_hash, disabled_at, created_at";
+const COLUMNS: &str =
+    "id, username, email, name, password_hash, disabled_at, created_at, email_verified";
 
 fn from_row(r: &Row) -> StoreResult<User> {
     Ok(User {
@@ -49,12 +54,13 @@ fn from_row(r: &Row) -> StoreResult<User> {
         password_hash: r.get(4)?,
         disabled_at: r.get(5)?,
         created_at: r.get(6)?,
+        email_verified: r.get(7)?,
     })
 }
 
 pub fn insert(conn: &dyn Db, u: &User) -> StoreResult<()> {
     conn.execute(
-        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
         args![
             &u.id,
             &u.username,
@@ -62,7 +68,8 @@ pub fn insert(conn: &dyn Db, u: &User) -> StoreResult<()> {
             &u.name,
             &u.password_hash,
             u.disabled_at,
-            u.created_at
+            u.created_at,
+            u.email_verified
         ],
     )?;
     Ok(())
@@ -96,6 +103,15 @@ pub fn list(conn: &dyn Db) -> StoreResult<Vec<User>> {
     .iter()
     .map(from_row)
     .collect()
+}
+
+/// Write a person's email, name and verified flag (`deputy user update`).
+/// Returns false when the person is unknown.
+pub fn set_profile(conn: &dyn Db, u: &User) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE users SET email = ?2, name = ?3, email_verified = ?4 WHERE id = ?1",
+        args![&u.id, &u.email, &u.name, u.email_verified],
+    )? > 0)
 }
 
 /// Mark a person disabled. Returns their id, or None if unknown.

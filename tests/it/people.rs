@@ -47,6 +47,7 @@ impl Env {
             password_hash: hash_secret(PASSWORD, Argon2Profile::Password).unwrap(),
             disabled_at: None,
             created_at: T0,
+            email_verified: false,
         };
         let id = u.id.clone();
         self.state

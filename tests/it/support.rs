@@ -230,6 +230,8 @@ pub fn client(id: &str, kind: ClientKind, auth: AuthMethod) -> Client {
         scopes: vec!["read".into(), "write".into()],
         audiences: vec!["https://api.example".into(), "https://other.example".into()],
         created_at: T0,
+        id_token_claims: false,
+        id_token_alg: Default::default(),
     }
 }
 

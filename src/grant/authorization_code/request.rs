@@ -296,6 +296,8 @@ mod tests {
             scopes: vec!["notes:read".into()],
             audiences: vec!["https://api.example".into()],
             created_at: 0,
+            id_token_claims: false,
+            id_token_alg: Default::default(),
         }
     }
 
