@@ -129,6 +129,7 @@ pub fn mint(
                 expires_at: now + settings.id_token_ttl,
                 grant_id: Some(spec.grant_id),
                 grant_type: spec.grant_type.as_str(),
+                alg: client.id_token_alg,
             },
         )?;
         records.push(rec);
