@@ -1080,7 +1080,7 @@ mod tests {
             e.starts_with("the target database is not empty: clients (2 rows)"),
             "{e}"
         );
-        assert!(e.contains("signing_keys (4 rows)"), "{e}");
+        assert!(e.contains("signing_keys (6 rows)"), "{e}");
         assert_eq!(counts(&pg), before);
     }
 
