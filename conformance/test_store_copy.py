@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import secrets
 import shutil
@@ -133,10 +134,10 @@ def test_the_source_must_be_a_current_stopped_sqlite_deployment(new_deputy, tmp_
     with c:
         c.execute("DROP TABLE signing_keys")
         c.execute("DROP TABLE login_failures")
-        c.execute("DELETE FROM schema_migrations WHERE version = 11")
+        c.execute("DELETE FROM schema_migrations WHERE version >= 11")
     c.close()
     line = refused(copy(d, NOWHERE, kek, source=old))
-    assert "has schema version 10, older than this deputy's (11): migrate it first" in line
+    assert re.search(r"has schema version 10, older than this deputy's \(\d+\): migrate it first", line), line
 
     # A running server has the database open: stop it first.
     d.start()

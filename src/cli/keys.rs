@@ -95,6 +95,9 @@ pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
                         "state": s.as_str(),
                         "created_at": k.meta.created_at,
                         "activates_at": k.meta.activates_at,
+                        // Creation order: of two keys activating in the
+                        // same second, the later one signs.
+                        "serial": u64::try_from(k.meta.serial).unwrap_or(u64::MAX),
                     })
                 })
                 .collect();
