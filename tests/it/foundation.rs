@@ -36,7 +36,7 @@ async fn discovery_lists_what_is_implemented() {
             assert_eq!(body["end_session_endpoint"], format!("{ISSUER}/logout"));
             assert_eq!(
                 body["id_token_signing_alg_values_supported"],
-                serde_json::json!(["ES256"])
+                serde_json::json!(["ES256", "RS256"])
             );
         }
         assert_eq!(
