@@ -201,7 +201,7 @@ pub fn check_private_pem(
 }
 
 /// Write one key: the PEM, then the metadata (only then does it count).
-fn write_key(dir: &Path, key: &StoredKey) -> Result<(), String> {
+pub(super) fn write_key(dir: &Path, key: &StoredKey) -> Result<(), String> {
     let kid = &key.meta.kid;
     let json = serde_json::to_vec_pretty(&key.meta).map_err(|e| e.to_string())?;
     let pem_name = format!("{kid}.pem");
@@ -340,35 +340,6 @@ mod tests {
         // An RSA key's PEM under a P-256 key's kid is refused.
         assert!(check_private_pem(&g.ec.kid, "RS256", &rsa.private_pem).is_err());
         assert!(check_private_pem(&g.rsa.kid, "ES256", &rsa.private_pem).is_err());
-    }
-
-    #[test]
-    fn an_ec_only_directory_gets_an_rsa_key_for_its_signing_and_pending_keys() {
-        let dir =
-            std::env::temp_dir().join(format!("deputy-keys-{}", crate::secret::random_token(6)));
-        // A deployment from before RSA keys: three P-256 keys, one retired,
-        // one active, one pending.
-        fs::create_dir_all(&dir).unwrap();
-        let mut ec = Vec::new();
-        for at in [100, 200, 900] {
-            let k = new_key(at - 50, at).unwrap();
-            write_key(&dir, &k).unwrap();
-            ec.push(k.meta);
-        }
-        let added = ensure(&dir, 500).unwrap();
-        let linked: Vec<&str> = added.iter().filter_map(|m| m.ec_kid.as_deref()).collect();
-        assert_eq!(linked, vec![ec[1].kid.as_str(), ec[2].kid.as_str()]);
-        assert_eq!(added[0].activates_at, 200);
-        assert_eq!(added[1].activates_at, 900);
-        assert_eq!(load_all(&dir).unwrap().len(), 5);
-        // The next start adds nothing; no kid changed.
-        assert!(ensure(&dir, 600).unwrap().is_empty());
-        let kids: Vec<String> = load_all(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|k| k.meta.kid)
-            .collect();
-        assert!(ec.iter().all(|m| kids.contains(&m.kid)));
     }
 
     #[test]

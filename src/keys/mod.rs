@@ -298,4 +298,32 @@ mod tests {
             orphan.meta.kid
         );
     }
+
+    #[test]
+    fn an_ec_only_directory_gets_an_rsa_key_for_its_signing_and_pending_keys() {
+        let dir = dir();
+        // A deployment from before RSA keys: three P-256 keys, one retired,
+        // one active, one pending.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ec = Vec::new();
+        for at in [100, 200, 900] {
+            let k = file::new_key(at - 50, at).unwrap();
+            file::write_key(&dir, &k).unwrap();
+            ec.push(k.meta);
+        }
+        let added = file::ensure(&dir, 500).unwrap();
+        let linked: Vec<&str> = added.iter().filter_map(|m| m.ec_kid.as_deref()).collect();
+        assert_eq!(linked, vec![ec[1].kid.as_str(), ec[2].kid.as_str()]);
+        assert_eq!(added[0].activates_at, 200);
+        assert_eq!(added[1].activates_at, 900);
+        assert_eq!(file::load_all(&dir).unwrap().len(), 5);
+        // The next start adds nothing; no kid changed.
+        assert!(file::ensure(&dir, 600).unwrap().is_empty());
+        let kids: Vec<String> = file::load_all(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.meta.kid)
+            .collect();
+        assert!(ec.iter().all(|m| kids.contains(&m.kid)));
+    }
 }
