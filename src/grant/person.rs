@@ -17,6 +17,9 @@ use crate::token::{mint_access_token, new_jti, AccessTokenSpec, TokenResponse};
 pub struct PersonTokenSpec<'a> {
     pub client: &'a Client,
     pub user_id: &'a str,
+    /// The person's claims for the ID token beyond the protocol claims
+    /// (`token::person_claims::id_token_claims`).
+    pub id_token_claims: serde_json::Map<String, serde_json::Value>,
     /// Scope of this access token (may be narrower than the family's).
     pub scope: Vec<String>,
     pub resource: &'a str,
@@ -129,6 +132,7 @@ pub fn mint(
                 expires_at: now + settings.id_token_ttl,
                 grant_id: Some(spec.grant_id),
                 grant_type: spec.grant_type.as_str(),
+                person_claims: spec.id_token_claims,
                 alg: client.id_token_alg,
             },
         )?;

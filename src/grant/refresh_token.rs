@@ -131,8 +131,28 @@ pub async fn refresh(
         )),
         _ => Ok(s),
     });
+    // OIDC Core §12.2: a refreshed ID token; it carries the person's claims
+    // only for a client registered for them (a `claims` request was for the
+    // first ID token). Read as the person is now.
+    let wants_claims = client.id_token_claims
+        && scope
+            .as_ref()
+            .is_ok_and(|s| s.iter().any(|n| n == "openid"));
+    let person = if wants_claims {
+        let id = pre.user_id.clone();
+        ctx.store
+            .read(move |c| crate::store::users::by_id(c, &id))
+            .await?
+    } else {
+        None
+    };
     let set = match scope {
         Ok(scope) => {
+            let scope_names: Vec<&str> = scope.iter().map(String::as_str).collect();
+            let id_token_claims = person
+                .as_ref()
+                .map(|u| crate::token::person_claims::id_token_claims(u, &scope_names, true, &[]))
+                .unwrap_or_default();
             let mut successor_rec = refresh_record(
                 &successor,
                 &pre.family_id,
@@ -155,6 +175,7 @@ pub async fn refresh(
                 PersonTokenSpec {
                     client: &client,
                     user_id: &pre.user_id,
+                    id_token_claims,
                     scope,
                     resource: &pre.resource,
                     auth_time: pre.auth_time,

@@ -151,7 +151,8 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         );
         m.insert("request_parameter_supported".into(), json!(false));
         m.insert("request_uri_parameter_supported".into(), json!(false));
-        m.insert("claims_parameter_supported".into(), json!(false));
+        // OIDC Core §5.5, for the standard claims deputy holds.
+        m.insert("claims_parameter_supported".into(), json!(true));
     }
     answer(m)
 }

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
@@ -66,21 +66,7 @@ pub async fn userinfo(
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err(invalid_token());
     };
-    let mut claims = Map::new();
-    claims.insert("sub".into(), json!(user.id));
-    if scopes.contains(&"profile") {
-        claims.insert("preferred_username".into(), json!(user.username));
-        if let Some(n) = &user.name {
-            claims.insert("name".into(), json!(n));
-        }
-    }
-    if scopes.contains(&"email") {
-        if let Some(e) = &user.email {
-            claims.insert("email".into(), json!(e));
-            // deputy does not verify addresses; say so rather than imply it.
-            claims.insert("email_verified".into(), json!(false));
-        }
-    }
+    let claims = crate::token::person_claims::userinfo_claims(&user, &scopes);
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(Value::Object(claims)))

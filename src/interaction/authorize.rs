@@ -71,6 +71,8 @@ pub async fn start(
             }
         },
     };
+    // OIDC Core §5.5.1: a requested `sub` value names the person too.
+    let hint_sub = areq.claims.sub.clone().or(hint_sub);
     proceed(state, browser, areq, hint_sub.as_deref()).await
 }
 

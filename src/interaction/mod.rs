@@ -253,6 +253,20 @@ pub async fn complete(
     areq: &AuthorizationRequest,
     s: &CurrentSession,
 ) -> Result<Answer, OAuthError> {
+    // OIDC Core §5.5.1: a `sub` value asked for in the ID token allows a
+    // positive answer only for that person, whoever else signed in.
+    if areq
+        .claims
+        .sub
+        .as_ref()
+        .is_some_and(|sub| *sub != s.user.id)
+    {
+        let e = OAuthError::new(
+            ErrorCode::LoginRequired,
+            "the signed-in person is not the one the claims request names",
+        );
+        return Ok(to_client_error(areq, &e));
+    }
     // A refusal decided at issuance (signed out, consent withdrawn meanwhile)
     // goes back to the client like any other (RFC 6749 §4.1.2.1).
     let issued = issue_code(

@@ -23,13 +23,17 @@ pub struct CodeRecord {
     pub consumed_at: Option<i64>,
     /// The login session the code was issued in (the ID token's `sid`).
     pub sid: Option<String>,
+    /// Claims the request's `claims` parameter asked for in the ID token
+    /// (OIDC Core §5.5), as a JSON list of names.
+    pub requested_claims: Option<String>,
 }
 
 pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
     conn.defer(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_id, redirect_uri, \
-         redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, sid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, sid, \
+         requested_claims) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         args![
             &c.code_hash,
             &c.client_id,
@@ -45,7 +49,8 @@ pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
             &c.amr,
             c.issued_at,
             c.expires_at,
-            &c.sid
+            &c.sid,
+            &c.requested_claims
         ],
     )?;
     Ok(())
@@ -54,8 +59,8 @@ pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
 pub fn get(conn: &dyn Db, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
     conn.query_one(
         "SELECT code_hash, client_id, user_id, grant_id, redirect_uri, redirect_uri_sent, \
-         code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, consumed_at, sid \
-         FROM authorization_codes WHERE code_hash = ?1",
+         code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, consumed_at, sid, \
+         requested_claims FROM authorization_codes WHERE code_hash = ?1",
         args![code_hash],
     )?
     .map(|r| {
@@ -76,6 +81,7 @@ pub fn get(conn: &dyn Db, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
             expires_at: r.get(13)?,
             consumed_at: r.get(14)?,
             sid: r.get(15)?,
+            requested_claims: r.get(16)?,
         })
     })
     .transpose()

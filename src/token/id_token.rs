@@ -30,6 +30,8 @@ pub struct IdTokenSpec<'a> {
     pub expires_at: i64,
     pub grant_id: Option<&'a str>,
     pub grant_type: &'a str,
+    /// Profile/email claims released into this ID token (OIDC Core §5.4, §5.5).
+    pub person_claims: Map<String, Value>,
     /// The client's registered `id_token_signed_response_alg`.
     pub alg: IdTokenAlg,
 }
@@ -58,6 +60,11 @@ pub fn mint_id_token(
     }
     if let Some(sid) = spec.sid {
         c.insert("sid".into(), json!(sid));
+    }
+    // Never over a protocol claim: person_claims holds only standard
+    // claims of §5.1, none of which is set above.
+    for (name, value) in spec.person_claims {
+        c.entry(name).or_insert(value);
     }
     let jwt = sign_id_token(ring, now, spec.alg, &Value::Object(c))?;
     let record = TokenRecord {

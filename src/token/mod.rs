@@ -7,6 +7,7 @@
 pub mod gate;
 pub mod id_token;
 pub mod jws;
+pub mod person_claims;
 pub mod verify;
 
 use serde_json::{json, Map, Value};

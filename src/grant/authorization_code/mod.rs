@@ -16,6 +16,7 @@ use crate::store::liveness::{lapsed, still_live, Dependencies, Lapsed};
 use crate::store::tokens::GrantRecord;
 use crate::store::Db;
 use crate::store::Outcome;
+use crate::token::person_claims::id_token_claims;
 use crate::token::TokenResponse;
 
 use super::person::{mint, refresh_record, store, PersonTokenSpec};
@@ -65,6 +66,10 @@ pub async fn issue_code(
         expires_at: now + ctx.settings.code_ttl,
         consumed_at: None,
         sid: Some(crate::login::session_sid(who.session_hash)),
+        requested_claims: (!req.claims.id_token.is_empty())
+            .then(|| serde_json::to_string(&req.claims.id_token))
+            .transpose()
+            .map_err(OAuthError::server_error)?,
     };
     let mut event = AuditEvent::new(now, "code_issued", Mode::Person).person(Some(who.user_id));
     event.client_id = Some(req.client_id.clone());
@@ -276,9 +281,15 @@ pub async fn redeem(
             .read(move |c| crate::store::users::by_id(c, &id))
             .await?
     };
-    if user.is_none_or(|u| u.disabled_at.is_some()) {
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err(bad_code());
-    }
+    };
+    // A stored list deputy wrote itself; unreadable means none.
+    let requested: Vec<String> = rec
+        .requested_claims
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default();
     let scope: Vec<String> = rec
         .scope
         .split(' ')
@@ -303,6 +314,8 @@ pub async fn redeem(
         r.sid = rec.sid.clone();
         (plaintext, r)
     });
+    let scope_names: Vec<&str> = scope.iter().map(String::as_str).collect();
+    let id_token_claims = id_token_claims(&user, &scope_names, client.id_token_claims, &requested);
     let set = mint(
         &ctx.ring,
         ctx.settings,
@@ -310,6 +323,7 @@ pub async fn redeem(
         PersonTokenSpec {
             client: &client,
             user_id: &rec.user_id,
+            id_token_claims,
             scope,
             resource: &rec.resource,
             auth_time: rec.auth_time,

@@ -7,6 +7,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::model::GrantType;
 use crate::policy::{parse_scope, pkce, redirect, requested_audience};
 use crate::store::clients::Client;
+use crate::token::person_claims::ClaimsRequest;
 
 /// Scopes every client may ask a person for (OIDC Core §5.4).
 pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
@@ -64,6 +65,10 @@ pub struct AuthorizationRequest {
     /// Requests kept from before form_post existed read as `query`.
     #[serde(default)]
     pub response_mode: ResponseMode,
+    /// The `claims` parameter (OIDC Core §5.5); requests kept from before
+    /// it was served read as empty.
+    #[serde(default)]
+    pub claims: ClaimsRequest,
 }
 
 impl AuthorizationRequest {
@@ -256,6 +261,10 @@ pub fn validate(
             "state or nonce too long",
         )));
     }
+    let claims = match params.get("claims") {
+        Some(raw) => ClaimsRequest::parse(raw).map_err(to_client)?,
+        None => ClaimsRequest::default(),
+    };
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -271,6 +280,7 @@ pub fn validate(
             .get("login_hint")
             .map(|h| h.chars().take(128).collect()),
         response_mode,
+        claims,
     })
 }
 
