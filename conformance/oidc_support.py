@@ -311,10 +311,12 @@ def add_user(d: Deputy, username: str, password: str = PASSWORD, email: str | No
 
 def add_app(d: Deputy, client_id: str, *, auth: str = "none", redirect_uris=(), post_logout=(),
             grants=("authorization_code", "refresh_token"), scopes=("notes:read",), audiences=(),
-            name: str | None = None, kind: str = "app") -> dict:
+            name: str | None = None, kind: str = "app", id_token_alg: str | None = None) -> dict:
     args = ["client", "add", "--id", client_id, "--kind", kind, "--auth", auth]
     if name:
         args += ["--name", name]
+    if id_token_alg:
+        args += ["--id-token-alg", id_token_alg]
     for u in redirect_uris:
         args += ["--redirect-uri", u]
     for u in post_logout:

@@ -151,8 +151,10 @@ class Place:
 
 def jwt_places(e: Env, local: LocalHTTP) -> dict[str, Place]:
     d = e.d
-    jw = d.jwks()["keys"][0]
-    assert len(d.jwks()["keys"]) == 1
+    # The P-256 key (deputy's RSA key signs only RS256 clients' ID tokens).
+    ec_keys = [k for k in d.jwks()["keys"] if k["kty"] == "EC"]
+    assert len(ec_keys) == 1
+    jw = ec_keys[0]
 
     assertion_target = Target({"alg": "ES256", "typ": "JWT", "kid": e.key.kid},
                               lambda: assertion_claims("jwtsvc", d.issuer), e.assertion,

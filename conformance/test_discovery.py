@@ -145,22 +145,26 @@ def test_every_advertised_grant_is_served_rfc8414_s2(env):
 
 def test_jwks_document_rfc7517_s5(env):
     """RFC 7517 §5/§4 and RFC 7518 §6.2.1: the JWK Set lists the EC P-256 signing
-    key, public members only, use=sig, alg=ES256; Cache-Control public max-age=300."""
+    key, public members only, use=sig, alg=ES256, and (§6.3.1) the RSA key of
+    its generation for RS256 ID tokens (OIDC Core §15.1); Cache-Control public
+    max-age=300."""
     d, _, _ = env
     r = d.get("/jwks")
     assert r.status_code == 200
     assert r.headers["Content-Type"].split(";")[0] in ("application/jwk-set+json", "application/json")
     assert r.headers["Cache-Control"].replace(" ", "") == "public,max-age=300"
     keys = r.json()["keys"]
-    assert len(keys) == 1
-    k = keys[0]
+    assert len(keys) == 2
+    k, rsa = keys
     assert k["kty"] == "EC" and k["crv"] == "P-256"
     assert k["use"] == "sig" and k["alg"] == "ES256"
     assert set(k) == {"kty", "crv", "x", "y", "kid", "use", "alg"}
-    for private in ("d", "p", "q", "dp", "dq", "qi", "k"):
-        assert private not in k
-    key = jwk.JWK(**k)
-    assert not key.has_private
+    assert rsa["kty"] == "RSA" and rsa["use"] == "sig" and rsa["alg"] == "RS256"
+    assert set(rsa) == {"kty", "n", "e", "kid", "use", "alg"}
+    for key in keys:
+        for private in ("d", "p", "q", "dp", "dq", "qi", "k"):
+            assert private not in key
+        assert not jwk.JWK(**key).has_private
 
 
 def test_jwks_kid_is_rfc7638_thumbprint(env):

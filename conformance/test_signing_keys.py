@@ -90,12 +90,12 @@ def test_tampered_token_fails_both_verifiers(env):
             verify_pyjwt(d, bad)
 
 
-def test_keys_list_shows_one_active_key(env):
+def test_keys_list_shows_one_active_key_generation(env):
+    """One generation: the P-256 key and its RSA key (OIDC Core §15.1), both active."""
     d, _ = env
     keys = d.cli("keys", "list")
-    assert [k["state"] for k in keys] == ["active"]
-    assert keys[0]["alg"] == "ES256"
-    assert keys[0]["kid"] == d.jwks()["keys"][0]["kid"]
+    assert [(k["alg"], k["state"]) for k in keys] == [("ES256", "active"), ("RS256", "active")]
+    assert [k["kid"] for k in keys] == [k["kid"] for k in d.jwks()["keys"]]
 
 
 # The shortest pre-publication deputy accepts: it must outlast the JWKS
@@ -124,8 +124,10 @@ def test_rotation_with_short_prepublish_rfc7517_s5(new_deputy):
     kids = wait_for(lambda: {k["kid"] for k in d.jwks()["keys"]} >= {kid_a, kid_b} or None)
     assert kids, f"JWKS does not list both keys: {d.jwks()}"
     published = d.jwks()["keys"]
-    assert len(published) == 2
-    assert len({k["kid"] for k in published}) == 2
+    # Two generations, each a P-256 and an RSA key.
+    assert len(published) == 4
+    assert len({k["kid"] for k in published}) == 4
+    assert rot["rsa_kid"] in {k["kid"] for k in published}
 
     tok_b = wait_for(lambda: (lambda t: t if jwt_parts(t)[0]["kid"] == kid_b else None)(get_token(d, c)),
                      timeout=8)
@@ -136,31 +138,40 @@ def test_rotation_with_short_prepublish_rfc7517_s5(new_deputy):
     assert verify_jwcrypto(d, tok_a)["sub"] == "rot-svc"
     assert verify_pyjwt(d, tok_a)["sub"] == "rot-svc"
 
-    states = {k["kid"]: k["state"] for k in d.cli("keys", "list")}
+    states = {k["kid"]: k["state"] for k in d.cli("keys", "list") if k["alg"] == "ES256"}
     assert states == {kid_a: "retired", kid_b: "active"}
 
 
 def test_same_second_rotation_activates_the_new_key(new_deputy):
     """Of two keys rotated in the same second (so activating in the same
-    second), the NEW one becomes the signing key (checked several times on
-    fresh key dirs: the order must not depend on the random kid)."""
+    second), the NEW one (the later `serial`, creation order) becomes the
+    signing key, with its RSA key (checked several times on fresh key dirs:
+    the order must not depend on the random kid). The two rotations run at
+    once: each makes an RSA key, which takes too long for two in a row to
+    share a second."""
+    from concurrent.futures import ThreadPoolExecutor
+
     rotations = []
-    for i in range(8):
+    for i in range(6):
         d = new_deputy(SHORT_PREPUBLISH, name=f"same-second-{i}")
-        first, second = d.cli("keys", "rotate"), d.cli("keys", "rotate")
+        d.cli("keys", "list")  # the first generation, before the race
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(lambda _: d.cli("keys", "rotate"), range(2))
         rotations.append((d, first, second))
     same = [r for r in rotations if r[1]["activates_at"] == r[2]["activates_at"]]
-    assert len(same) >= 4, "rotations did not land in the same second often enough"
-    latest = max(r[2]["activates_at"] for r in rotations)
+    assert len(same) >= 3, "rotations did not land in the same second often enough"
+    latest = max(max(r[1]["activates_at"], r[2]["activates_at"]) for r in rotations)
     while time.time() < latest + 1:
         time.sleep(0.1)
     failures = []
-    for d, _, rot in same:
+    for d, a, b in same:
         keys = d.cli("keys", "list")
+        serial = {k["kid"]: k["serial"] for k in keys}
+        newer = max((a, b), key=lambda r: serial[r["kid"]])
         active = [k["kid"] for k in keys if k["state"] == "active"]
-        if active != [rot["kid"]]:
-            failures.append(f"rotated {rot['kid']} but keys list says "
-                            f"{[(k['kid'], k['state'], k['activates_at']) for k in keys]}")
+        if active != [newer["kid"], newer["rsa_kid"]]:
+            failures.append(f"newest {newer['kid']} but keys list says "
+                            f"{[(k['kid'], k['state'], k['activates_at'], k['serial']) for k in keys]}")
     assert not failures, failures
 
 
@@ -177,16 +188,18 @@ def test_rotation_with_default_prepublish_rfc7517_s5(new_deputy):
     kid_b = rot["kid"]
     assert rot["state"] == "pending"
     assert now + 890 <= rot["activates_at"] <= now + 910
-    ok = wait_for(lambda: len(d.jwks()["keys"]) == 2)
+    ok = wait_for(lambda: len(d.jwks()["keys"]) == 4)
     assert ok, d.jwks()
-    assert {k["kid"] for k in d.jwks()["keys"]} == {kid_a, kid_b}
+    assert {k["kid"] for k in d.jwks()["keys"] if k["kty"] == "EC"} == {kid_a, kid_b}
     for _ in range(3):
         tok = get_token(d, c)
         assert jwt_parts(tok)[0]["kid"] == kid_a
         verify_jwcrypto(d, tok)
         time.sleep(0.3)
     states = {k["kid"]: k["state"] for k in d.cli("keys", "list")}
-    assert states == {kid_a: "active", kid_b: "pending"}
+    assert {kid: states[kid] for kid in (kid_a, kid_b)} == {kid_a: "active", kid_b: "pending"}
+    assert states[rot["rsa_kid"]] == "pending"
+    assert sorted(states.values()) == ["active", "active", "pending", "pending"]
 
 
 def test_private_key_files_are_not_world_readable(env):
@@ -232,5 +245,9 @@ def test_private_keys_are_sealed_rows(env):
         load = load_pem_private_key if opened.startswith(b"-----BEGIN") else load_der_private_key
         private = load(opened, password=None)
         numbers = private.public_key().public_numbers()
+        if published[kid]["kty"] == "RSA":
+            assert int.from_bytes(unb64url(published[kid]["n"]), "big") == numbers.n
+            assert int.from_bytes(unb64url(published[kid]["e"]), "big") == numbers.e
+            continue
         assert unb64url(published[kid]["x"]) == numbers.x.to_bytes(32, "big")
         assert unb64url(published[kid]["y"]) == numbers.y.to_bytes(32, "big")

@@ -366,7 +366,8 @@ def test_key_rotation_from_the_cli_is_published_by_both_instances(pair):
     assert len(published) == len(p.instances), f"new key {kid} published by {published} within 3.5 s"
     print("rotated key published after (s):", published)
     assert canonical(jwks_of(p.a)) == canonical(jwks_of(p.b))
-    assert {k["kid"] for k in jwks_of(p.a)["keys"]} == before | {kid}
+    # The rotation's key generation: its P-256 key and its RSA key.
+    assert {k["kid"] for k in jwks_of(p.a)["keys"]} == before | {kid, rot["rsa_kid"]}
     hdr = basic_auth("svc", secret(p, "svc"))
     for _ in range(2):
         r = p.a.token({"grant_type": "client_credentials"}, headers=hdr)
@@ -379,8 +380,9 @@ def test_key_rotation_from_the_cli_is_published_by_both_instances(pair):
 @pytest.mark.parametrize("round_", range(3))
 def test_instances_starting_together_on_an_empty_schema_make_one_first_key(tmp_path, round_):
     """Three instances started at the same moment on an EMPTY schema (one
-    KEK): the migration runs once, exactly one first signing key is created
-    (`SELECT count(*) FROM signing_keys` = 1) and all three publish it."""
+    KEK): the migration runs once, exactly one first key generation is
+    created (`signing_keys`: one P-256 key and one RSA key naming it) and all
+    three publish it."""
     schema, kek = new_pg_schema(), write_kek()
     ds = [Deputy(tmp_path / f"n{i}", SETTINGS, schema=schema, kek_file=kek) for i in range(3)]
     try:
@@ -389,10 +391,12 @@ def test_instances_starting_together_on_an_empty_schema_make_one_first_key(tmp_p
         for d in ds:
             d.wait_ready(timeout=30)
         url = str(ds[0].database)
-        assert psql(url, "SELECT count(*) FROM signing_keys") == "1"
-        kid = psql(url, "SELECT kid FROM signing_keys")
+        assert psql(url, "SELECT count(*) FROM signing_keys") == "2"
+        kid = psql(url, "SELECT kid FROM signing_keys WHERE alg = 'ES256'")
+        rsa_kid = psql(url, f"SELECT kid FROM signing_keys WHERE alg = 'RS256' AND ec_kid = '{kid}'")
+        assert rsa_kid
         for d in ds:
-            assert [k["kid"] for k in jwks_of(d)["keys"]] == [kid], d.log_tail()
+            assert [k["kid"] for k in jwks_of(d)["keys"]] == [kid, rsa_kid], d.log_tail()
     finally:
         for d in ds:
             d.stop()

@@ -9,7 +9,8 @@ use crate::store::Direct;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
-    /// Create a new key: published at once, signing after `key_prepublish` seconds.
+    /// Create a new key generation (a P-256 key and an RSA key): published
+    /// at once, signing after `key_prepublish` seconds.
     Rotate,
     /// Show each key and its state (pending, active, retired, expired).
     List,
@@ -47,23 +48,37 @@ pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
                 Direct::Sqlite(_) => file::generate(&settings.keys_dir, t, activates_at)?,
                 Direct::Postgres(_) => {
                     let kek = crate::app::key_encryption_key(&settings)?;
+                    // Generated before the transaction: it takes up to a second.
+                    let rsa_pem = crate::keys::rsa::new_private_pem(&[])?;
                     change(&mut conn, |tx| {
-                        Ok(Ok(crate::keys::db::insert_new(tx, &kek, t, activates_at)?))
+                        Ok(Ok(crate::keys::db::insert_generation(
+                            tx,
+                            &kek,
+                            t,
+                            activates_at,
+                            rsa_pem.clone(),
+                        )?))
                     })?
                 }
             };
             let mut event =
                 crate::audit::AuditEvent::new(t, "key_rotated", crate::audit::Mode::Admin);
             event.detail = Some(
-                serde_json::json!({"kid": meta.kid, "activates_at": meta.activates_at}).to_string(),
+                serde_json::json!({
+                    "kid": meta.ec.kid,
+                    "rsa_kid": meta.rsa.kid,
+                    "activates_at": meta.ec.activates_at,
+                })
+                .to_string(),
             );
             change(&mut conn, |tx| {
                 Ok(Ok(crate::store::audit::insert(tx, &event)?))
             })?;
             print_json(&serde_json::json!({
-                "kid": meta.kid,
+                "kid": meta.ec.kid,
+                "rsa_kid": meta.rsa.kid,
                 "state": "pending",
-                "activates_at": meta.activates_at,
+                "activates_at": meta.ec.activates_at,
             }));
             Ok(())
         }
@@ -80,6 +95,9 @@ pub fn run(cli: &Cli, cmd: &KeysCmd) -> CliResult {
                         "state": s.as_str(),
                         "created_at": k.meta.created_at,
                         "activates_at": k.meta.activates_at,
+                        // Creation order: of two keys activating in the
+                        // same second, the later one signs.
+                        "serial": u64::try_from(k.meta.serial).unwrap_or(u64::MAX),
                     })
                 })
                 .collect();

@@ -133,6 +133,7 @@ pub fn mint(
                 grant_id: Some(spec.grant_id),
                 grant_type: spec.grant_type.as_str(),
                 person_claims: spec.id_token_claims,
+                alg: client.id_token_alg,
             },
         )?;
         records.push(rec);

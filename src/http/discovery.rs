@@ -114,7 +114,8 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         m.insert("subject_types_supported".into(), json!(["public"]));
         m.insert(
             "id_token_signing_alg_values_supported".into(),
-            json!(["ES256"]),
+            // OIDC Core §15.1: RS256 for clients that register it.
+            json!(["ES256", "RS256"]),
         );
         m.insert(
             "userinfo_endpoint".into(),

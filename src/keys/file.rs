@@ -2,6 +2,9 @@
 //! (metadata). A key counts only once its metadata file exists, and that file is
 //! written last, so a half-written key is never used. Each file is written
 //! under a temporary name and renamed, so a failed write leaves nothing.
+//! A key generation is a P-256 key and an RSA key (`rsa.rs`); the RSA key is
+//! written first and names its P-256 key (`ec_kid`), so the generation
+//! appears whole when the P-256 key's metadata lands.
 
 use std::fs;
 use std::io::Write;
@@ -27,6 +30,25 @@ pub struct KeyMeta {
     /// the same second, the later one signs.
     #[serde(default)]
     pub serial: u128,
+    /// For an RSA key: the `kid` of the P-256 key of its generation, whose
+    /// life cycle (pending, active, retired, expired) it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec_kid: Option<String>,
+}
+
+impl KeyMeta {
+    pub fn is_rsa(&self) -> bool {
+        self.alg == "RS256"
+    }
+}
+
+/// The public JWK members of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicParts {
+    /// P-256 coordinates (RFC 7518 §6.2.1).
+    Ec { x: String, y: String },
+    /// RSA modulus and exponent (RFC 7518 §6.3.1).
+    Rsa { n: String, e: String },
 }
 
 /// A key as read from disk.
@@ -34,9 +56,7 @@ pub struct StoredKey {
     pub meta: KeyMeta,
     pub private_pem: String,
     pub public_pem: String,
-    /// Public JWK members (`kty`, `crv`, `x`, `y`).
-    pub x: String,
-    pub y: String,
+    pub public: PublicParts,
 }
 
 /// RFC 7638 §3.2: thumbprint over the required members in lexicographic order.
@@ -102,52 +122,143 @@ pub fn new_key(now: i64, activates_at: i64) -> Result<StoredKey, String> {
         alg: "ES256".to_string(),
         created_at: now,
         activates_at,
-        serial: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
+        serial: serial_now(),
+        ec_kid: None,
     };
     Ok(StoredKey {
         meta,
         private_pem,
         public_pem,
-        x,
-        y,
+        public: PublicParts::Ec { x, y },
     })
 }
 
-/// Check a key read back (from a file or the database): a P-256 PKCS#8 key
-/// whose thumbprint is its `kid`; returns its public parts.
-pub fn check_private_pem(kid: &str, private_pem: &str) -> Result<(String, String, String), String> {
-    let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(private_pem)
-        .map_err(|e| format!("key {kid} is not a P-256 PKCS#8 key: {e}"))?;
-    let (x, y) = coordinates(&sk)?;
-    if ec_thumbprint(&x, &y) != kid {
+fn serial_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The RSA key of `ec`'s generation, from a fresh PKCS#8 PEM private key
+/// (`rsa::new_private_pem`): it activates with `ec` and follows its states.
+pub fn new_rsa_key(now: i64, ec: &KeyMeta, private_pem: String) -> Result<StoredKey, String> {
+    let (kid, public) = super::rsa::inspect(&private_pem)?;
+    Ok(StoredKey {
+        meta: KeyMeta {
+            kid,
+            alg: "RS256".to_string(),
+            created_at: now,
+            activates_at: ec.activates_at,
+            serial: serial_now(),
+            ec_kid: Some(ec.kid.clone()),
+        },
+        private_pem,
+        public_pem: public.public_pem,
+        public: PublicParts::Rsa {
+            n: public.n,
+            e: public.e,
+        },
+    })
+}
+
+/// Check a key read back (from a file or the database): for `alg` ES256 a
+/// P-256 PKCS#8 key, for RS256 an RSA one, whose thumbprint is its `kid`;
+/// returns its public parts and public PEM.
+pub fn check_private_pem(
+    kid: &str,
+    alg: &str,
+    private_pem: &str,
+) -> Result<(PublicParts, String), String> {
+    let (thumbprint, parts, public_pem) = match alg {
+        "ES256" => {
+            let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(private_pem)
+                .map_err(|e| format!("key {kid} is not a P-256 PKCS#8 key: {e}"))?;
+            let (x, y) = coordinates(&sk)?;
+            let public_pem = sk
+                .public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| format!("cannot encode public key: {e}"))?;
+            (ec_thumbprint(&x, &y), PublicParts::Ec { x, y }, public_pem)
+        }
+        "RS256" => {
+            let (thumbprint, p) =
+                super::rsa::inspect(private_pem).map_err(|e| format!("key {kid}: {e}"))?;
+            (
+                thumbprint,
+                PublicParts::Rsa { n: p.n, e: p.e },
+                p.public_pem,
+            )
+        }
+        other => return Err(format!("key {kid}: unknown algorithm {other}")),
+    };
+    if thumbprint != kid {
         return Err(format!(
             "key {kid}: kid does not match the key's thumbprint"
         ));
     }
-    let public_pem = sk
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| format!("cannot encode public key: {e}"))?;
-    Ok((x, y, public_pem))
+    Ok((parts, public_pem))
 }
 
-/// Generate a P-256 key into `dir`, signing from `activates_at`.
-pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<KeyMeta, String> {
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let key = new_key(now, activates_at)?;
-    let (meta, pem, kid) = (key.meta.clone(), key.private_pem, key.meta.kid);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+/// Write one key: the PEM, then the metadata (only then does it count).
+pub(super) fn write_key(dir: &Path, key: &StoredKey) -> Result<(), String> {
+    let kid = &key.meta.kid;
+    let json = serde_json::to_vec_pretty(&key.meta).map_err(|e| e.to_string())?;
     let pem_name = format!("{kid}.pem");
-    write_atomic(dir, &pem_name, 0o600, |w| w.write_all(pem.as_bytes()))?;
-    // The metadata goes last: only then does the key count.
+    write_atomic(dir, &pem_name, 0o600, |w| {
+        w.write_all(key.private_pem.as_bytes())
+    })?;
     if let Err(e) = write_atomic(dir, &format!("{kid}.json"), 0o600, |w| w.write_all(&json)) {
         let _ = fs::remove_file(dir.join(&pem_name));
         return Err(e);
     }
-    Ok(meta)
+    Ok(())
+}
+
+/// A key generation: the P-256 key and the RSA key created with it.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub ec: KeyMeta,
+    pub rsa: KeyMeta,
+}
+
+/// Generate a key generation (P-256 and RSA) into `dir`, signing from
+/// `activates_at`. The RSA key is written first: until the P-256 key's
+/// metadata exists it names a key that does not, and is ignored.
+pub fn generate(dir: &Path, now: i64, activates_at: i64) -> Result<Generation, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let in_use: Vec<String> = load_all(dir)?.into_iter().map(|k| k.meta.kid).collect();
+    let rsa_pem = super::rsa::new_private_pem(&in_use)?;
+    let ec = new_key(now, activates_at)?;
+    let rsa = new_rsa_key(now, &ec.meta, rsa_pem)?;
+    write_key(dir, &rsa)?;
+    write_key(dir, &ec)?;
+    Ok(Generation {
+        ec: ec.meta,
+        rsa: rsa.meta,
+    })
+}
+
+/// Make sure `dir` has keys: a first generation signing at once when there
+/// is no P-256 key, else an RSA key for every P-256 key that signs now or
+/// will and has none (a deployment from before RSA keys). Returns the RSA
+/// keys added to existing generations.
+pub fn ensure(dir: &Path, now: i64) -> Result<Vec<KeyMeta>, String> {
+    let keys = load_all(dir)?;
+    if !keys.iter().any(|k| !k.meta.is_rsa()) {
+        generate(dir, now, now)?;
+        return Ok(Vec::new());
+    }
+    let metas: Vec<&KeyMeta> = keys.iter().map(|k| &k.meta).collect();
+    let mut in_use: Vec<String> = metas.iter().map(|m| m.kid.clone()).collect();
+    let mut added = Vec::new();
+    for ec in super::lacking_rsa(&metas, now) {
+        let rsa = new_rsa_key(now, ec, super::rsa::new_private_pem(&in_use)?)?;
+        write_key(dir, &rsa)?;
+        in_use.push(rsa.meta.kid.clone());
+        added.push(rsa.meta);
+    }
+    Ok(added)
 }
 
 /// Read every complete key in `dir`.
@@ -173,24 +284,16 @@ pub fn load_all(dir: &Path) -> Result<Vec<StoredKey>, String> {
         let pem_path = dir.join(format!("{stem}.pem"));
         let private_pem = fs::read_to_string(&pem_path)
             .map_err(|e| format!("cannot read {}: {e}", pem_path.display()))?;
-        let sk: p256::SecretKey = p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(&private_pem)
-            .map_err(|e| format!("{} is not a P-256 PKCS#8 key: {e}", pem_path.display()))?;
-        let (x, y) = coordinates(&sk)?;
-        if ec_thumbprint(&x, &y) != meta.kid {
-            return Err(format!(
-                "key {name}: kid does not match the key's thumbprint"
-            ));
+        if meta.is_rsa() && meta.ec_kid.is_none() {
+            return Err(format!("key {name}: an RSA key names no P-256 key"));
         }
-        let public_pem = sk
-            .public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| format!("cannot encode public key: {e}"))?;
+        let (public, public_pem) = check_private_pem(&meta.kid, &meta.alg, &private_pem)
+            .map_err(|e| format!("{}: {e}", pem_path.display()))?;
         keys.push(StoredKey {
             meta,
-            private_pem: private_pem.to_string(),
+            private_pem,
             public_pem,
-            x,
-            y,
+            public,
         });
     }
     Ok(keys)
@@ -201,21 +304,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_key_round_trips_with_0600_and_thumbprint_kid() {
+    fn generated_keys_round_trip_with_0600_and_thumbprint_kids() {
         use std::os::unix::fs::PermissionsExt;
         let dir =
             std::env::temp_dir().join(format!("deputy-keys-{}", crate::secret::random_token(6)));
-        let meta = generate(&dir, 100, 100).unwrap();
-        let mode = fs::metadata(dir.join(format!("{}.pem", meta.kid)))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let g = generate(&dir, 100, 100).unwrap();
+        for kid in [&g.ec.kid, &g.rsa.kid] {
+            let mode = fs::metadata(dir.join(format!("{kid}.pem")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         let keys = load_all(&dir).unwrap();
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].meta, meta);
-        assert_eq!(ec_thumbprint(&keys[0].x, &keys[0].y), meta.kid);
-        assert_eq!(meta.kid.len(), 43);
+        assert_eq!(keys.len(), 2);
+        let ec = keys.iter().find(|k| k.meta.kid == g.ec.kid).unwrap();
+        assert_eq!(ec.meta, g.ec);
+        let PublicParts::Ec { x, y } = &ec.public else {
+            panic!("not EC")
+        };
+        assert_eq!(ec_thumbprint(x, y), g.ec.kid);
+        assert_eq!(g.ec.kid.len(), 43);
+        // The RSA key of the generation: its own thumbprint kid, the P-256
+        // key's activation, and a link to that key.
+        let rsa = keys.iter().find(|k| k.meta.kid == g.rsa.kid).unwrap();
+        assert_eq!(rsa.meta, g.rsa);
+        assert_eq!(rsa.meta.alg, "RS256");
+        assert_eq!(rsa.meta.ec_kid.as_deref(), Some(g.ec.kid.as_str()));
+        assert_eq!(rsa.meta.activates_at, 100);
+        let PublicParts::Rsa { n, e } = &rsa.public else {
+            panic!("not RSA")
+        };
+        assert_eq!(super::super::rsa::rsa_thumbprint(n, e), g.rsa.kid);
+        assert!(rsa.private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // An RSA key's PEM under a P-256 key's kid is refused.
+        assert!(check_private_pem(&g.ec.kid, "RS256", &rsa.private_pem).is_err());
+        assert!(check_private_pem(&g.rsa.kid, "ES256", &rsa.private_pem).is_err());
     }
 
     #[test]

@@ -6,149 +6,43 @@
 //! arrives. Then it is *active*. The key it replaced is *retired*: still
 //! published until every token it signed has expired, then *expired* and gone
 //! from the JWKS.
+//!
+//! Keys come in generations: each P-256 key (ES256, everything deputy signs)
+//! has an RSA key (RS256, ID tokens of clients that ask for it, OIDC Core
+//! §15.1) created with it, which is in whatever state its P-256 key is.
 
 pub mod db;
 pub mod file;
+mod ring;
+pub mod rsa;
 pub mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use josekit::jws::alg::ecdsa::{EcdsaJwsSigner, EcdsaJwsVerifier};
-use josekit::jws::ES256;
-use serde_json::{json, Value};
+pub use file::{Generation, KeyMeta};
+pub use ring::{KeyRing, KeyState, LoadedKey};
 
-pub use file::KeyMeta;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    Pending,
-    Active,
-    Retired,
-    Expired,
+/// The order keys take over in: activation time, then creation order.
+pub(crate) fn signing_order(a: &KeyMeta, b: &KeyMeta) -> std::cmp::Ordering {
+    (a.activates_at, a.serial, &a.kid).cmp(&(b.activates_at, b.serial, &b.kid))
 }
 
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Pending => "pending",
-            KeyState::Active => "active",
-            KeyState::Retired => "retired",
-            KeyState::Expired => "expired",
-        }
-    }
-    pub fn is_published(self) -> bool {
-        self != KeyState::Expired
-    }
-}
-
-pub struct LoadedKey {
-    pub meta: KeyMeta,
-    pub signer: EcdsaJwsSigner,
-    pub verifier: EcdsaJwsVerifier,
-    pub jwk: Value,
-}
-
-/// An immutable snapshot of the keys; replaced whole when the directory changes.
-pub struct KeyRing {
-    /// Sorted by activation time, oldest first.
-    keys: Vec<LoadedKey>,
-}
-
-impl KeyRing {
-    fn build(stored: Vec<file::StoredKey>) -> Result<KeyRing, String> {
-        let mut keys = Vec::with_capacity(stored.len());
-        for k in stored {
-            let signer = ES256
-                .signer_from_pem(k.private_pem.as_bytes())
-                .map_err(|e| format!("key {}: {e}", k.meta.kid))?;
-            let verifier = ES256
-                .verifier_from_pem(k.public_pem.as_bytes())
-                .map_err(|e| format!("key {}: {e}", k.meta.kid))?;
-            let jwk = json!({
-                "kty": "EC", "crv": "P-256", "x": k.x, "y": k.y,
-                "kid": k.meta.kid, "use": "sig", "alg": "ES256",
-            });
-            keys.push(LoadedKey {
-                meta: k.meta,
-                signer,
-                verifier,
-                jwk,
-            });
-        }
-        keys.sort_by(|a, b| {
-            (a.meta.activates_at, a.meta.serial, &a.meta.kid).cmp(&(
-                b.meta.activates_at,
-                b.meta.serial,
-                &b.meta.kid,
-            ))
-        });
-        Ok(KeyRing { keys })
-    }
-
-    /// Index of the key that signs now: the latest one already activated.
-    fn active_index(&self, now: i64) -> Option<usize> {
-        self.keys.iter().rposition(|k| k.meta.activates_at <= now)
-    }
-
-    /// The state of each key at `now`. `max_jwt_lifetime` bounds how long a token
-    /// signed by a retired key may still be presented.
-    pub fn states(&self, now: i64, max_jwt_lifetime: i64) -> Vec<(&LoadedKey, KeyState)> {
-        let active = self.active_index(now);
-        self.keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let state = match active {
-                    _ if k.meta.activates_at > now => KeyState::Pending,
-                    Some(a) if a == i => KeyState::Active,
-                    _ => {
-                        // Retired when its successor took over.
-                        let retired_at = self
-                            .keys
-                            .get(i + 1)
-                            .map(|n| n.meta.activates_at)
-                            .unwrap_or(now);
-                        if now >= retired_at + max_jwt_lifetime {
-                            KeyState::Expired
-                        } else {
-                            KeyState::Retired
-                        }
-                    }
-                };
-                (k, state)
-            })
-            .collect()
-    }
-
-    pub fn signing_key(&self, now: i64) -> Option<&LoadedKey> {
-        self.active_index(now).and_then(|i| self.keys.get(i))
-    }
-
-    /// A key that may verify a token deputy signed: any key still published.
-    pub fn verifying_key(&self, kid: &str, now: i64, max_jwt_lifetime: i64) -> Option<&LoadedKey> {
-        self.states(now, max_jwt_lifetime)
-            .into_iter()
-            .find(|(k, s)| k.meta.kid == kid && s.is_published())
-            .map(|(k, _)| k)
-    }
-
-    /// RFC 7517 §5 JWK Set of every published key (public members only).
-    pub fn jwks(&self, now: i64, max_jwt_lifetime: i64) -> Value {
-        let keys: Vec<&Value> = self
-            .states(now, max_jwt_lifetime)
-            .into_iter()
-            .filter(|(_, s)| s.is_published())
-            .map(|(k, _)| &k.jwk)
-            .collect();
-        json!({ "keys": keys })
-    }
-
-    fn kids(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.keys.iter().map(|k| k.meta.kid.clone()).collect();
-        v.sort();
-        v
-    }
+/// The P-256 keys that sign at `now` or will (active, pending) and have no
+/// RSA key yet: keys from before RSA keys existed. Retired keys need none
+/// (nothing RS256 was signed in their time).
+pub fn lacking_rsa<'a>(metas: &[&'a KeyMeta], now: i64) -> Vec<&'a KeyMeta> {
+    let mut ec: Vec<&KeyMeta> = metas.iter().copied().filter(|m| !m.is_rsa()).collect();
+    ec.sort_by(|a, b| signing_order(a, b));
+    let from = ec.iter().rposition(|m| m.activates_at <= now).unwrap_or(0);
+    ec.into_iter()
+        .skip(from)
+        .filter(|m| {
+            !metas
+                .iter()
+                .any(|r| r.is_rsa() && r.ec_kid.as_deref() == Some(m.kid.as_str()))
+        })
+        .collect()
 }
 
 /// Where the keys live: a directory (SQLite deployments), or the database
@@ -187,20 +81,37 @@ impl KeySource {
         }
     }
 
-    /// Create the first key if there is none (exactly one, even when
-    /// several instances start at once on an empty database).
-    fn ensure_first(&self, now: i64) -> Result<(), String> {
+    /// Create the first key generation if there is none (exactly one, even
+    /// when several instances start at once on an empty database), and an
+    /// RSA key for each signing or pending P-256 key without one, so a
+    /// deployment from before RSA keys gets them at its next start.
+    fn ensure(&self, now: i64) -> Result<(), String> {
         match self {
-            KeySource::Dir(dir) => {
-                if file::load_all(dir)?.is_empty() {
-                    file::generate(dir, now, now)?;
+            KeySource::Dir(dir) => file::ensure(dir, now).map(|_| ()),
+            KeySource::Database { store, kek } => {
+                let (needed, in_use) = store
+                    .read_blocking(|db| db::rsa_keys_needed(db, now))
+                    .map_err(|e| e.to_string())?;
+                if needed == 0 {
+                    return Ok(());
                 }
-                Ok(())
+                // Generated outside the transaction (up to a second each),
+                // so it stays short; one run again after a conflict reuses them.
+                let mut spare: Vec<String> = Vec::with_capacity(needed);
+                for _ in 0..needed {
+                    let mut avoid = in_use.clone();
+                    for pem in &spare {
+                        avoid.push(rsa::inspect(pem)?.0);
+                    }
+                    spare.push(rsa::new_private_pem(&avoid)?);
+                }
+                store
+                    .transact_blocking(|db| {
+                        db::ensure(db, kek, now, &mut spare.clone()).map(Ok::<bool, ()>)
+                    })
+                    .map_err(|e| e.to_string())
+                    .map(|_| ())
             }
-            KeySource::Database { store, kek } => store
-                .transact_blocking(|db| db::ensure_first(db, kek, now).map(Ok::<bool, ()>))
-                .map_err(|e| e.to_string())
-                .map(|_| ()),
         }
     }
 }
@@ -212,14 +123,16 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Load the keys in `dir`; on first start generate one that signs at once.
+    /// Load the keys in `dir`; on first start generate a generation that
+    /// signs at once.
     pub fn open(dir: &Path, now: i64) -> Result<Keys, String> {
         Self::open_source(KeySource::Dir(dir.to_path_buf()), now)
     }
 
-    /// Load the keys from `source`; on first start generate one that signs at once.
+    /// Load the keys from `source`; on first start generate a generation
+    /// that signs at once (see `KeySource::ensure`).
     pub fn open_source(source: KeySource, now: i64) -> Result<Keys, String> {
-        source.ensure_first(now)?;
+        source.ensure(now)?;
         let stored = source.load()?;
         Ok(Keys {
             source,
@@ -262,9 +175,11 @@ mod tests {
         let d = dir();
         let keys = Keys::open(&d, 1000).unwrap();
         let first = keys.ring().signing_key(1000).unwrap().meta.kid.clone();
-        // Rotate at t=2000 with the new key activating at t=2600.
-        let second = file::generate(&d, 2000, 2600).unwrap().kid;
+        let first_rsa = keys.ring().rsa_signing_key(1000).unwrap().meta.kid.clone();
+        // Rotate at t=2000 with the new generation activating at t=2600.
+        let second = file::generate(&d, 2000, 2600).unwrap();
         assert!(keys.reload_if_changed().unwrap());
+        assert!(!keys.reload_if_changed().unwrap(), "nothing new");
         let ring = keys.ring();
         let max = 330;
         assert_eq!(
@@ -272,22 +187,143 @@ mod tests {
             first,
             "pending key must not sign"
         );
+        assert_eq!(ring.rsa_signing_key(2100).unwrap().meta.kid, first_rsa);
         let jwks = ring.jwks(2100, max);
         assert_eq!(
             jwks["keys"].as_array().unwrap().len(),
-            2,
-            "pending key is published"
+            4,
+            "pending keys are published"
         );
-        assert_eq!(ring.signing_key(2600).unwrap().meta.kid, second);
-        // The retired key stays published while tokens it signed may live.
-        assert!(ring.verifying_key(&first, 2600 + max - 1, max).is_some());
-        assert!(ring.verifying_key(&first, 2600 + max, max).is_none());
-        let states: Vec<KeyState> = ring
+        assert_eq!(ring.signing_key(2600).unwrap().meta.kid, second.ec.kid);
+        assert_eq!(ring.rsa_signing_key(2600).unwrap().meta.kid, second.rsa.kid);
+        // The retired keys stay published while tokens they signed may live.
+        for kid in [&first, &first_rsa] {
+            assert!(ring.verifying_key(kid, 2600 + max - 1, max).is_some());
+            assert!(ring.verifying_key(kid, 2600 + max, max).is_none());
+        }
+        let states: Vec<(String, KeyState)> = ring
             .states(2600 + max, max)
             .into_iter()
-            .map(|(_, s)| s)
+            .map(|(k, s)| (k.meta.kid.clone(), s))
             .collect();
-        assert_eq!(states, vec![KeyState::Expired, KeyState::Active]);
-        assert!(ring.jwks(2100, max)["keys"][0].get("d").is_none());
+        assert_eq!(
+            states,
+            vec![
+                (first, KeyState::Expired),
+                (first_rsa, KeyState::Expired),
+                (second.ec.kid, KeyState::Active),
+                (second.rsa.kid, KeyState::Active),
+            ]
+        );
+        assert!(ring.jwks(2100, max)["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| ["d", "p", "q", "dp", "dq", "qi"]
+                .iter()
+                .all(|m| k.get(m).is_none())));
+    }
+
+    #[test]
+    fn the_jwks_publishes_each_generation_as_an_ec_and_an_rsa_key() {
+        let d = dir();
+        let keys = Keys::open(&d, 1000).unwrap();
+        let ring = keys.ring();
+        let jwks = ring.jwks(1000, 330);
+        let list = jwks["keys"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        let ec = list.iter().find(|k| k["kty"] == "EC").unwrap();
+        assert_eq!(ec["alg"], "ES256");
+        assert_eq!(ec["crv"], "P-256");
+        assert_eq!(
+            ec["kid"],
+            file::ec_thumbprint(ec["x"].as_str().unwrap(), ec["y"].as_str().unwrap())
+        );
+        let rsa = list.iter().find(|k| k["kty"] == "RSA").unwrap();
+        let members: std::collections::BTreeSet<&str> = rsa
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            members,
+            ["alg", "e", "kid", "kty", "n", "use"].into_iter().collect()
+        );
+        assert_eq!(rsa["alg"], "RS256");
+        assert_eq!(rsa["use"], "sig");
+        assert_eq!(rsa["e"], "AQAB");
+        // RFC 7638 §3.2 over {"e","kty","n"}, computed here independently.
+        let canonical = format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            rsa["e"].as_str().unwrap(),
+            rsa["n"].as_str().unwrap()
+        );
+        use base64::Engine;
+        let want = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(openssl::sha::sha256(canonical.as_bytes()));
+        assert_eq!(rsa["kid"], want);
+        assert_eq!(
+            ring.rsa_signing_key(1000).unwrap().meta.kid,
+            rsa["kid"].as_str().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_rsa_key_without_its_ec_key_is_neither_published_nor_used() {
+        let d = dir();
+        let keys = Keys::open(&d, 1000).unwrap();
+        // A rotation that stopped after the RSA key: its P-256 key is absent.
+        let ghost = file::new_key(1500, 1500).unwrap();
+        let in_use = keys.ring().kids();
+        let orphan =
+            file::new_rsa_key(1500, &ghost.meta, rsa::new_private_pem(&in_use).unwrap()).unwrap();
+        std::fs::write(
+            d.join(format!("{}.pem", orphan.meta.kid)),
+            &orphan.private_pem,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join(format!("{}.json", orphan.meta.kid)),
+            serde_json::to_vec(&orphan.meta).unwrap(),
+        )
+        .unwrap();
+        assert!(keys.reload_if_changed().unwrap());
+        assert!(!keys.reload_if_changed().unwrap());
+        let ring = keys.ring();
+        assert_eq!(ring.jwks(2000, 330)["keys"].as_array().unwrap().len(), 2);
+        assert!(ring.verifying_key(&orphan.meta.kid, 2000, 330).is_none());
+        assert_ne!(
+            ring.rsa_signing_key(2000).unwrap().meta.kid,
+            orphan.meta.kid
+        );
+    }
+
+    #[test]
+    fn an_ec_only_directory_gets_an_rsa_key_for_its_signing_and_pending_keys() {
+        let dir = dir();
+        // A deployment from before RSA keys: three P-256 keys, one retired,
+        // one active, one pending.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ec = Vec::new();
+        for at in [100, 200, 900] {
+            let k = file::new_key(at - 50, at).unwrap();
+            file::write_key(&dir, &k).unwrap();
+            ec.push(k.meta);
+        }
+        let added = file::ensure(&dir, 500).unwrap();
+        let linked: Vec<&str> = added.iter().filter_map(|m| m.ec_kid.as_deref()).collect();
+        assert_eq!(linked, vec![ec[1].kid.as_str(), ec[2].kid.as_str()]);
+        assert_eq!(added[0].activates_at, 200);
+        assert_eq!(added[1].activates_at, 900);
+        assert_eq!(file::load_all(&dir).unwrap().len(), 5);
+        // The next start adds nothing; no kid changed.
+        assert!(file::ensure(&dir, 600).unwrap().is_empty());
+        let kids: Vec<String> = file::load_all(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.meta.kid)
+            .collect();
+        assert!(ec.iter().all(|m| kids.contains(&m.kid)));
     }
 }

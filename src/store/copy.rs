@@ -497,26 +497,7 @@ fn insert_keys(pg: &dyn Db, keys: &[StoredKey], kek: &Kek) -> StoreResult<Result
         let Some(k) = keys.iter().find(|k| k.meta.kid == kid) else {
             continue;
         };
-        let sealed = match kek.seal(k.private_pem.as_bytes(), &kid) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        pg.execute(
-            "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, public_pem, x, \
-             y, sealed_private_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            args![
-                &kid,
-                &k.meta.alg,
-                serial,
-                k.meta.created_at,
-                k.meta.activates_at,
-                &k.public_pem,
-                &k.x,
-                &k.y,
-                sealed
-            ],
-        )
-        .map_err(in_table(KEYS_TABLE))?;
+        crate::keys::db::insert_stored(pg, kek, k, serial).map_err(in_table(KEYS_TABLE))?;
     }
     Ok(Ok(()))
 }
@@ -790,6 +771,7 @@ mod tests {
             created_at,
             activates_at,
             serial,
+            ec_kid: None,
         }
     }
 
@@ -945,12 +927,16 @@ mod tests {
     fn keys_dir(dir: &Path) -> Vec<StoredKey> {
         use crate::keys::file;
         let keys = dir.join("keys");
+        // Two key generations (a P-256 and an RSA key each).
         file::generate(&keys, 100, 100).unwrap();
         file::generate(&keys, 100, 400).unwrap();
-        // Two keys from before serials were recorded, activating together.
+        // Two P-256 keys from before serials (and RSA keys) were recorded,
+        // activating together.
         for _ in 0..2 {
-            let m = file::generate(&keys, 50, 50).unwrap();
-            let path = keys.join(format!("{}.json", m.kid));
+            let m = file::new_key(50, 50).unwrap();
+            let path = keys.join(format!("{}.json", m.meta.kid));
+            std::fs::write(keys.join(format!("{}.pem", m.meta.kid)), &m.private_pem).unwrap();
+            std::fs::write(&path, serde_json::to_vec(&m.meta).unwrap()).unwrap();
             let mut json: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             json.as_object_mut().unwrap().remove("serial");
@@ -1009,7 +995,7 @@ mod tests {
 
         let mut source = Source::open(&path).unwrap();
         let copied = source.copy_to(&pg, &keys, &kek).unwrap();
-        assert_eq!(copied.keys, 4);
+        assert_eq!(copied.keys, 6);
         assert_eq!(copied.last_audit_id, 5);
         let by_table: std::collections::HashMap<&str, i64> = copied
             .tables
@@ -1069,10 +1055,14 @@ mod tests {
         let stored_metas: Vec<KeyMeta> = stored.iter().map(|k| k.meta.clone()).collect();
         assert_eq!(signing_order(&stored_metas), signing_order(&source_metas));
         let serials: BTreeSet<u128> = stored_metas.iter().map(|m| m.serial).collect();
-        assert_eq!(serials.len(), 4);
+        assert_eq!(serials.len(), 6);
+        assert_eq!(stored.iter().filter(|k| k.meta.is_rsa()).count(), 2);
         for k in &stored {
             let original = keys.iter().find(|o| o.meta.kid == k.meta.kid).unwrap();
             assert_eq!(k.private_pem, original.private_pem);
+            // An RSA key stays with the P-256 key of its generation.
+            assert_eq!(k.meta.ec_kid, original.meta.ec_kid);
+            assert_eq!(k.public, original.public);
             assert_eq!(
                 (k.meta.created_at, k.meta.activates_at),
                 (original.meta.created_at, original.meta.activates_at)
@@ -1090,7 +1080,7 @@ mod tests {
             e.starts_with("the target database is not empty: clients (2 rows)"),
             "{e}"
         );
-        assert!(e.contains("signing_keys (4 rows)"), "{e}");
+        assert!(e.contains("signing_keys (6 rows)"), "{e}");
         assert_eq!(counts(&pg), before);
     }
 

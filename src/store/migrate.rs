@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0012_relying_parties",
         include_str!("../../migrations/sqlite/0012_relying_parties.sql"),
     ),
+    (
+        13,
+        "0013_rsa_keys",
+        include_str!("../../migrations/sqlite/0013_rsa_keys.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -174,7 +179,7 @@ mod tests {
              INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11, 12]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11, 12, 13]);
         let rows: Vec<(String, String, String, i64)> = conn
             .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
             .unwrap()
@@ -233,7 +238,7 @@ mod tests {
     #[test]
     fn shared_state_tables_refuse_what_does_not_fit() {
         let mut conn = at_version(10);
-        assert_eq!(migrate(&mut conn).unwrap(), vec![11, 12]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![11, 12, 13]);
         let key = |kid: &str, serial: i64, sealed: &dyn rusqlite::ToSql| {
             conn.execute(
                 "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \
@@ -317,5 +322,53 @@ mod tests {
             [],
         )
         .unwrap();
+    }
+
+    /// Migration 13: a key row keeps its columns and is a P-256 key (x, y)
+    /// or an RSA key (n, e) naming its generation's P-256 key, at most one
+    /// RSA key per generation.
+    #[test]
+    fn key_rows_are_ec_or_rsa_with_one_rsa_key_per_generation() {
+        let mut conn = at_version(12);
+        conn.execute(
+            "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, public_pem, \
+             x, y, sealed_private_key) VALUES ('ec1', 'ES256', 1, 1, 2, 'pem', 'x', 'y', x'01')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), vec![13]);
+        let kept: (String, String, Option<String>) = conn
+            .query_row("SELECT kid, x, ec_kid FROM signing_keys", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("ec1".into(), "x".into(), None));
+        let rsa = |kid: &str, serial: i64, ec_kid: Option<&str>, x: Option<&str>| {
+            conn.execute(
+                "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, public_pem, \
+                 x, sealed_private_key, n, e, ec_kid) \
+                 VALUES (?1, 'RS256', ?2, 1, 2, 'pem', ?4, x'01', 'n', 'AQAB', ?3)",
+                params![kid, serial, ec_kid, x],
+            )
+        };
+        assert!(rsa("r0", 2, None, None).is_err(), "names its generation");
+        assert!(
+            rsa("r0", 2, Some("ec1"), Some("x")).is_err(),
+            "no EC members"
+        );
+        rsa("r1", 3, Some("ec1"), None).unwrap();
+        assert!(
+            rsa("r2", 4, Some("ec1"), None).is_err(),
+            "one per generation"
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \
+                 public_pem, sealed_private_key) VALUES ('ec2', 'ES256', 5, 1, 2, 'pem', x'01')",
+                [],
+            )
+            .is_err(),
+            "a P-256 key has its coordinates"
+        );
     }
 }

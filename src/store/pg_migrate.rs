@@ -23,6 +23,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_relying_parties",
         include_str!("../../migrations/postgres/0002_relying_parties.sql"),
     ),
+    (
+        3,
+        "0003_rsa_keys",
+        include_str!("../../migrations/postgres/0003_rsa_keys.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in

@@ -7,7 +7,9 @@ use super::db::Db;
 use super::StoreResult;
 use crate::args;
 
-/// One stored key: public parts in clear, the private key sealed.
+/// One stored key: public parts in clear, the private key sealed. A P-256
+/// key has `x`, `y`; an RSA key `n`, `e` and `ec_kid`, the P-256 key of its
+/// generation.
 #[derive(Clone)]
 pub struct SigningKeyRow {
     pub kid: String,
@@ -16,15 +18,23 @@ pub struct SigningKeyRow {
     pub created_at: i64,
     pub activates_at: i64,
     pub public_pem: String,
-    pub x: String,
-    pub y: String,
+    pub x: Option<String>,
+    pub y: Option<String>,
     pub sealed_private_key: Vec<u8>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub ec_kid: Option<String>,
 }
+
+const COLUMNS: &str =
+    "kid, alg, serial, created_at, activates_at, public_pem, x, y, sealed_private_key, n, e, ec_kid";
 
 pub fn insert(db: &dyn Db, k: &SigningKeyRow) -> StoreResult<()> {
     db.execute(
-        "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, public_pem, x, y, \
-         sealed_private_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &format!(
+            "INSERT INTO signing_keys ({COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
         args![
             &k.kid,
             &k.alg,
@@ -34,7 +44,10 @@ pub fn insert(db: &dyn Db, k: &SigningKeyRow) -> StoreResult<()> {
             &k.public_pem,
             &k.x,
             &k.y,
-            k.sealed_private_key.as_slice()
+            k.sealed_private_key.as_slice(),
+            &k.n,
+            &k.e,
+            &k.ec_kid
         ],
     )?;
     Ok(())
@@ -54,8 +67,7 @@ pub fn kids(db: &dyn Db) -> StoreResult<Vec<String>> {
 
 pub fn all(db: &dyn Db) -> StoreResult<Vec<SigningKeyRow>> {
     db.query(
-        "SELECT kid, alg, serial, created_at, activates_at, public_pem, x, y, sealed_private_key \
-         FROM signing_keys ORDER BY kid",
+        &format!("SELECT {COLUMNS} FROM signing_keys ORDER BY kid"),
         &[],
     )?
     .iter()
@@ -70,6 +82,9 @@ pub fn all(db: &dyn Db) -> StoreResult<Vec<SigningKeyRow>> {
             x: r.get(6)?,
             y: r.get(7)?,
             sealed_private_key: r.get(8)?,
+            n: r.get(9)?,
+            e: r.get(10)?,
+            ec_kid: r.get(11)?,
         })
     })
     .collect()

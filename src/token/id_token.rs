@@ -4,10 +4,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::{new_jti, sign};
+use super::{new_jti, sign_id_token};
 use crate::error::OAuthError;
 use crate::keys::KeyRing;
-use crate::model::{SubjectKind, TokenKind};
+use crate::model::{IdTokenAlg, SubjectKind, TokenKind};
 use crate::store::tokens::TokenRecord;
 
 /// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 of the access token.
@@ -32,6 +32,8 @@ pub struct IdTokenSpec<'a> {
     pub grant_type: &'a str,
     /// Profile/email claims released into this ID token (OIDC Core §5.4, §5.5).
     pub person_claims: Map<String, Value>,
+    /// The client's registered `id_token_signed_response_alg`.
+    pub alg: IdTokenAlg,
 }
 
 pub fn mint_id_token(
@@ -64,7 +66,7 @@ pub fn mint_id_token(
     for (name, value) in spec.person_claims {
         c.entry(name).or_insert(value);
     }
-    let jwt = sign(ring, now, "JWT", &Value::Object(c))?;
+    let jwt = sign_id_token(ring, now, spec.alg, &Value::Object(c))?;
     let record = TokenRecord {
         jti,
         kind: TokenKind::Id,

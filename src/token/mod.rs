@@ -1,5 +1,6 @@
 //! Token minting, claims and signing, in one place. Every access token is an
-//! RFC 9068 JWT (`typ: at+jwt`) signed ES256 with the active key, and every
+//! RFC 9068 JWT (`typ: at+jwt`) signed ES256 with the active key (ID tokens
+//! RS256 when their client registered it), and every
 //! token is recorded (`TokenRecord`) in the same transaction that answers the
 //! request.
 
@@ -13,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::OAuthError;
 use crate::keys::KeyRing;
-use crate::model::{GrantType, SubjectKind, TokenKind};
+use crate::model::{GrantType, IdTokenAlg, SubjectKind, TokenKind};
 use crate::secret::Redacted;
 use crate::store::clients::Client;
 use crate::store::tokens::TokenRecord;
@@ -91,13 +92,40 @@ pub fn new_jti() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Sign a JWT with the active key, with the given `typ`.
+/// Sign a JWT ES256 with the active P-256 key, with the given `typ`: every
+/// token deputy signs except an RS256 client's ID tokens (`sign_id_token`).
 pub fn sign(ring: &KeyRing, now: i64, typ: &str, claims: &Value) -> Result<String, OAuthError> {
     let key = ring
         .signing_key(now)
         .ok_or_else(|| OAuthError::server_error("no active signing key"))?;
     let header = json!({ "alg": "ES256", "typ": typ, "kid": key.meta.kid });
-    jws::encode(&header, claims, &key.signer).map_err(OAuthError::server_error)
+    jws::encode(&header, claims, key.signer.as_ref()).map_err(OAuthError::server_error)
+}
+
+/// Sign an ID token with the algorithm its client registered (OIDC Core
+/// §15.1: an OP must be able to sign RS256; §3.1.3.7 step 7: the client
+/// validates with the `id_token_signed_response_alg` it registered). The
+/// only way RS256 is signed: access tokens, logout tokens and introspection
+/// responses use `sign` (ES256).
+pub fn sign_id_token(
+    ring: &KeyRing,
+    now: i64,
+    alg: IdTokenAlg,
+    claims: &Value,
+) -> Result<String, OAuthError> {
+    match alg {
+        IdTokenAlg::Es256 => sign(ring, now, "JWT", claims),
+        IdTokenAlg::Rs256 => {
+            // Created with the active P-256 key (start-up and rotation
+            // create both); none means that key was made by an older
+            // deputy: the next start or rotation adds it.
+            let key = ring
+                .rsa_signing_key(now)
+                .ok_or_else(|| OAuthError::server_error("no active RSA signing key"))?;
+            let header = json!({ "alg": "RS256", "typ": "JWT", "kid": key.meta.kid });
+            jws::encode(&header, claims, key.signer.as_ref()).map_err(OAuthError::server_error)
+        }
+    }
 }
 
 /// Build, sign and describe an access token (RFC 9068 §2.2).

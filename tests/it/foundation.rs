@@ -36,7 +36,7 @@ async fn discovery_lists_what_is_implemented() {
             assert_eq!(body["end_session_endpoint"], format!("{ISSUER}/logout"));
             assert_eq!(
                 body["id_token_signing_alg_values_supported"],
-                serde_json::json!(["ES256"])
+                serde_json::json!(["ES256", "RS256"])
             );
         }
         assert_eq!(
@@ -68,13 +68,20 @@ async fn jwks_publishes_public_keys_with_cache_control() {
     let (status, body) = json_of(resp).await;
     assert_eq!(status, 200);
     let keys = body["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
+    // One generation: a P-256 key, and the RSA key for RS256 ID tokens.
+    assert_eq!(keys.len(), 2);
     assert_eq!(keys[0]["kty"], "EC");
     assert_eq!(keys[0]["alg"], "ES256");
-    assert!(
-        keys[0].get("d").is_none(),
-        "private part must never be published"
-    );
+    assert_eq!(keys[1]["kty"], "RSA");
+    assert_eq!(keys[1]["alg"], "RS256");
+    for k in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(
+                k.get(private).is_none(),
+                "private part must never be published"
+            );
+        }
+    }
 }
 
 #[actix_web::test]
@@ -100,8 +107,13 @@ async fn rotated_key_is_published_at_once_and_signs_after_prepublication() {
         .iter()
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
-    assert_eq!(kids.len(), 2);
-    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new.kid.as_str()));
+    assert_eq!(
+        kids.len(),
+        4,
+        "two generations, each a P-256 and an RSA key"
+    );
+    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new.ec.kid.as_str()));
+    assert!(kids.contains(&new.rsa.kid.as_str()));
     assert_eq!(
         env.state
             .keys
@@ -120,7 +132,7 @@ async fn rotated_key_is_published_at_once_and_signs_after_prepublication() {
             .unwrap()
             .meta
             .kid,
-        new.kid
+        new.ec.kid
     );
 }
 

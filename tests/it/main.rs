@@ -23,5 +23,6 @@ mod private_key_jwt;
 mod properties;
 mod proxies;
 mod refresh;
+mod rs256;
 mod throttling;
 mod token_status;

@@ -36,6 +36,9 @@ pub fn temp_dir() -> PathBuf {
 /// in that database (the same one again for the same `dir`, so a restart
 /// finds its data) with a key-encryption key file in `dir`.
 pub fn settings_in(dir: &std::path::Path) -> Settings {
+    // RSA-3072 keys take up to a second each: this process generates a few
+    // and every test deputy reuses them (each its own P-256 keys).
+    deputy::keys::rsa::reuse_generated_keys();
     let mut s = Settings {
         issuer: ISSUER.to_string(),
         database: dir.join("deputy.db"),
@@ -60,9 +63,9 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
 }
 
 impl Env {
-    /// A new signing key, where this deputy keeps its keys (the directory,
-    /// or the database sealed under the key-encryption key).
-    pub async fn rotate_key(&self, now: i64, activates_at: i64) -> deputy::keys::KeyMeta {
+    /// A new key generation (P-256 and RSA), where this deputy keeps its
+    /// keys (the directory, or the database sealed under the key-encryption key).
+    pub async fn rotate_key(&self, now: i64, activates_at: i64) -> deputy::keys::Generation {
         let settings = self.state.settings.clone();
         if settings.postgres_url().is_none() {
             return deputy::keys::file::generate(&settings.keys_dir, now, activates_at).unwrap();
