@@ -18,6 +18,9 @@ pub struct AppState {
     pub client_auth: crate::client_auth::Caches,
     /// The one outbound fetcher: its bound on fetches in progress is global.
     pub fetcher: crate::fetch::Fetcher,
+    /// Fetches of client metadata documents in progress and failed (per instance).
+    pub client_registry: crate::client_registry::Registry,
+    pub registration_by_address: crate::limits::RateLimiter,
     pub throttle: crate::login::throttle::Throttle,
     /// Throttled login attempts waiting to be audited as bursts.
     pub throttled_logins: crate::login::throttled::ThrottledLogins,
@@ -61,12 +64,24 @@ impl AppState {
             now: self.clock.now(),
             caches: &self.client_auth,
             fetcher: &self.fetcher,
+            registry: &self.client_registry,
             auth_failures: &self.auth_failures,
             dummy_secret_hash: &self.dummy_hashes.client_secret,
         }
     }
 
     /// What the grants need, for one request.
+    /// What looking up a client needs (`client_registry::resolve`).
+    pub fn client_lookup(&self) -> crate::client_registry::Lookup<'_> {
+        crate::client_registry::Lookup {
+            store: &self.store,
+            settings: &self.settings,
+            fetcher: &self.fetcher,
+            registry: &self.client_registry,
+            now: self.clock.now(),
+        }
+    }
+
     pub fn grant_context(&self) -> crate::grant::GrantContext<'_> {
         crate::grant::GrantContext {
             now: self.clock.now(),
@@ -114,6 +129,10 @@ impl AppState {
             token_by_address: crate::limits::RateLimiter::new(settings.rate_limit_address),
             login_by_address: crate::limits::RateLimiter::new(settings.rate_limit_login),
             fetcher: crate::fetch::Fetcher::new(crate::fetch::Policy::from_settings(&settings)),
+            client_registry: crate::client_registry::Registry::default(),
+            registration_by_address: crate::limits::RateLimiter::new(
+                settings.rate_limit_registration,
+            ),
             auth_failures: crate::limits::FailureBudget::new(
                 settings.auth_failure_limit,
                 settings.auth_failure_window,

@@ -40,6 +40,38 @@ fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `client_metadata_documents`: whether a `client_id` that is an https URL
+/// names a client described by the document at that URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// `client_metadata_allow`: URL prefixes (with `://`) or host names; empty
+/// allows any. Shown as it is written: entries separated by commas.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AllowList(pub Vec<String>);
+
+impl std::fmt::Debug for AllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// `registration`: who may use `POST /register` (RFC 7591).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// No registration endpoint.
+    Off,
+    /// With an initial access token (`deputy registration token create`).
+    Token,
+    /// Anyone, for public clients with loopback or https redirect URIs.
+    Open,
+}
+
 /// `log_format`: how log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +79,10 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// Old names still read as the setting that replaced them (serde aliases):
+/// keys, but not settings of their own.
+pub const ALIASES: &[&str] = &["allow_loopback_jwks_uri"];
 
 /// All settings. Each is written once, here: its key is the field name (in
 /// the file, and upper case after `DEPUTY_`), its type and kind say what it
@@ -116,11 +152,40 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// tracing filter, e.g. `info` or `deputy=debug`; must not be empty. Default `info`.
     pub log_level: String,
-    /// Development only: outbound fetches (clients' JWKS URIs) may reach
-    /// loopback addresses, and use `http` to a loopback host
-    /// (`crate::fetch::Policy`; meant to become `allow_loopback_fetch`).
-    /// `true`/`1`/`yes` or `false`/`0`/`no`. Default false.
-    pub allow_loopback_jwks_uri: bool,
+    /// Development only: every outbound fetch (clients' JWKS URIs, client
+    /// metadata documents) may reach loopback addresses, and use `http` to a
+    /// loopback host (`crate::fetch::Policy`). The old name
+    /// `allow_loopback_jwks_uri` is read as this one. `true`/`1`/`yes` or
+    /// `false`/`0`/`no`. Default false.
+    #[serde(alias = "allow_loopback_jwks_uri")]
+    pub allow_loopback_fetch: bool,
+    /// `on`: a `client_id` that is an https URL with a path names a client
+    /// described by the JSON document at that URL (Client ID Metadata
+    /// Documents); `off`: such ids are unknown clients. Default `on`.
+    pub client_metadata_documents: Switch,
+    /// Metadata document URLs deputy may fetch: URL prefixes
+    /// (`https://app.example/`) or host names (`app.example`), a TOML array
+    /// or text separated by commas; empty: any. Default empty.
+    #[serde(deserialize_with = "values::url_prefixes")]
+    pub client_metadata_allow: AllowList,
+    /// A fetched metadata document is used at least this long, whatever its
+    /// HTTP caching says, seconds. Default 300.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
+    pub client_metadata_min_cache: i64,
+    /// ... and at most this long, seconds. Default 86400.
+    #[serde(deserialize_with = "Seconds::<0>::field")]
+    pub client_metadata_max_cache: i64,
+    /// `off`, `token` or `open`: who may register clients at `/register`
+    /// (RFC 7591). Default `off`.
+    pub registration: RegistrationMode,
+    /// A dynamically registered client unused this long is removed, seconds
+    /// (at least 1). Default 2592000 (30 days).
+    #[serde(deserialize_with = "Seconds::<1>::field")]
+    pub registration_unused_ttl: i64,
+    /// Registration requests per second per remote address (0 = no limit).
+    /// Default 1.
+    #[serde(deserialize_with = "values::per_second")]
+    pub rate_limit_registration: u32,
     /// HTTP worker threads, 0 to 256 (0 = one per core). Default 0.
     #[serde(deserialize_with = "values::workers")]
     pub workers: usize,
@@ -177,7 +242,14 @@ impl Default for Settings {
             session_ttl: 8 * 3600,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
-            allow_loopback_jwks_uri: false,
+            allow_loopback_fetch: false,
+            client_metadata_documents: Switch::On,
+            client_metadata_allow: AllowList::default(),
+            client_metadata_min_cache: 300,
+            client_metadata_max_cache: 86_400,
+            registration: RegistrationMode::Off,
+            registration_unused_ttl: 30 * 24 * 3600,
+            rate_limit_registration: 1,
             workers: 0,
             rate_limit_client: 10_000,
             rate_limit_address: 20_000,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod client_auth;
+pub mod client_registry;
 pub mod clock;
 pub mod config;
 pub mod error;

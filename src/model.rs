@@ -37,6 +37,41 @@ impl ClientKind {
     }
 }
 
+/// Who registered a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Registration {
+    /// The operator, with `deputy client add`.
+    #[default]
+    Operator,
+    /// Nobody: the client describes itself in the document at its
+    /// `client_id` URL (Client ID Metadata Documents); the row is a cache.
+    MetadataDocument,
+    /// The client itself, at `/register` (RFC 7591).
+    Dynamic,
+}
+
+impl Registration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Operator => "operator",
+            Registration::MetadataDocument => "metadata_document",
+            Registration::Dynamic => "dynamic",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(Registration::Operator),
+            "metadata_document" => Some(Registration::MetadataDocument),
+            "dynamic" => Some(Registration::Dynamic),
+            _ => None,
+        }
+    }
+    /// The client described itself: the operator vouches for nothing.
+    pub fn self_described(self) -> bool {
+        self != Registration::Operator
+    }
+}
+
 /// The JWS algorithm a client's ID tokens are signed with (OIDC
 /// Registration `id_token_signed_response_alg`). Access tokens are always
 /// ES256; RS256 exists for relying parties that accept nothing else

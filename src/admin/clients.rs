@@ -63,3 +63,37 @@ pub fn remove(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult
         consents_withdrawn,
     }))
 }
+
+/// Block client `id` (any registration; a metadata document URL not seen
+/// yet is blocked before its first use): from now on it is unknown to every
+/// endpoint, and everything it holds is revoked as on removal, in the
+/// caller's transaction. The row stays, so the block outlives the client's
+/// next metadata document. Returns the tokens revoked, or `None` when it
+/// was blocked already.
+pub fn block(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult<Option<usize>> {
+    if !crate::store::clients::block(conn, id, now)? {
+        return Ok(None);
+    }
+    let mut tokens_revoked = 0;
+    for sel in [
+        Selector::Client(id.to_string()),
+        Selector::Actor(id.to_string(), None),
+    ] {
+        tokens_revoked += super::revoke::revoke(conn, &sel, origin, now)?;
+    }
+    crate::store::consents::withdraw_all_for_client(conn, id)?;
+    let mut detail = serde_json::Map::new();
+    detail.insert("tokens_revoked".into(), json!(tokens_revoked));
+    let mut event = origin.stamp(
+        AuditEvent::new(now, "client_blocked", Mode::Admin),
+        &mut detail,
+    );
+    if event.client_id.is_none() {
+        event.client_id = Some(id.to_string());
+    } else {
+        detail.insert("client_id".into(), json!(id));
+    }
+    event.detail = Some(serde_json::Value::Object(detail).to_string());
+    crate::store::audit::insert(conn, &event)?;
+    Ok(Some(tokens_revoked))
+}

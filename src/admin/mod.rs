@@ -118,6 +118,8 @@ pub enum Origin {
     Api(AdminCaller),
     /// The management CLI (whoever can open the database).
     Cli,
+    /// deputy itself: a dynamically registered client unused too long.
+    Expiry,
 }
 
 impl Origin {
@@ -136,6 +138,10 @@ impl Origin {
             }
             Origin::Cli => {
                 detail.insert("via".into(), json!("cli"));
+                event
+            }
+            Origin::Expiry => {
+                detail.insert("via".into(), json!("registration_expiry"));
                 event
             }
         }

@@ -1,4 +1,4 @@
-//! `deputy client add|list|show|remove`.
+//! `deputy client add|list|show|remove|block`.
 
 use clap::Subcommand;
 
@@ -20,6 +20,9 @@ pub enum ClientCmd {
     Show { id: String },
     /// Remove a client and revoke every token issued to it.
     Remove { id: String },
+    /// Block a client (e.g. a metadata document URL, before or after its
+    /// first use): it becomes unknown everywhere and its tokens are revoked.
+    Block { id: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -195,6 +198,7 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
         created_at: now(),
         id_token_claims: args.id_token_claims,
         id_token_alg,
+        origin: Default::default(),
     };
     Ok((client, secret))
 }
@@ -204,7 +208,7 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
     let mut conn = open_db(&settings)?;
     match cmd {
         ClientCmd::Add(args) => {
-            let (client, secret) = build(args, settings.allow_loopback_jwks_uri)?;
+            let (client, secret) = build(args, settings.allow_loopback_fetch)?;
             let mut event =
                 crate::audit::AuditEvent::new(now(), "client_added", crate::audit::Mode::Admin)
                     .client(&client.id, client.kind.as_str());
@@ -252,6 +256,20 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
                 "rules_removed": removal.rules_removed,
                 "resources_unlinked": removal.resources_unlinked,
             }));
+            Ok(())
+        }
+        ClientCmd::Block { id } => {
+            if id.is_empty() || id.len() > 2048 || id.chars().any(char::is_control) {
+                return Err("the client id must be 1-2048 characters".to_string());
+            }
+            let t = now();
+            let revoked = change(&mut conn, |tx| {
+                Ok(
+                    crate::admin::clients::block(tx, id, &crate::admin::Origin::Cli, t)?
+                        .ok_or_else(|| format!("client `{id}` is blocked already")),
+                )
+            })?;
+            print_json(&serde_json::json!({"blocked": id, "tokens_revoked": revoked}));
             Ok(())
         }
     }

@@ -6,6 +6,7 @@ mod admin;
 mod client;
 mod delegation;
 mod keys;
+mod registration;
 mod resource;
 mod serve;
 mod store;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Move a deployment between databases (`store copy`).
     #[command(subcommand)]
     Store(store::StoreCmd),
+    /// Dynamic client registration (`registration token create`).
+    #[command(subcommand)]
+    Registration(registration::RegistrationCmd),
 }
 
 /// A command line clap refused, as the README promises: help and version
@@ -189,6 +193,7 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Client(cmd) => client::run(&cli, cmd),
+        Command::Registration(cmd) => registration::run(&cli, cmd),
         Command::Resource(cmd) => resource::run(&cli, cmd),
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Keys(cmd) => keys::run(&cli, cmd),

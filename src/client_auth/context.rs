@@ -25,8 +25,10 @@ pub struct Context<'a> {
     pub settings: &'a Settings,
     pub now: i64,
     pub caches: &'a Caches,
-    /// The one outbound fetcher (for `jwks_uri`s).
+    /// The one outbound fetcher (for `jwks_uri`s and metadata documents).
     pub fetcher: &'a Fetcher,
+    /// Which client an id names (`client_registry::resolve`).
+    pub registry: &'a crate::client_registry::Registry,
     pub auth_failures: &'a FailureBudget,
     /// Verified against for unknown clients, so they cost what a known one does.
     pub dummy_secret_hash: &'a str,

@@ -171,15 +171,24 @@ fn presented<'a>(form: &Credentials<'a>) -> Result<Presented<'a>, OAuthError> {
     }
 }
 
+/// The client an id names, if it may be used now (`client_registry` is the
+/// one owner of that: blocked, expired and metadata-document clients).
 async fn load_client(state: &Context<'_>, id: &str) -> Result<Option<Client>, OAuthError> {
-    if id.len() > 256 {
-        return Ok(None);
+    let lookup = crate::client_registry::Lookup {
+        store: state.store,
+        settings: state.settings,
+        fetcher: state.fetcher,
+        registry: state.registry,
+        now: state.now,
+    };
+    match crate::client_registry::resolve(&lookup, id).await {
+        Ok(c) => Ok(c),
+        Err(crate::client_registry::Refusal::Document(why)) => {
+            tracing::info!(client_id = %id, reason = %why, "client metadata document unusable");
+            Ok(None)
+        }
+        Err(crate::client_registry::Refusal::Unavailable(e)) => Err(e),
     }
-    let id = id.to_string();
-    Ok(state
-        .store
-        .read(move |c| crate::store::clients::get(c, &id))
-        .await?)
 }
 
 impl Presented<'_> {

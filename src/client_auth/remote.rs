@@ -9,7 +9,7 @@
 //! lacks (the client rotated) — at most once per `REFETCH_INTERVAL` per URI,
 //! so unknown kids cannot make deputy hammer a client's server. When a fetch
 //! fails the last good set is still used. Only `https` URIs, unless the
-//! development setting `allow_loopback_jwks_uri` admits loopback.
+//! development setting `allow_loopback_fetch` admits loopback.
 //!
 //! The sets are kept in a bounded cache (`CACHED_URIS`; URIs not used
 //! recently go first). Entries carry the time they were fetched and are not

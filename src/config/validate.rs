@@ -36,6 +36,15 @@ impl Settings {
                 ),
             ));
         }
+        if self.client_metadata_max_cache < self.client_metadata_min_cache {
+            return Err(bad(
+                "client_metadata_max_cache",
+                format!(
+                    "must not be below client_metadata_min_cache ({} < {})",
+                    self.client_metadata_max_cache, self.client_metadata_min_cache
+                ),
+            ));
+        }
         if self.log_level.trim().is_empty() {
             return Err(bad("log_level", "must not be empty"));
         }

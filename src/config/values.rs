@@ -288,6 +288,60 @@ pub(super) fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<TrustedProxies,
     d.deserialize_any(Entries)
 }
 
+/// URL prefixes or host names (`client_metadata_allow`): a TOML array of
+/// strings, or text with the entries separated by commas. Each is an https
+/// URL prefix or a bare host name.
+pub(super) fn url_prefixes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<crate::config::AllowList, D::Error> {
+    struct Entries;
+
+    fn check(entries: Vec<String>) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.trim().to_string();
+            if e.is_empty() {
+                continue;
+            }
+            let ok = if e.contains("://") {
+                url::Url::parse(&e).is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http")
+            } else {
+                e.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            };
+            if !ok {
+                return Err(format!(
+                    "`{e}` is neither an https URL prefix nor a host name"
+                ));
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("URL prefixes or host names, separated by commas")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<String>, E> {
+            check(s.split(',').map(str::to_string).collect()).map_err(de::Error::custom)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut entries: Vec<String> = Vec::new();
+            while let Some(entry) = seq.next_element::<String>()? {
+                entries.push(entry);
+            }
+            check(entries).map_err(de::Error::custom)
+        }
+    }
+
+    d.deserialize_any(Entries).map(crate::config::AllowList)
+}
+
 /// A whole number of type `T`: an integer as it is, text trimmed and parsed
 /// as `T`. The inner `Err` is the value as written, for the caller's message.
 fn whole<'de, T, D>(d: D) -> Result<Result<T, String>, D::Error>
@@ -401,7 +455,7 @@ mod tests {
             (60, 0, MAX_SECONDS)
         );
         assert_eq!((s.workers, s.rate_limit_client), (256, u32::MAX));
-        assert!(s.allow_loopback_jwks_uri);
+        assert!(s.allow_loopback_fetch);
         for (word, yes) in [
             ("1", true),
             ("true", true),
@@ -410,7 +464,7 @@ mod tests {
             ("false", false),
         ] {
             let s = with(&[("allow_loopback_jwks_uri", word)]).unwrap();
-            assert_eq!(s.allow_loopback_jwks_uri, yes, "{word}");
+            assert_eq!(s.allow_loopback_fetch, yes, "{word}");
         }
     }
 

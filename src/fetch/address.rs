@@ -14,9 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
 /// The fetch policy. `allow_loopback` is for development only: it admits
-/// loopback addresses, and `http` to a loopback host. Today it is driven by
-/// the setting `allow_loopback_jwks_uri` ([`Policy::from_settings`] is the
-/// one place that reads it), meant to become `allow_loopback_fetch`.
+/// loopback addresses, and `http` to a loopback host. It is driven by the
+/// setting `allow_loopback_fetch` ([`Policy::from_settings`] is the one
+/// place that reads it), for every outbound fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
     pub allow_loopback: bool,
@@ -70,7 +70,7 @@ pub enum Refusal {
 impl Policy {
     pub fn from_settings(settings: &crate::config::Settings) -> Policy {
         Policy {
-            allow_loopback: settings.allow_loopback_jwks_uri,
+            allow_loopback: settings.allow_loopback_fetch,
         }
     }
 

@@ -94,6 +94,19 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
             "authorization_response_iss_parameter_supported".into(),
             json!(true),
         );
+        // draft-ietf-oauth-client-id-metadata-document §6: an https client_id
+        // names the client's own metadata document.
+        m.insert(
+            "client_id_metadata_document_supported".into(),
+            json!(settings.client_metadata_documents == crate::config::Switch::On),
+        );
+    }
+    // RFC 8414 §2: only when registration is open to someone.
+    if settings.registration != crate::config::RegistrationMode::Off {
+        m.insert(
+            "registration_endpoint".into(),
+            json!(settings.endpoint("/register")),
+        );
     }
     m
 }

@@ -14,6 +14,7 @@ pub mod login;
 pub mod logout;
 pub mod metrics;
 pub mod pages;
+pub mod register;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
@@ -26,6 +27,12 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::error::{Allow, ErrorCode, OAuthError};
+
+/// CORS for documents and endpoints browser-based clients use without
+/// cookies (discovery, registration): any origin may read the answer.
+fn any_origin() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new().add(("Access-Control-Allow-Origin", "*"))
+}
 
 /// The answer for any other method on a resource that supports `allow`.
 /// GET resources also answer HEAD (RFC 9110 §9.1: general-purpose servers
@@ -78,15 +85,24 @@ pub fn app(
         .wrap_fn(metrics::observe)
         .service(
             web::resource("/.well-known/openid-configuration")
+                .wrap(any_origin())
                 .route(web::get().to(discovery::openid_configuration))
                 .route(web::head().to(discovery::openid_configuration))
                 .default_service(only(Allow::GetHead)),
         )
         .service(
             web::resource("/.well-known/oauth-authorization-server")
+                .wrap(any_origin())
                 .route(web::get().to(discovery::oauth_authorization_server))
                 .route(web::head().to(discovery::oauth_authorization_server))
                 .default_service(only(Allow::GetHead)),
+        )
+        .service(
+            web::resource("/register")
+                .wrap(any_origin())
+                .route(web::post().to(register::register))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(register::preflight))
+                .default_service(only(Allow::Post)),
         )
         .service(
             web::resource("/jwks")

@@ -32,6 +32,7 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<(String, String)>,
     pub interaction: &'a str,
     pub csrf: &'a str,
+    pub self_described: Option<&'a crate::interaction::SelfDescribed>,
 }
 
 #[derive(Template)]
@@ -223,6 +224,7 @@ pub fn reply(
             scopes,
             interaction,
             csrf,
+            self_described,
         } => page(
             StatusCode::OK,
             &ConsentPage {
@@ -233,6 +235,7 @@ pub fn reply(
                 scopes: scopes.clone(),
                 interaction,
                 csrf,
+                self_described: self_described.as_ref(),
             },
         ),
         Answer::LogoutConfirm {

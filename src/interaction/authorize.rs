@@ -23,14 +23,30 @@ pub async fn start(
     params: &impl AuthorizeParams,
 ) -> Result<Reply, OAuthError> {
     let client = match params.get("client_id") {
-        Some(id) if id.len() <= 256 => {
-            let id = id.to_string();
-            state
-                .store
-                .read(move |c| crate::store::clients::get(c, &id))
-                .await?
-        }
-        _ => None,
+        Some(id) => match crate::client_registry::resolve(&state.client_lookup(), id).await {
+            Ok(c) => c,
+            // Never redirect for a client whose own description cannot be
+            // used (RFC 6749 §4.1.2.1): the redirect URIs are not known good.
+            Err(crate::client_registry::Refusal::Document(why)) => {
+                tracing::info!(client_id = %id, reason = %why, "client metadata document unusable");
+                return Ok(Answer::Error {
+                    status: 400,
+                    title: "Cannot continue",
+                    message: "The application's metadata document cannot be used.",
+                }
+                .into());
+            }
+            Err(crate::client_registry::Refusal::Unavailable(e)) => return Err(e),
+        },
+        None => None,
+    };
+    // A self-described client may ask for any resource the operator registered.
+    let client = match client {
+        Some(c) => Some(
+            crate::client_registry::effective_for_resource(&state.store, c, params.get("resource"))
+                .await?,
+        ),
+        None => None,
     };
     let areq = match validate(client.as_ref(), params, &state.settings.issuer) {
         Ok(r) => r,

@@ -62,6 +62,8 @@ pub enum Answer {
         scopes: Vec<(String, String)>,
         interaction: String,
         csrf: String,
+        /// The client registered itself: what the person must see to judge it.
+        self_described: Option<SelfDescribed>,
     },
     LogoutConfirm {
         csrf: String,
@@ -83,6 +85,19 @@ pub enum Answer {
     },
     /// 429 with `Retry-After: 1`: too many sign-in requests from an address.
     TooManyRequests,
+}
+
+/// What the consent page shows about a client nobody vouched for (a
+/// metadata document or a dynamic registration): its id (for a metadata
+/// document, the URL it described itself at), the host the person will be
+/// sent back to, and the homepage it names. Its logo is not loaded: that
+/// would tell the document's author who looks at the page, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfDescribed {
+    pub client_id: String,
+    pub redirect_host: String,
+    pub client_uri: Option<String>,
+    pub by_document: bool,
 }
 
 /// An answer and the cookies that go with it.
@@ -218,6 +233,26 @@ pub async fn consent_page(
     s: &CurrentSession,
 ) -> Result<Answer, OAuthError> {
     let client = client_of(state, &areq.client_id).await?;
+    let self_described = client
+        .origin
+        .registration
+        .self_described()
+        .then(|| SelfDescribed {
+            client_id: client.id.clone(),
+            redirect_host: url::Url::parse(&areq.redirect_uri)
+                .ok()
+                .and_then(|u| {
+                    u.host_str().map(|h| {
+                        format!(
+                            "{h}{}",
+                            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                        )
+                    })
+                })
+                .unwrap_or_else(|| areq.redirect_uri.clone()),
+            client_uri: client.origin.client_uri.clone(),
+            by_document: client.origin.registration == crate::model::Registration::MetadataDocument,
+        });
     Ok(Answer::Consent {
         client_name: client.name,
         username: s.user.username.clone(),
@@ -226,6 +261,7 @@ pub async fn consent_page(
         scopes: describe_scopes(state, areq).await?,
         interaction: i.id.clone(),
         csrf: i.csrf.clone(),
+        self_described,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Policy: scopes, audiences, redirect URIs and PKCE. Pure functions, unit-tested here.
 
+pub mod client_metadata;
 pub mod delegation;
 pub mod pkce;
 pub mod redirect;

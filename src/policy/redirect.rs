@@ -1,6 +1,7 @@
 //! Redirect URI matching (RFC 6749 §3.1.2.2, RFC 9700 §4.1.3): exact string
 //! comparison, with one exception: RFC 8252 §7.3 loopback redirects
-//! (`http://127.0.0.1` or `http://[::1]`) match on any port.
+//! (`http://127.0.0.1`, `http://[::1]`, and `http://localhost`, which
+//! self-registering native clients use) match on any port.
 
 /// Split `http://127.0.0.1:PORT/rest` into the loopback host and the rest,
 /// without the port. None when the URI is not an http loopback-IP URI.
@@ -10,6 +11,8 @@ fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
         ("[::1]", r)
     } else if let Some(r) = rest.strip_prefix("127.0.0.1") {
         ("127.0.0.1", r)
+    } else if let Some(r) = rest.strip_prefix("localhost") {
+        ("localhost", r)
     } else {
         return None;
     };
@@ -43,6 +46,11 @@ pub fn matches(registered: &str, requested: &str) -> bool {
         (Some((h1, p1)), Some((h2, p2))) => h1 == h2 && p1 == p2,
         _ => false,
     }
+}
+
+/// Is this an http redirect URI on a loopback host (RFC 8252 §7.3)?
+pub fn is_loopback(uri: &str) -> bool {
+    loopback_parts(uri).is_some()
 }
 
 /// Choose the redirect URI for an authorization request (RFC 6749 §3.1.2.3):
@@ -90,6 +98,16 @@ mod tests {
         assert!(matches("http://[::1]/cb", "http://[::1]:4000/cb"));
         assert!(!matches("http://127.0.0.1/cb", "http://127.0.0.1:80/other"));
         assert!(!matches("http://127.0.0.1/cb", "http://[::1]:80/cb"));
+        assert!(matches("http://localhost/cb", "http://localhost:3334/cb"));
+        assert!(!matches(
+            "http://localhost/cb",
+            "http://localhost.evil.example/cb"
+        ));
+        assert!(!matches(
+            "http://localhost/cb",
+            "http://localhost:80@evil.example/cb"
+        ));
+        assert!(!matches("http://localhost/cb", "http://127.0.0.1:80/cb"));
         assert!(!matches(
             "http://127.0.0.1/cb",
             "http://127.0.0.1.evil.example/cb"
@@ -98,10 +116,9 @@ mod tests {
             "http://127.0.0.1/cb",
             "http://127.0.0.1@evil.example/cb"
         ));
-        assert!(
-            !matches("http://localhost/cb", "http://localhost:3000/cb"),
-            "only IP literals"
-        );
+        // Self-registering native clients (MCP clients among them) register
+        // `http://localhost`; it matches on any port like the IP literals.
+        assert!(matches("http://localhost/cb", "http://localhost:3000/cb"));
         assert!(
             !matches("https://127.0.0.1/cb", "https://127.0.0.1:3/cb"),
             "http only"

@@ -3,7 +3,7 @@
 use super::db::{Db, Row};
 use super::{from_json_list, to_json_list, StoreError, StoreResult};
 use crate::args;
-use crate::model::{AuthMethod, ClientKind, GrantType, IdTokenAlg};
+use crate::model::{AuthMethod, ClientKind, GrantType, IdTokenAlg, Registration};
 
 #[derive(Clone)]
 pub struct Client {
@@ -29,6 +29,24 @@ pub struct Client {
     pub id_token_claims: bool,
     /// The algorithm of this client's ID tokens.
     pub id_token_alg: IdTokenAlg,
+    pub origin: ClientOrigin,
+}
+
+/// Where a client's registration came from, and its life as a
+/// self-registered client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOrigin {
+    pub registration: Registration,
+    /// Shown on the consent page (RFC 7591 §2).
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    /// A metadata document client: the document is fetched again after this.
+    pub metadata_expires_at: Option<i64>,
+    /// Blocked by the operator: unknown to every endpoint.
+    pub blocked_at: Option<i64>,
+    /// A dynamically registered client: last seen at /authorize or /token
+    /// (to the hour), so an unused one can expire.
+    pub last_used_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -65,13 +83,19 @@ impl Client {
             "created_at": self.created_at,
             "id_token_claims": self.id_token_claims,
             "id_token_alg": self.id_token_alg.as_str(),
+            "registration": self.origin.registration.as_str(),
+            "client_uri": self.origin.client_uri,
+            "logo_uri": self.origin.logo_uri,
+            "blocked_at": self.origin.blocked_at,
+            "last_used_at": self.origin.last_used_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, kind, name, auth_method, secret_hash, jwks, jwks_uri, assertion_alg, \
      redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at, \
-     id_token_claims, id_token_alg";
+     id_token_claims, id_token_alg, registration, client_uri, logo_uri, metadata_expires_at, \
+     blocked_at, last_used_at";
 
 fn from_row(r: &Row) -> StoreResult<Client> {
     let kind: String = r.get(1)?;
@@ -107,6 +131,18 @@ fn from_row(r: &Row) -> StoreResult<Client> {
                 IdTokenAlg::parse(&alg)
                     .ok_or_else(|| StoreError::Corrupt(format!("id token alg {alg}")))?
             },
+            origin: ClientOrigin {
+                registration: {
+                    let reg: String = r.get(16)?;
+                    Registration::parse(&reg)
+                        .ok_or_else(|| StoreError::Corrupt(format!("registration {reg}")))?
+                },
+                client_uri: r.get(17)?,
+                logo_uri: r.get(18)?,
+                metadata_expires_at: r.get(19)?,
+                blocked_at: r.get(20)?,
+                last_used_at: r.get(21)?,
+            },
         })
     }
 }
@@ -118,7 +154,7 @@ pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
         .map(|g| g.as_str().to_string())
         .collect();
     conn.execute(
-        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
         args![
             &c.id,
             c.kind.as_str(),
@@ -136,6 +172,12 @@ pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
             c.created_at,
             c.id_token_claims,
             c.id_token_alg.as_str(),
+            c.origin.registration.as_str(),
+            &c.origin.client_uri,
+            &c.origin.logo_uri,
+            c.origin.metadata_expires_at,
+            c.origin.blocked_at,
+            c.origin.last_used_at,
         ],
     )?;
     Ok(())
@@ -161,4 +203,108 @@ pub fn list(conn: &dyn Db) -> StoreResult<Vec<Client>> {
 /// Remove a client. Returns false when there was none.
 pub fn remove(conn: &dyn Db, id: &str) -> StoreResult<bool> {
     Ok(conn.execute("DELETE FROM clients WHERE id = ?1", args![id])? > 0)
+}
+
+/// Store what a client's metadata document says, as a client registered by
+/// no one: a new row, or the cached copy of an earlier fetch refreshed
+/// (never a row the operator registered, never a blocked one; `created_at`
+/// stays the first fetch's). Returns true when the row is new.
+pub fn store_described(conn: &dyn Db, c: &Client) -> StoreResult<bool> {
+    let grants: Vec<String> = c
+        .grant_types
+        .iter()
+        .map(|g| g.as_str().to_string())
+        .collect();
+    let inserted = conn.execute(
+        &format!(
+            "INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) ON CONFLICT (id) DO NOTHING"
+        ),
+        args![
+            &c.id,
+            c.kind.as_str(),
+            &c.name,
+            c.auth_method.as_str(),
+            &c.secret_hash,
+            &c.jwks,
+            &c.jwks_uri,
+            &c.assertion_alg,
+            to_json_list(&c.redirect_uris),
+            to_json_list(&c.post_logout_redirect_uris),
+            to_json_list(&grants),
+            to_json_list(&c.scopes),
+            to_json_list(&c.audiences),
+            c.created_at,
+            c.id_token_claims,
+            c.id_token_alg.as_str(),
+            c.origin.registration.as_str(),
+            &c.origin.client_uri,
+            &c.origin.logo_uri,
+            c.origin.metadata_expires_at,
+            c.origin.blocked_at,
+            c.origin.last_used_at,
+        ],
+    )? == 1;
+    if !inserted {
+        conn.execute(
+            "UPDATE clients SET name = ?2, auth_method = ?3, jwks = ?4, jwks_uri = ?5, \
+             assertion_alg = ?6, redirect_uris = ?7, post_logout_redirect_uris = ?8, \
+             id_token_alg = ?9, client_uri = ?10, logo_uri = ?11, metadata_expires_at = ?12 \
+             WHERE id = ?1 AND registration = 'metadata_document' AND blocked_at IS NULL",
+            args![
+                &c.id,
+                &c.name,
+                c.auth_method.as_str(),
+                &c.jwks,
+                &c.jwks_uri,
+                &c.assertion_alg,
+                to_json_list(&c.redirect_uris),
+                to_json_list(&c.post_logout_redirect_uris),
+                c.id_token_alg.as_str(),
+                &c.origin.client_uri,
+                &c.origin.logo_uri,
+                c.origin.metadata_expires_at,
+            ],
+        )?;
+    }
+    Ok(inserted)
+}
+
+/// Block a client: from now on unknown to every endpoint. A metadata
+/// document URL never seen before gets a blocked row, so it is refused
+/// before its first use. Returns false when it was blocked already.
+pub fn block(conn: &dyn Db, id: &str, now: i64) -> StoreResult<bool> {
+    let inserted = conn.execute(
+        "INSERT INTO clients (id, kind, name, auth_method, created_at, registration, blocked_at) \
+         VALUES (?1, 'agent', ?1, 'none', ?2, 'metadata_document', ?2) ON CONFLICT (id) DO NOTHING",
+        args![id, now],
+    )? == 1;
+    Ok(inserted
+        || conn.execute(
+            "UPDATE clients SET blocked_at = ?2 WHERE id = ?1 AND blocked_at IS NULL",
+            args![id, now],
+        )? == 1)
+}
+
+/// Note that a dynamically registered client was used, at most once an
+/// hour (a write per request would cost every token request).
+pub fn touch(conn: &dyn Db, id: &str, now: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE clients SET last_used_at = ?2 WHERE id = ?1 AND registration = 'dynamic' \
+         AND (last_used_at IS NULL OR last_used_at <= ?2 - 3600)",
+        args![id, now],
+    )?;
+    Ok(())
+}
+
+/// Dynamically registered clients unused since `before`, at most `limit`.
+pub fn unused_dynamic(conn: &dyn Db, before: i64, limit: i64) -> StoreResult<Vec<String>> {
+    conn.query(
+        "SELECT id FROM clients WHERE registration = 'dynamic' AND last_used_at < ?1 \
+         ORDER BY last_used_at LIMIT ?2",
+        args![before, limit],
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }

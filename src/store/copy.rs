@@ -49,6 +49,7 @@ pub const TABLES: &[&str] = &[
     "server_secrets",
     "delegation_rules",
     "login_failures",
+    "registration_tokens",
 ];
 
 const KEYS_TABLE: &str = "signing_keys";
@@ -892,6 +893,7 @@ mod tests {
             INSERT INTO server_secrets VALUES ('refresh_successor_key', 'c2VjcmV0');
             INSERT INTO delegation_rules VALUES ('r1', 'api', 'https://other', '["read"]', 300, 1, NULL, 19);
             INSERT INTO login_failures VALUES ('acct', 3, 20, 25);
+            INSERT INTO registration_tokens VALUES ('th1', 1, NULL, 2, 1);
             "#,
         )
         .unwrap();

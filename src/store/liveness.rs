@@ -57,7 +57,7 @@ pub fn still_live(conn: &dyn Db, d: &Dependencies) -> StoreResult<bool> {
 
 /// The first dependency that is no longer live, if any.
 pub fn lapsed(conn: &dyn Db, d: &Dependencies) -> StoreResult<Option<Lapsed>> {
-    const CLIENT: &str = "SELECT 1 FROM clients WHERE id = ?1";
+    const CLIENT: &str = "SELECT 1 FROM clients WHERE id = ?1 AND blocked_at IS NULL";
     const PERSON: &str = "SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL";
     const GRANT: &str = "SELECT 1 FROM grants WHERE id = ?1 AND revoked_at IS NULL";
     const PARENT: &str = "SELECT 1 FROM tokens WHERE jti = ?1 AND revoked_at IS NULL";
@@ -113,13 +113,13 @@ mod tests {
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
-            "CREATE TABLE clients (id TEXT PRIMARY KEY);
+            "CREATE TABLE clients (id TEXT PRIMARY KEY, blocked_at INTEGER);
              CREATE TABLE users (id TEXT PRIMARY KEY, disabled_at INTEGER);
              CREATE TABLE grants (id TEXT PRIMARY KEY, revoked_at INTEGER);
              CREATE TABLE tokens (jti TEXT PRIMARY KEY, revoked_at INTEGER);
              CREATE TABLE delegation_rules (id TEXT PRIMARY KEY);
              INSERT INTO delegation_rules VALUES ('r1');
-             INSERT INTO clients VALUES ('c');
+             INSERT INTO clients VALUES ('c', NULL);
              INSERT INTO users VALUES ('alice', NULL), ('bob', 5);
              INSERT INTO grants VALUES ('g1', NULL), ('g2', 5);
              INSERT INTO tokens VALUES ('t1', NULL), ('t2', 5);",

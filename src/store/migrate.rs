@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0013_rsa_keys",
         include_str!("../../migrations/sqlite/0013_rsa_keys.sql"),
     ),
+    (
+        14,
+        "0014_self_registered_clients",
+        include_str!("../../migrations/sqlite/0014_self_registered_clients.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
@@ -179,7 +184,10 @@ mod tests {
              INSERT INTO consents VALUES ('carol', 'app', 'openid', 9);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![9, 10, 11, 12, 13]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            (9..=latest_version()).collect::<Vec<_>>()
+        );
         let rows: Vec<(String, String, String, i64)> = conn
             .prepare("SELECT user_id, resource, scope, granted_at FROM consent_scopes ORDER BY user_id, scope")
             .unwrap()
@@ -238,7 +246,10 @@ mod tests {
     #[test]
     fn shared_state_tables_refuse_what_does_not_fit() {
         let mut conn = at_version(10);
-        assert_eq!(migrate(&mut conn).unwrap(), vec![11, 12, 13]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            (11..=latest_version()).collect::<Vec<_>>()
+        );
         let key = |kid: &str, serial: i64, sealed: &dyn rusqlite::ToSql| {
             conn.execute(
                 "INSERT INTO signing_keys (kid, alg, serial, created_at, activates_at, \
@@ -336,7 +347,10 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![13]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            (13..=latest_version()).collect::<Vec<_>>()
+        );
         let kept: (String, String, Option<String>) = conn
             .query_row("SELECT kid, x, ec_kid FROM signing_keys", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod pg_migrate;
 pub mod postgres;
 pub mod refresh;
+pub mod registration_tokens;
 pub mod resources;
 pub mod sessions;
 pub mod signing_keys;

@@ -28,6 +28,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_rsa_keys",
         include_str!("../../migrations/postgres/0003_rsa_keys.sql"),
     ),
+    (
+        4,
+        "0004_self_registered_clients",
+        include_str!("../../migrations/postgres/0004_self_registered_clients.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in
@@ -243,7 +248,7 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(tables, 18, "17 tables and schema_migrations");
+        assert_eq!(tables, 19, "18 tables and schema_migrations");
         drop_schema(&url, &schema).await;
     }
 
@@ -360,7 +365,7 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT IN ('sqlite_sequence', 'schema_migrations') ORDER BY name",
         );
-        assert_eq!(tables.len(), 17);
+        assert_eq!(tables.len(), 18);
         // SQLite's 0/1 flags are BOOLEAN here; its other integers BIGINT.
         let flags = [
             ("authorization_codes", "redirect_uri_sent"),

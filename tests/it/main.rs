@@ -24,5 +24,6 @@ mod properties;
 mod proxies;
 mod refresh;
 mod rs256;
+mod self_registered;
 mod throttling;
 mod token_status;

@@ -308,6 +308,7 @@ mod tests {
             created_at: 0,
             id_token_claims: false,
             id_token_alg: Default::default(),
+            origin: Default::default(),
         }
     }
 
