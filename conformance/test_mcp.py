@@ -40,6 +40,9 @@ from oidc_support import (NO_LOGIN_RATE_LIMIT, PASSWORD, Browser, FormReader, ad
                           login)
 
 MCP_DIR = Path(__file__).resolve().parent / "mcp"
+# Registrations per second per address (default 1) off: two SDK runs may
+# register within a second (the limit has its own test in test_registration.py).
+NO_REGISTRATION_RATE_LIMIT = {"DEPUTY_RATE_LIMIT_REGISTRATION": "0"}
 CLIENT_NAME = "Deputy conformance MCP client"
 
 
@@ -198,7 +201,8 @@ def env(module_dir):
     ensure_node_modules()
     ca, cert, key = make_tls_files(module_dir / "tls")
     docs = DocServer(cert, key)
-    d = Deputy(module_dir / "deputy", {**LOOPBACK_FETCH, "DEPUTY_REGISTRATION": "open", **NO_LOGIN_RATE_LIMIT})
+    d = Deputy(module_dir / "deputy", {**LOOPBACK_FETCH, "DEPUTY_REGISTRATION": "open", **NO_LOGIN_RATE_LIMIT,
+                                                **NO_REGISTRATION_RATE_LIMIT})
     user = add_user(d, "alice")
     port = free_port()
     add_mcp_resource(d, f"http://127.0.0.1:{port}/mcp")
@@ -238,7 +242,8 @@ def dcr_run(env):
 @pytest.fixture(scope="module")
 def token_env(module_dir):
     ensure_node_modules()
-    d = Deputy(module_dir / "deputy-token", {"DEPUTY_REGISTRATION": "token", **NO_LOGIN_RATE_LIMIT})
+    d = Deputy(module_dir / "deputy-token", {"DEPUTY_REGISTRATION": "token", **NO_LOGIN_RATE_LIMIT,
+                                                         **NO_REGISTRATION_RATE_LIMIT})
     user = add_user(d, "alice")
     port = free_port()
     add_mcp_resource(d, f"http://127.0.0.1:{port}/mcp")
