@@ -102,8 +102,11 @@ def test_document_client_signs_in_with_loopback_redirect_on_any_port(env):
     """CIMD §3 / §5: the document is fetched, its client_id equals the URL,
     the redirect URI is one it lists; RFC 8252 §7.3: a loopback redirect
     URI may use any port. CIMD §6 (consent): the page shows the client's
-    self-asserted name, its client_uri and logo_uri, the host it redirects to,
-    and says the client described itself. The code is redeemed by the public
+    self-asserted name, its client_uri, the host it redirects to, and says
+    the client described itself. Its logo_uri is deliberately not loaded
+    (deputy's decision, README: a self-described client's logo would lend a
+    brand's look to an impersonation and tell the document's author who
+    looks at the page). The code is redeemed by the public
     client (client_id = the URL, PKCE), the access token is for the resource
     (RFC 8707 §2, RFC 9068 §2.2), and the refresh token rotates (RFC 6749 §6)."""
     d, srv = env.d, env.srv
@@ -123,7 +126,7 @@ def test_document_client_signs_in_with_loopback_redirect_on_any_port(env):
     assert "describ" in text.lower(), f"the page does not say the client described itself: {text}"
     assert MCP_SCOPE_TEXT in text and RESOURCE in text, text
     assert "https://notes-agent.example/" in page.text, "client_uri not shown"
-    assert "https://notes-agent.example/logo.png" in page.text, "logo_uri not shown"
+    assert "logo.png" not in page.text, "the self-described client's logo is not loaded"
     q = assert_redirect_to(consent(b, page), req.redirect_uri)
     assert q["iss"] == d.issuer and q["state"] == req.state and q["code"]
 
