@@ -14,6 +14,7 @@ The Node project is conformance/e2e (package.json + package-lock.json pinned);
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -48,17 +49,21 @@ def ensure_node_modules():
     assert r.returncode == 0, f"npm ci failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def rp_run(module_dir):
-    """Run the openid-client script once against a fresh deputy; every test
-    below checks one part of its JSON report."""
+def run_rp(module_dir, id_token_alg: str | None = None):
+    """Run the openid-client script once against a fresh deputy whose client
+    `rp-web` is registered with `id_token_alg` (deputy's default if None)."""
     ensure_node_modules()
-    d = Deputy(module_dir / "deputy")
+    d = Deputy(module_dir / f"deputy-{id_token_alg or 'default'}")
     user = add_user(d, "alice", email="a@x.example", name="Alice A")
     port = free_port()
     redirect_uri = f"http://127.0.0.1:{port}/cb"
     bye = f"http://127.0.0.1:{port}/bye"
-    add_app(d, "rp-web", name="Notes Web", redirect_uris=[redirect_uri], post_logout=[bye])
+    if id_token_alg is None:
+        add_app(d, "rp-web", name="Notes Web", redirect_uris=[redirect_uri], post_logout=[bye])
+    else:
+        d.cli("client", "add", "--id", "rp-web", "--kind", "app", "--auth", "none", "--name", "Notes Web",
+              "--redirect-uri", redirect_uri, "--post-logout-redirect-uri", bye, "--scope", "notes:read",
+              "--id-token-alg", id_token_alg)
     d.start()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -82,8 +87,36 @@ def rp_run(module_dir):
     out["_exit"] = r.returncode
     out["_stderr"] = r.stderr[-2000:]
     out["_elapsed"] = elapsed
-    yield d, user, redirect_uri, bye, out
-    d.stop()
+    return d, user, redirect_uri, bye, out
+
+
+@pytest.fixture(scope="module")
+def rp_run(module_dir):
+    """Run the openid-client script once against a fresh deputy; every test
+    below checks one part of its JSON report."""
+    run = run_rp(module_dir)
+    yield run
+    run[0].stop()
+
+
+def test_oidc_e2e_rs256_client_validated_by_openid_client_defaults_oidc_core_s15_1(module_dir):
+    """OIDC Core §15.1 (OPs MUST support RS256) and OIDC Registration §2
+    (RS256 is the default id_token_signed_response_alg): openid-client,
+    given no algorithm for the client, validates the RS256 ID token of a
+    client registered `--id-token-alg RS256` (signature against /jwks, iss,
+    aud, nonce), refreshes, and logs out with that ID token as the hint."""
+    d, user, _, _, out = run_rp(module_dir, "RS256")
+    try:
+        out = ok(out)
+        first = out["first"]
+        header = json.loads(base64.urlsafe_b64decode(first["tokens"]["id_token"].split(".")[0] + "=="))
+        assert header["alg"] == "RS256", header
+        assert first["id_token_claims"]["sub"] == user["id"]
+        assert first["at_hash_ok"] is True
+        assert out["refresh"]["id_token_sub"] == user["id"]
+        assert out["after_logout"]["error"] == "login_required", out["after_logout"]
+    finally:
+        d.stop()
 
 
 def ok(out: dict) -> dict:
