@@ -473,3 +473,49 @@ def test_blocked_document_client(env):
                                               "client_id": client_id, "resource": RESOURCE}, timeout=15)
     assert_oauth_error(r, 401, "invalid_client")
     assert d.cli("trace", jti)["token"]["active"] is False
+
+
+def test_document_cache_honours_max_age_within_min_and_max(new_deputy, tmp_path):
+    """CIMD §4.3 (caching per RFC 9111): a fetched document is used for its
+    `Cache-Control: max-age`, but at least client_metadata_min_cache and at
+    most client_metadata_max_cache seconds; the cache is deputy's database
+    row, so the counts below are fetches seen by the document server."""
+    ca, cert, key = make_tls_files(tmp_path / "tls")
+    with DocServer(cert, key) as srv:
+        def doc(max_age: int) -> str:
+            path = f"/cache/{uuid.uuid4().hex[:8]}.json"
+            url = srv.url(path)
+            srv.put_json(path, client_document(url, ["http://127.0.0.1/callback"]),
+                         headers={"Cache-Control": f"max-age={max_age}"})
+            return url
+
+        def authorize(d, url):
+            assert_login_page(start(Browser(d), mcp_request(url, "http://127.0.0.1:61012/callback")))
+
+        d = new_deputy({**LOOPBACK_FETCH, "DEPUTY_CLIENT_METADATA_MIN_CACHE": "0",
+                        "DEPUTY_CLIENT_METADATA_MAX_CACHE": "2"})
+        add_mcp_resource(d, RESOURCE)
+        start_trusting(d, ca)
+        # max-age honoured: used again without a fetch.
+        long = doc(1000)
+        authorize(d, long)
+        authorize(d, long)
+        assert srv.count(path_of(long)) == 1
+        # max-age=0 with no minimum: fetched for every use.
+        fresh = doc(0)
+        authorize(d, fresh)
+        authorize(d, fresh)
+        assert srv.count(path_of(fresh)) == 2
+        # ... and max-age=1000 is cut to the 2 s maximum.
+        time.sleep(3.1)
+        authorize(d, long)
+        assert srv.count(path_of(long)) == 2
+
+        d2 = new_deputy({**LOOPBACK_FETCH, "DEPUTY_CLIENT_METADATA_MIN_CACHE": "600"})
+        add_mcp_resource(d2, RESOURCE)
+        start_trusting(d2, ca)
+        # The minimum holds even for max-age=0.
+        floor = doc(0)
+        authorize(d2, floor)
+        authorize(d2, floor)
+        assert srv.count(path_of(floor)) == 1

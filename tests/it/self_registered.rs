@@ -159,6 +159,14 @@ async fn open_registration_makes_a_public_client_that_signs_a_person_in() {
     let (s, tokens) = redeem(&app, &id, &code, "").await;
     assert_eq!(s, 200, "{tokens}");
     assert!(tokens["refresh_token"].is_string());
+    // OIDC Registration §2: RS256 unless the client asked for another.
+    let (header, claims) = peek(tokens["id_token"].as_str().unwrap());
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["aud"], id.as_str());
+    assert_eq!(
+        peek(tokens["access_token"].as_str().unwrap()).0["alg"],
+        "ES256"
+    );
 }
 
 #[actix_web::test]
@@ -420,6 +428,20 @@ async fn a_metadata_document_client_is_self_described_and_can_be_blocked() {
     let (_, claims) = peek(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["aud"], "https://mcp.example/mcp");
     assert_eq!(claims["client_id"], DOC);
+
+    // The person's choice is remembered for this client URL: no consent page.
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&start(
+                "&scope=tools&resource=https%3A%2F%2Fmcp.example%2Fmcp",
+            ))
+            .insert_header(("Cookie", browser.header()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(query(&location(&resp), "code").is_some());
 
     // The operator blocks it: its tokens die, and it is unknown everywhere.
     let out = env.cli().args(["client", "block", DOC]).output().unwrap();
