@@ -519,3 +519,17 @@ def test_document_cache_honours_max_age_within_min_and_max(new_deputy, tmp_path)
         authorize(d2, floor)
         authorize(d2, floor)
         assert srv.count(path_of(floor)) == 1
+
+
+def test_unusable_document_is_backed_off_like_a_failed_fetch(env):
+    """A document that answers 200 but is not a usable client (here its
+    client_id is not its URL) is refused, and naming it again at once does
+    not make deputy fetch it again (the per-URL backoff of failed fetches):
+    anyone can name any URL, so deputy must not become a request amplifier."""
+    d, srv = env.d, env.srv
+    path = f"/clients/{uuid.uuid4().hex[:10]}.json"
+    url = srv.url(path)
+    srv.put_json(path, client_document(srv.url("/someone-else.json"), ["http://127.0.0.1/callback"]))
+    for _ in range(3):
+        assert_error_page(start(Browser(d), mcp_request(url, "http://127.0.0.1:61013/callback")), 400)
+    assert srv.count(path) == 1, srv.requests

@@ -474,6 +474,31 @@ mod tests {
     }
 
     #[test]
+    fn metadata_allow_list_entries_are_canonical_and_end_at_a_boundary() {
+        let s = with(&[(
+            "client_metadata_allow",
+            "https://Tools.Example:443, https://a.example/agents/, App.Example",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.client_metadata_allow.0,
+            vec![
+                "https://tools.example/",
+                "https://a.example/agents/",
+                "app.example"
+            ]
+        );
+        let refused = |v: &str| {
+            with(&[("client_metadata_allow", v)])
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused("https://a.example/agents").contains("must end with `/`"));
+        assert!(refused("http://a.example/").contains("is not an https URL prefix"));
+        assert!(refused("a example").contains("neither"));
+    }
+
+    #[test]
     fn trusted_proxies_from_text_and_from_a_toml_array() {
         let s = Settings::default();
         assert!(s.trusted_proxies.is_empty());

@@ -262,6 +262,14 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> CliResult {
             if id.is_empty() || id.len() > 2048 || id.chars().any(char::is_control) {
                 return Err("the client id must be 1-2048 characters".to_string());
             }
+            // A URL is matched as written: block the form requests use.
+            if id.contains("://") && !crate::client_registry::metadata_document::is_document_url(id)
+            {
+                return Err(format!(
+                    "`{id}` is not a metadata document URL as clients send it \
+                     (https, a path, lower-case host, no default port, query or fragment)"
+                ));
+            }
             let t = now();
             let revoked = change(&mut conn, |tx| {
                 Ok(

@@ -61,6 +61,21 @@ pub fn allowed(allow: &[String], id: &str) -> bool {
     })
 }
 
+/// The metadata a fetched document gives, or why it gives none.
+fn described(id: &str, body: &[u8]) -> Result<client_metadata::ClientMetadata, String> {
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_not_json| "the document is not JSON".to_string())?;
+    // §4.1: the document names the URL it was fetched from, exactly.
+    if doc.get("client_id").and_then(Value::as_str) != Some(id) {
+        return Err("the document's client_id is not its URL".into());
+    }
+    let rules = Rules {
+        methods: &[AuthMethod::None, AuthMethod::PrivateKeyJwt],
+        default_method: AuthMethod::None,
+    };
+    client_metadata::parse(&doc, rules).map_err(|e| format!("{}: {}", e.code(), e.description()))
+}
+
 /// Fetch the document at `id`, check it, and store it as the client's
 /// cached registration. Returns the client as stored.
 pub async fn fetch_and_store(l: &Lookup<'_>, id: &str) -> Result<Client, Refusal> {
@@ -94,20 +109,15 @@ pub async fn fetch_and_store(l: &Lookup<'_>, id: &str) -> Result<Client, Refusal
         }
         Err(e) => return Err(Refusal::Document(format!("fetch failed: {e}"))),
     };
-    let doc: Value = serde_json::from_slice(&fetched.body)
-        .map_err(|_not_json| Refusal::Document("the document is not JSON".into()))?;
-    // §4.1: the document names the URL it was fetched from, exactly.
-    if doc.get("client_id").and_then(Value::as_str) != Some(id) {
-        return Err(Refusal::Document(
-            "the document's client_id is not its URL".into(),
-        ));
-    }
-    let rules = Rules {
-        methods: &[AuthMethod::None, AuthMethod::PrivateKeyJwt],
-        default_method: AuthMethod::None,
+    let meta = match described(id, &fetched.body) {
+        Ok(m) => m,
+        Err(why) => {
+            // Backed off like a failed fetch: an unusable page named again
+            // and again is not fetched again and again.
+            l.registry.flights.unusable(id, l.now);
+            return Err(Refusal::Document(why));
+        }
     };
-    let meta = client_metadata::parse(&doc, rules)
-        .map_err(|e| Refusal::Document(format!("{}: {}", e.code(), e.description())))?;
     let s = l.settings;
     let lifetime = fetched
         .max_age
@@ -119,10 +129,12 @@ pub async fn fetch_and_store(l: &Lookup<'_>, id: &str) -> Result<Client, Refusal
     client.origin.metadata_expires_at = Some(l.now.saturating_add(lifetime));
     let stored = client.clone();
     let now = l.now;
+    let stale_before = now - s.client_metadata_max_cache;
     let current = l
         .store
         .write(move |c| {
             if crate::store::clients::store_described(c, &stored)? {
+                crate::store::clients::forget_unused_documents(c, stale_before, 10)?;
                 let mut e = AuditEvent::new(now, "client_discovered", Mode::System)
                     .client(&stored.id, stored.kind.as_str());
                 e.detail = Some(
@@ -179,5 +191,9 @@ mod tests {
         assert!(!allowed(&allow, "https://tools.example/other.json"));
         assert!(allowed(&allow, "https://app.example/c.json"));
         assert!(!allowed(&allow, "https://app.example.evil/c.json"));
+        // Prefixes come canonical and end in `/` (config): no host suffix.
+        let host_prefix = vec!["https://tools.example/".to_string()];
+        assert!(!allowed(&host_prefix, "https://tools.example.evil/c.json"));
+        assert!(allowed(&host_prefix, "https://tools.example/c.json"));
     }
 }

@@ -303,18 +303,33 @@ pub(super) fn url_prefixes<'de, D: Deserializer<'de>>(
             if e.is_empty() {
                 continue;
             }
-            let ok = if e.contains("://") {
-                url::Url::parse(&e).is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http")
+            if e.contains("://") {
+                // Compared as the URL parser writes URLs (lower-case host, no
+                // default port), and ending in `/` so that a prefix stops at
+                // a boundary: `https://tools.example/` cannot admit
+                // `https://tools.example.evil/`, nor `/agents/` `/agents-x/`.
+                let canonical = url::Url::parse(&e)
+                    .ok()
+                    .filter(|u| {
+                        u.scheme() == "https" && u.query().is_none() && u.fragment().is_none()
+                    })
+                    .map(|u| u.to_string())
+                    .ok_or_else(|| format!("`{e}` is not an https URL prefix"))?;
+                if !canonical.ends_with('/') {
+                    return Err(format!("URL prefix `{e}` must end with `/`"));
+                }
+                out.push(canonical);
             } else {
-                e.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-            };
-            if !ok {
-                return Err(format!(
-                    "`{e}` is neither an https URL prefix nor a host name"
-                ));
+                let ok = e
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                if !ok {
+                    return Err(format!(
+                        "`{e}` is neither an https URL prefix nor a host name"
+                    ));
+                }
+                out.push(e.to_ascii_lowercase());
             }
-            out.push(e);
         }
         Ok(out)
     }

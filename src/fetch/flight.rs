@@ -107,6 +107,13 @@ impl Flights {
         }
     }
 
+    /// A fetch that succeeded but whose answer its user could not use (a
+    /// document that is not what it must be): backed off like a failure, so
+    /// naming the URL again does not make deputy fetch it again at once.
+    pub fn unusable(&self, url: &str, now: i64) {
+        self.record(url, &Err(FetchError::Unusable("unusable answer")), now);
+    }
+
     /// Called by the one caller that ran the URL's flight, and a URL has one
     /// flight at a time, so reading the streak and then writing it is not
     /// raced (the exception, a poisoned flight map, can only lose a count).

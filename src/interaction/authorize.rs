@@ -48,7 +48,10 @@ pub async fn start(
         ),
         None => None,
     };
-    let areq = match validate(client.as_ref(), params, &state.settings.issuer) {
+    let self_described = client
+        .as_ref()
+        .is_some_and(|c| c.origin.registration.self_described());
+    let mut areq = match validate(client.as_ref(), params, &state.settings.issuer) {
         Ok(r) => r,
         Err(AuthorizeError::Page(message)) => {
             return Ok(Answer::Error {
@@ -75,6 +78,12 @@ pub async fn start(
             .into());
         }
     };
+    // RFC 8252 §8.6: a loopback redirect can be received by any program on
+    // the person's machine, and nobody vouched for this client: the person
+    // is asked every time, never answered silently from a remembered consent.
+    if self_described && crate::policy::redirect::is_loopback(&areq.redirect_uri) {
+        areq.prompt.consent = true;
+    }
     // OIDC Core §3.1.2.1: the hint must be an ID token deputy issued
     // (signature and issuer; it may have expired).
     let hint_sub = match params.get("id_token_hint") {
@@ -115,6 +124,16 @@ async fn proceed(
         Some(s) => areq.prompt.login || too_old(s) || other_person(s),
     };
     if need_login && areq.prompt.none {
+        // A `claims` sub value answered "not this person" before consent
+        // would tell any client whether the visitor is that person: without
+        // consent the answer is consent_required whoever it names.
+        if let (Some(s), Some(_)) = (&session, &areq.claims.sub) {
+            let only_the_sub = !areq.prompt.login && !too_old(s);
+            if only_the_sub && !has_consent(state, &s.user.id, &areq).await? {
+                let e = OAuthError::new(ErrorCode::ConsentRequired, "consent is required");
+                return Ok(to_client_error(&areq, &e).into());
+            }
+        }
         let e = OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in");
         return Ok(to_client_error(&areq, &e).into());
     }

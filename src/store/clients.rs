@@ -308,3 +308,19 @@ pub fn unused_dynamic(conn: &dyn Db, before: i64, limit: i64) -> StoreResult<Vec
     .map(|r| r.get(0))
     .collect()
 }
+
+/// Forget cached metadata-document clients nobody uses: expired before
+/// `before`, not blocked, and with no grant or consent hanging from them
+/// (so nothing issued to them is lost). At most `limit`. Anyone can make
+/// deputy cache a document by naming its URL; this keeps those rows bounded.
+pub fn forget_unused_documents(conn: &dyn Db, before: i64, limit: i64) -> StoreResult<usize> {
+    conn.execute(
+        "DELETE FROM clients WHERE id IN (SELECT c.id FROM clients c \
+         WHERE c.registration = 'metadata_document' AND c.blocked_at IS NULL \
+         AND c.metadata_expires_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.client_id = c.id) \
+         AND NOT EXISTS (SELECT 1 FROM consent_scopes s WHERE s.client_id = c.id) \
+         ORDER BY c.metadata_expires_at LIMIT ?2)",
+        args![before, limit],
+    )
+}

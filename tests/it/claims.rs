@@ -288,6 +288,28 @@ async fn a_requested_sub_value_allows_only_that_person() {
         Some("login_required")
     );
     assert!(query(&location(&resp), "code").is_none());
+    // A client the person never consented to learns nothing from a sub
+    // value: consent_required, whoever it names (no identity oracle).
+    env.app_client("other").await;
+    for sub in ["sub-bob", alice.as_str()] {
+        let ask = enc(&format!(r#"{{"id_token":{{"sub":{{"value":"{sub}"}}}}}}"#));
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(&authorize_query(
+                    "other",
+                    &format!("&prompt=none&claims={ask}"),
+                ))
+                .insert_header(("Cookie", browser.header()))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(
+            query(&location(&resp), "error").as_deref(),
+            Some("consent_required"),
+            "{sub}"
+        );
+    }
     // Without prompt=none the login page is shown; alice logging in again
     // still gets no code.
     let resp = test::call_service(

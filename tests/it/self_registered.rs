@@ -159,6 +159,17 @@ async fn open_registration_makes_a_public_client_that_signs_a_person_in() {
     let (s, tokens) = redeem(&app, &id, &code, "").await;
     assert_eq!(s, 200, "{tokens}");
     assert!(tokens["refresh_token"].is_string());
+    // Remembered for this client (an https redirect): no page the next time.
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&authorize_query(&id, "&scope=openid"))
+            .insert_header(("Cookie", browser.header()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(query(&location(&resp), "code").is_some());
     // OIDC Registration §2: RS256 unless the client asked for another.
     let (header, claims) = peek(tokens["id_token"].as_str().unwrap());
     assert_eq!(header["alg"], "RS256");
@@ -429,7 +440,9 @@ async fn a_metadata_document_client_is_self_described_and_can_be_blocked() {
     assert_eq!(claims["aud"], "https://mcp.example/mcp");
     assert_eq!(claims["client_id"], DOC);
 
-    // The person's choice is remembered for this client URL: no consent page.
+    // RFC 8252 §8.6: any local program can listen on a loopback redirect, so
+    // a self-described client with one is never answered silently: the
+    // consent page again, and prompt=none gets consent_required.
     let resp = test::call_service(
         &app,
         test::TestRequest::get()
@@ -440,8 +453,24 @@ async fn a_metadata_document_client_is_self_described_and_can_be_blocked() {
             .to_request(),
     )
     .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(body_text(resp)
+        .await
+        .contains("did not register this application"));
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&start(
+                "&scope=tools&resource=https%3A%2F%2Fmcp.example%2Fmcp&prompt=none",
+            ))
+            .insert_header(("Cookie", browser.header()))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 303);
-    assert!(query(&location(&resp), "code").is_some());
+    let loc = location(&resp);
+    assert_eq!(query(&loc, "error").as_deref(), Some("consent_required"));
+    assert!(query(&loc, "code").is_none());
 
     // The operator blocks it: its tokens die, and it is unknown everywhere.
     let out = env.cli().args(["client", "block", DOC]).output().unwrap();
@@ -545,4 +574,56 @@ async fn twenty_registrations_racing_for_one_use_register_one_client() {
             .await,
         1
     );
+}
+
+/// Anyone can make deputy cache a metadata document by naming its URL; rows
+/// nobody uses are forgotten, never one that is blocked or that a grant or
+/// consent hangs from.
+#[actix_web::test]
+async fn unused_cached_documents_are_forgotten_but_not_blocked_or_consented_ones() {
+    let env = Env::new();
+    let user = env.person("alice").await;
+    for (id, blocked) in [
+        ("https://a.example/unused.json", None),
+        ("https://a.example/blocked.json", Some(T0)),
+        ("https://a.example/consented.json", None),
+        ("https://a.example/fresh.json", None),
+    ] {
+        let mut c = client(
+            id,
+            deputy::model::ClientKind::Agent,
+            deputy::model::AuthMethod::None,
+        );
+        c.origin.registration = deputy::model::Registration::MetadataDocument;
+        c.origin.metadata_expires_at = Some(if id.ends_with("fresh.json") {
+            T0 + 10
+        } else {
+            T0 - 100
+        });
+        c.origin.blocked_at = blocked;
+        env.add_client(c).await;
+    }
+    env.state
+        .store
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO consent_scopes VALUES (?1, 'https://a.example/consented.json', ?2, 'openid', ?3)",
+                &[user.clone().into(), ISSUER.into(), T0.into()],
+            )
+        })
+        .await
+        .unwrap();
+    let forgotten = env
+        .state
+        .store
+        .write(|c| deputy::store::clients::forget_unused_documents(c, T0, 10))
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM clients WHERE id = 'https://a.example/unused.json'")
+            .await,
+        0
+    );
+    assert_eq!(env.count("SELECT count(*) FROM clients").await, 3);
 }
