@@ -148,13 +148,23 @@ fn from_row(r: &Row) -> StoreResult<Client> {
 }
 
 pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
+    insert_row(conn, c, "")?;
+    Ok(())
+}
+
+/// INSERT every column of `c`, with `tail` after the VALUES (e.g. an
+/// ON CONFLICT clause). Returns the rows inserted.
+fn insert_row(conn: &dyn Db, c: &Client, tail: &str) -> StoreResult<usize> {
     let grants: Vec<String> = c
         .grant_types
         .iter()
         .map(|g| g.as_str().to_string())
         .collect();
     conn.execute(
-        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
+        &format!(
+            "INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22){tail}"
+        ),
         args![
             &c.id,
             c.kind.as_str(),
@@ -179,8 +189,7 @@ pub fn insert(conn: &dyn Db, c: &Client) -> StoreResult<()> {
             c.origin.blocked_at,
             c.origin.last_used_at,
         ],
-    )?;
-    Ok(())
+    )
 }
 
 pub fn get(conn: &dyn Db, id: &str) -> StoreResult<Option<Client>> {
@@ -210,41 +219,7 @@ pub fn remove(conn: &dyn Db, id: &str) -> StoreResult<bool> {
 /// (never a row the operator registered, never a blocked one; `created_at`
 /// stays the first fetch's). Returns true when the row is new.
 pub fn store_described(conn: &dyn Db, c: &Client) -> StoreResult<bool> {
-    let grants: Vec<String> = c
-        .grant_types
-        .iter()
-        .map(|g| g.as_str().to_string())
-        .collect();
-    let inserted = conn.execute(
-        &format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) ON CONFLICT (id) DO NOTHING"
-        ),
-        args![
-            &c.id,
-            c.kind.as_str(),
-            &c.name,
-            c.auth_method.as_str(),
-            &c.secret_hash,
-            &c.jwks,
-            &c.jwks_uri,
-            &c.assertion_alg,
-            to_json_list(&c.redirect_uris),
-            to_json_list(&c.post_logout_redirect_uris),
-            to_json_list(&grants),
-            to_json_list(&c.scopes),
-            to_json_list(&c.audiences),
-            c.created_at,
-            c.id_token_claims,
-            c.id_token_alg.as_str(),
-            c.origin.registration.as_str(),
-            &c.origin.client_uri,
-            &c.origin.logo_uri,
-            c.origin.metadata_expires_at,
-            c.origin.blocked_at,
-            c.origin.last_used_at,
-        ],
-    )? == 1;
+    let inserted = insert_row(conn, c, " ON CONFLICT (id) DO NOTHING")? == 1;
     if !inserted {
         conn.execute(
             "UPDATE clients SET name = ?2, auth_method = ?3, jwks = ?4, jwks_uri = ?5, \
