@@ -26,6 +26,9 @@ pub struct AppState {
     pub throttled_logins: crate::login::throttled::ThrottledLogins,
     /// The key refresh successors are derived with (loaded once from the store).
     pub refresh_key: std::sync::OnceLock<String>,
+    /// The key DPoP nonces are derived with (shared by every instance
+    /// through the store, loaded once).
+    pub dpop_nonce_key: std::sync::OnceLock<String>,
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
@@ -90,6 +93,7 @@ impl AppState {
             store: &self.store,
             own_tokens: &self.own_tokens,
             refresh_key: &self.refresh_key,
+            proof: None,
         }
     }
 
@@ -145,6 +149,7 @@ impl AppState {
             throttle: Default::default(),
             throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),
+            dpop_nonce_key: std::sync::OnceLock::new(),
         })
     }
 }
