@@ -50,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "delegation_rules",
     "login_failures",
     "registration_tokens",
+    "backchannel_requests",
 ];
 
 const KEYS_TABLE: &str = "signing_keys";
@@ -894,6 +895,8 @@ mod tests {
             INSERT INTO delegation_rules VALUES ('r1', 'api', 'https://other', '["read"]', 300, 1, NULL, 19);
             INSERT INTO login_failures VALUES ('acct', 3, 20, 25);
             INSERT INTO registration_tokens VALUES ('th1', 1, NULL, 2, 1);
+            INSERT INTO backchannel_requests VALUES ('ah1', 'hd1', 'app', 'u1', 'openid', 'https://api',
+                'triage', 'A1B2', 20, 320, 5, 25, 'approved', 26, 21);
             "#,
         )
         .unwrap();

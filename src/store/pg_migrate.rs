@@ -33,6 +33,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_self_registered_clients",
         include_str!("../../migrations/postgres/0004_self_registered_clients.sql"),
     ),
+    (
+        6,
+        "0006_ciba",
+        include_str!("../../migrations/postgres/0006_ciba.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in

@@ -332,6 +332,7 @@ pub async fn redeem(
             sid: rec.sid.as_deref(),
             grant_id: &rec.grant_id,
             grant_type: GrantType::AuthorizationCode,
+            task: None,
             refresh,
         },
     )?;
