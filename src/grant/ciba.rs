@@ -113,7 +113,7 @@ pub async fn start(
         client_name: client.name.clone(),
         task: req.task.clone(),
         binding_message: req.binding_message.clone(),
-        account_url: ctx.settings.endpoint("/account"),
+        account_url: ctx.settings.endpoint("/account/requests"),
     });
     let expires_in = req.expires_in;
     let interval = ctx.settings.ciba_interval;
