@@ -154,7 +154,7 @@ pub fn validate(
 /// screen, so short and printable (no control characters).
 pub fn is_valid_binding_message(m: &str) -> bool {
     let n = m.chars().count();
-    n >= 1 && n <= BINDING_MESSAGE_MAX && m.chars().all(|c| !c.is_control())
+    (1..=BINDING_MESSAGE_MAX).contains(&n) && m.chars().all(|c| !c.is_control())
 }
 
 /// A request waiting for the person, as their page shows it.

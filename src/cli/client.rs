@@ -348,6 +348,9 @@ mod tests {
         let mut a = args("agent", "client_secret_basic");
         a.grants = vec!["ciba".into(), "refresh_token".into()];
         let (c, _) = build(&a, false).unwrap();
-        assert_eq!(c.grant_types, vec![GrantType::Ciba, GrantType::RefreshToken]);
+        assert_eq!(
+            c.grant_types,
+            vec![GrantType::Ciba, GrantType::RefreshToken]
+        );
     }
 }

@@ -48,7 +48,10 @@ impl Settings {
         // CIBA Core §7.1: deputy accepts a requested_expiry of 10-1800 s; its
         // default must be one it would accept.
         if self.ciba_default_expiry > 1800 {
-            return Err(bad("ciba_default_expiry", "must be between 10 and 1800 seconds"));
+            return Err(bad(
+                "ciba_default_expiry",
+                "must be between 10 and 1800 seconds",
+            ));
         }
         if !self.approval_webhook.is_empty() {
             let url = url::Url::parse(&self.approval_webhook)

@@ -59,7 +59,9 @@ async fn person_named(ctx: &GrantContext<'_>, hint: &Hint) -> Result<Option<User
             let hint = ctx
                 .own_tokens
                 .id_token_hint(ctx.now, t)
-                .map_err(|_| OAuthError::invalid_request("id_token_hint is not valid"))?;
+                .map_err(|_unverifiable| {
+                    OAuthError::invalid_request("id_token_hint is not valid")
+                })?;
             let Some(sub) = hint.str_claim("sub").map(str::to_string) else {
                 return Err(OAuthError::invalid_request("id_token_hint is not valid"));
             };

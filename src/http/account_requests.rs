@@ -33,7 +33,10 @@ pub fn csrf_token(session_id_hash: &str) -> String {
     crate::secret::sha256_b64(format!("account-csrf:{session_id_hash}").as_bytes())
 }
 
-async fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Option<CurrentSession>, OAuthError> {
+async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<CurrentSession>, OAuthError> {
     let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
     crate::login::current(&state.store, state.clock.now(), cookie.as_deref()).await
 }

@@ -142,7 +142,12 @@ pub fn by_handle(conn: &dyn Db, handle: &str) -> StoreResult<Option<BackchannelR
 
 /// CIBA Core §10.1, §11: the one statement that decides which poll redeems
 /// an approved, unexpired request. True for the single winner.
-pub fn redeem(conn: &dyn Db, auth_req_id_hash: &str, client_id: &str, now: i64) -> StoreResult<bool> {
+pub fn redeem(
+    conn: &dyn Db,
+    auth_req_id_hash: &str,
+    client_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
     Ok(conn.execute(
         "UPDATE backchannel_requests SET status = 'redeemed', last_polled_at = ?3 \
          WHERE auth_req_id_hash = ?1 AND client_id = ?2 AND status = 'approved' AND expires_at > ?3",
@@ -152,7 +157,12 @@ pub fn redeem(conn: &dyn Db, auth_req_id_hash: &str, client_id: &str, now: i64) 
 
 /// A pending or approved request whose time is up becomes expired. True
 /// when this call made the change (so it is audited once).
-pub fn expire(conn: &dyn Db, auth_req_id_hash: &str, client_id: &str, now: i64) -> StoreResult<bool> {
+pub fn expire(
+    conn: &dyn Db,
+    auth_req_id_hash: &str,
+    client_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
     Ok(conn.execute(
         "UPDATE backchannel_requests SET status = 'expired' \
          WHERE auth_req_id_hash = ?1 AND client_id = ?2 AND status IN ('pending', 'approved') \
@@ -231,7 +241,10 @@ pub struct PendingRow {
 /// The person's pending, unexpired requests from clients still registered
 /// and not blocked, oldest first.
 pub fn pending_for(conn: &dyn Db, user_id: &str, now: i64) -> StoreResult<Vec<PendingRow>> {
-    let cols: Vec<String> = COLUMNS.split(", ").map(|c| format!("b.{}", c.trim())).collect();
+    let cols: Vec<String> = COLUMNS
+        .split(", ")
+        .map(|c| format!("b.{}", c.trim()))
+        .collect();
     conn.query(
         &format!(
             "SELECT {}, c.name, c.kind FROM backchannel_requests b \

@@ -370,7 +370,7 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT IN ('sqlite_sequence', 'schema_migrations') ORDER BY name",
         );
-        assert_eq!(tables.len(), 18);
+        assert_eq!(tables.len(), 19);
         // SQLite's 0/1 flags are BOOLEAN here; its other integers BIGINT.
         let flags = [
             ("authorization_codes", "redirect_uri_sent"),

@@ -95,7 +95,12 @@ const GOOD: &str = "scope=openid+notes%3Aread&login_hint=alice&binding_message=W
 /// CIBA Core §7.3: the answer's members, and only those.
 fn auth_req_id(status: u16, body: &Value) -> String {
     assert_eq!(status, 200, "{body}");
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["auth_req_id", "expires_in", "interval"], "{body}");
     body["auth_req_id"].as_str().unwrap().to_string()
 }
@@ -113,9 +118,17 @@ async fn pending_then_approved_gives_tokens_once() {
         .ciba_agent("agent", &[GrantType::Ciba, GrantType::RefreshToken])
         .await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
-    assert_eq!((b["expires_in"].as_i64(), b["interval"].as_i64()), (Some(300), Some(5)));
+    assert_eq!(
+        (b["expires_in"].as_i64(), b["interval"].as_i64()),
+        (Some(300), Some(5))
+    );
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
     assert_eq!(error(&r), (400, "authorization_pending"));
     assert!(env.decide(&alice, &id, Decision::Approve).await);
@@ -130,7 +143,10 @@ async fn pending_then_approved_gives_tokens_once() {
     assert_eq!(at["scope"], "openid notes:read");
     assert_eq!(at["client_id"], "agent");
     let (_, idt) = peek(t["id_token"].as_str().unwrap());
-    assert_eq!((idt["sub"].as_str(), idt["aud"].as_str()), (Some(alice.as_str()), Some("agent")));
+    assert_eq!(
+        (idt["sub"].as_str(), idt["aud"].as_str()),
+        (Some(alice.as_str()), Some("agent"))
+    );
     assert!(t["refresh_token"].is_string());
     // CIBA Core §11: an auth_req_id is redeemed once.
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
@@ -149,7 +165,12 @@ async fn no_refresh_token_without_the_refresh_grant() {
     let alice = env.person("alice").await;
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     assert!(env.decide(&alice, &id, Decision::Approve).await);
     let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
@@ -164,7 +185,12 @@ async fn denied_is_access_denied() {
     let alice = env.person("alice").await;
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     assert!(env.decide(&alice, &id, Decision::Deny).await);
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
@@ -209,7 +235,12 @@ async fn slow_down_then_the_raised_interval() {
     env.person("alice").await;
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     let body = poll_body("agent", &secret, &id);
     let poll = || post(&app, "/token", &body);
@@ -234,9 +265,17 @@ async fn an_unknown_person_gets_the_same_answer_and_it_expires() {
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let app = env.app().await;
     let body = GOOD.replace("login_hint=alice", "login_hint=nobody");
-    let (s, b) = post(&app, "/bc-authorize", &format!("{body}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{body}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
-    assert_eq!((b["expires_in"].as_i64(), b["interval"].as_i64()), (Some(300), Some(5)));
+    assert_eq!(
+        (b["expires_in"].as_i64(), b["interval"].as_i64()),
+        (Some(300), Some(5))
+    );
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
     assert_eq!(error(&r), (400, "authorization_pending"));
     env.clock.advance(300);
@@ -253,20 +292,35 @@ async fn bad_requests_are_refused_with_their_codes() {
     let app = env.app().await;
     let c = creds("agent", &secret);
     let cases = [
-        (format!("{GOOD}&binding_message={}", "x".repeat(65)), "invalid_binding_message"),
+        (
+            format!("{GOOD}&binding_message={}", "x".repeat(65)),
+            "invalid_binding_message",
+        ),
         (GOOD.replace("openid+", ""), "invalid_scope"),
-        (GOOD.replace("login_hint=alice", "id_token_hint=a.b.c&login_hint=alice"), "invalid_request"),
+        (
+            GOOD.replace("login_hint=alice", "id_token_hint=a.b.c&login_hint=alice"),
+            "invalid_request",
+        ),
         (GOOD.replace("login_hint=alice&", ""), "invalid_request"),
-        (GOOD.replace("login_hint=alice", "id_token_hint=a.b.c"), "invalid_request"),
+        (
+            GOOD.replace("login_hint=alice", "id_token_hint=a.b.c"),
+            "invalid_request",
+        ),
         (format!("{GOOD}&requested_expiry=3600"), "invalid_request"),
-        (GOOD.replace("api.example", "evil.example"), "invalid_target"),
+        (
+            GOOD.replace("api.example", "evil.example"),
+            "invalid_target",
+        ),
     ];
     for (body, code) in cases {
         let body = body.replace("binding_message=W4-7Q&", "");
         let r = post(&app, "/bc-authorize", &format!("{body}&{c}")).await;
         assert_eq!(error(&r), (400, code), "{body}");
     }
-    assert_eq!(env.count("SELECT count(*) FROM backchannel_requests").await, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM backchannel_requests").await,
+        0
+    );
 }
 
 /// CIBA Core §13 and §11: a client not registered for CIBA is
@@ -275,10 +329,17 @@ async fn bad_requests_are_refused_with_their_codes() {
 async fn a_client_not_registered_for_ciba_is_refused() {
     let env = Env::new();
     env.person("alice").await;
-    let secret = env.ciba_agent("other", &[GrantType::ClientCredentials]).await;
+    let secret = env
+        .ciba_agent("other", &[GrantType::ClientCredentials])
+        .await;
     env.app_client("web").await;
     let app = env.app().await;
-    let r = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("other", &secret))).await;
+    let r = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("other", &secret)),
+    )
+    .await;
     assert_eq!(error(&r), (400, "unauthorized_client"));
     let r = post(&app, "/token", &poll_body("other", &secret, "whatever")).await;
     assert_eq!(error(&r), (400, "unauthorized_client"));
@@ -297,7 +358,12 @@ async fn another_clients_auth_req_id_is_invalid_grant() {
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let thief = env.ciba_agent("thief", &[GrantType::Ciba]).await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     assert!(env.decide(&alice, &id, Decision::Approve).await);
     let r = post(&app, "/token", &poll_body("thief", &thief, &id)).await;
@@ -307,7 +373,12 @@ async fn another_clients_auth_req_id_is_invalid_grant() {
     let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
     assert_eq!(s, 200, "{t}");
     // Only the person the request names decides.
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     let bob = env.person("bob").await;
     assert!(!env.decide(&bob, &id, Decision::Approve).await);
@@ -323,7 +394,12 @@ async fn twenty_concurrent_polls_after_approval_redeem_once() {
         .ciba_agent("agent", &[GrantType::Ciba, GrantType::RefreshToken])
         .await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     assert!(env.decide(&alice, &id, Decision::Approve).await);
     let body = poll_body("agent", &secret, &id);
@@ -338,7 +414,8 @@ async fn twenty_concurrent_polls_after_approval_redeem_once() {
     assert_eq!(env.events("ciba_redeemed").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM refresh_tokens").await, 1);
     assert_eq!(
-        env.count("SELECT count(*) FROM tokens WHERE kind = 'access'").await,
+        env.count("SELECT count(*) FROM tokens WHERE kind = 'access'")
+            .await,
         1
     );
 }
@@ -352,10 +429,21 @@ async fn the_person_approves_on_the_page() {
     env.app_client("web").await;
     let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
     let app = env.app().await;
-    let (s, b) = post(&app, "/bc-authorize", &format!("{GOOD}&{}", creds("agent", &secret))).await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
     let id = auth_req_id(s, &b);
     // Not signed in: nothing to see.
-    let resp = test::call_service(&app, test::TestRequest::get().uri("/account/requests").to_request()).await;
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/account/requests")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 401);
     let mut browser = Browser::default();
     sign_in(&app, &mut browser, "web", "alice", "").await;
@@ -371,7 +459,10 @@ async fn the_person_approves_on_the_page() {
     }
     let handle = env.handle(&id).await;
     assert!(html.contains(&handle));
-    assert!(!html.contains(&id), "the auth_req_id never reaches the page");
+    assert!(
+        !html.contains(&id),
+        "the auth_req_id never reaches the page"
+    );
     let csrf = hidden(&html, "csrf");
     test::call_service(&app, page(&browser)).await;
     assert_eq!(env.events("ciba_shown").await, 1);
@@ -414,7 +505,10 @@ async fn discovery_advertises_ciba() {
         m["backchannel_authentication_endpoint"],
         format!("{ISSUER}/bc-authorize")
     );
-    assert_eq!(m["backchannel_token_delivery_modes_supported"], serde_json::json!(["poll"]));
+    assert_eq!(
+        m["backchannel_token_delivery_modes_supported"],
+        serde_json::json!(["poll"])
+    );
     assert_eq!(m["backchannel_user_code_parameter_supported"], false);
     assert!(m["grant_types_supported"]
         .as_array()
