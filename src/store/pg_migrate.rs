@@ -253,7 +253,7 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(tables, 19, "18 tables and schema_migrations");
+        assert_eq!(tables, 20, "19 tables and schema_migrations");
         drop_schema(&url, &schema).await;
     }
 
