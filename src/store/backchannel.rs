@@ -274,3 +274,13 @@ pub fn mark_shown(conn: &dyn Db, handle: &str, user_id: &str, now: i64) -> Store
         args![handle, user_id, now],
     )? == 1)
 }
+
+/// A removed client's requests that could still be approved or redeemed
+/// end as expired; how many.
+pub fn end_for_client(conn: &dyn Db, client_id: &str) -> StoreResult<usize> {
+    conn.execute(
+        "UPDATE backchannel_requests SET status = 'expired' \
+         WHERE client_id = ?1 AND status IN ('pending', 'approved')",
+        args![client_id],
+    )
+}

@@ -515,3 +515,35 @@ async fn discovery_advertises_ciba() {
         .unwrap()
         .contains(&serde_json::json!("urn:openid:params:grant-type:ciba")));
 }
+
+/// A removed client's requests end with it: the same id registered again
+/// redeems nothing the old client was approved for.
+#[actix_web::test]
+async fn a_removed_client_leaves_no_request_to_redeem() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    let out = env
+        .cli()
+        .args(["client", "remove", "agent"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "expired_token"));
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
+}
