@@ -16,6 +16,7 @@ KNOWN_GRANTS = {
     "client_credentials",
     "refresh_token",
     "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:openid:params:grant-type:ciba",  # CIBA Core §4 (test_ciba.py)
 }
 KNOWN_AUTH_METHODS = {"private_key_jwt", "client_secret_basic", "client_secret_post", "none"}
 

@@ -223,6 +223,18 @@ pub struct Settings {
     /// empty: nobody's.
     #[serde(deserialize_with = "values::proxies")]
     pub trusted_proxies: TrustedProxies,
+    /// How long a backchannel authentication request (CIBA) waits for the
+    /// person when the client asks for no `requested_expiry`, seconds (10 to
+    /// 1800). Default 300.
+    #[serde(deserialize_with = "Seconds::<10>::field")]
+    pub ciba_default_expiry: i64,
+    /// The least time between two polls of one CIBA request, seconds (at
+    /// least 1); a faster poll is `slow_down` and raises it by 5. Default 5.
+    #[serde(deserialize_with = "Seconds::<1>::field")]
+    pub ciba_interval: i64,
+    /// A URL deputy POSTs a small JSON to when a person has a CIBA request to
+    /// approve (never a token); empty: no notification. Default empty.
+    pub approval_webhook: String,
 }
 
 impl Default for Settings {
@@ -263,6 +275,9 @@ impl Default for Settings {
             auth_failure_window: 10,
             metrics_bind: String::new(),
             trusted_proxies: TrustedProxies::default(),
+            ciba_default_expiry: 300,
+            ciba_interval: 5,
+            approval_webhook: String::new(),
         }
     }
 }

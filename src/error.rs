@@ -13,7 +13,8 @@ use serde_json::json;
 use crate::store::StoreError;
 
 /// The `error` codes deputy answers with (RFC 6749 §4.1.2.1, §5.2; RFC 6750 §3.1;
-/// RFC 7009 §2.2.1; RFC 8693 §2.2.2; RFC 8707 §2; OIDC Core §3.1.2.6).
+/// RFC 7009 §2.2.1; RFC 8693 §2.2.2; RFC 8707 §2; OIDC Core §3.1.2.6;
+/// CIBA Core §11 and §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -41,6 +42,14 @@ pub enum ErrorCode {
     NotFound,
     ServerError,
     TemporarilyUnavailable,
+    /// CIBA Core §11: the person has not decided yet.
+    AuthorizationPending,
+    /// CIBA Core §11: pending, and polled faster than the interval.
+    SlowDown,
+    /// CIBA Core §11: the `auth_req_id` expired before the person approved.
+    ExpiredToken,
+    /// CIBA Core §13: the binding message is unusable.
+    InvalidBindingMessage,
 }
 
 impl ErrorCode {
@@ -69,6 +78,10 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidBindingMessage => "invalid_binding_message",
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod ciba;
 pub mod cli;
 pub mod client_auth;
 pub mod client_registry;

@@ -135,22 +135,27 @@ impl AuthMethod {
 }
 
 pub const TOKEN_EXCHANGE_URN: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// OpenID CIBA Core 1.0 §10.1: the grant type of a backchannel poll.
+pub const CIBA_URN: &str = "urn:openid:params:grant-type:ciba";
 
-/// Grant types deputy knows (RFC 6749 §4, RFC 8693 §2.1).
+/// Grant types deputy knows (RFC 6749 §4, RFC 8693 §2.1, CIBA Core §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrantType {
     AuthorizationCode,
     ClientCredentials,
     RefreshToken,
     TokenExchange,
+    /// Client-Initiated Backchannel Authentication, poll mode.
+    Ciba,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::AuthorizationCode,
         GrantType::ClientCredentials,
         GrantType::RefreshToken,
         GrantType::TokenExchange,
+        GrantType::Ciba,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -159,16 +164,18 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
             GrantType::TokenExchange => TOKEN_EXCHANGE_URN,
+            GrantType::Ciba => CIBA_URN,
         }
     }
 
-    /// Parse a `grant_type` value; the CLI also accepts `token-exchange`.
+    /// Parse a `grant_type` value; the CLI also accepts `token-exchange` and `ciba`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "authorization_code" => Some(GrantType::AuthorizationCode),
             "client_credentials" => Some(GrantType::ClientCredentials),
             "refresh_token" => Some(GrantType::RefreshToken),
             TOKEN_EXCHANGE_URN => Some(GrantType::TokenExchange),
+            CIBA_URN => Some(GrantType::Ciba),
             _ => None,
         }
     }
@@ -176,6 +183,7 @@ impl GrantType {
     pub fn parse_cli(s: &str) -> Option<Self> {
         match s {
             "token-exchange" | "token_exchange" => Some(GrantType::TokenExchange),
+            "ciba" => Some(GrantType::Ciba),
             other => Self::parse(other),
         }
     }

@@ -39,11 +39,17 @@ pub fn remove(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult
     // The resources it is: a client registered again under this id must not
     // inherit introspection visibility or exchange rights for them.
     let resources_unlinked = crate::store::resources::unlink_client(conn, id)?;
+    // Its backchannel requests (CIBA) end too: approved or not, a client
+    // registered again under this id redeems none of them.
+    let ciba_ended = crate::store::backchannel::end_for_client(conn, id)?;
     crate::store::clients::remove(conn, id)?;
     let mut detail = serde_json::Map::new();
     detail.insert("tokens_revoked".into(), json!(tokens_revoked));
     detail.insert("rules_removed".into(), json!(rules_removed));
     detail.insert("resources_unlinked".into(), json!(resources_unlinked));
+    if ciba_ended > 0 {
+        detail.insert("ciba_requests_ended".into(), json!(ciba_ended));
+    }
     let mut event = origin.stamp(
         AuditEvent::new(now, "client_removed", Mode::Admin),
         &mut detail,

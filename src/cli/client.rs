@@ -51,7 +51,8 @@ pub struct AddArgs {
     #[arg(long = "post-logout-redirect-uri")]
     pub post_logout_redirect_uris: Vec<String>,
     /// Grant types; defaults by kind (app: authorization_code, refresh_token;
-    /// service: client_credentials; agent: authorization_code, refresh_token, token-exchange).
+    /// service: client_credentials; agent: authorization_code, refresh_token, token-exchange);
+    /// `ciba` (backchannel authentication) for confidential clients only.
     #[arg(long = "grant")]
     pub grants: Vec<String>,
     #[arg(long = "scope")]
@@ -109,7 +110,7 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
     for g in &args.grants {
         let grant = GrantType::parse_cli(g).ok_or_else(|| {
             format!(
-                "unknown grant `{g}` (authorization_code, client_credentials, refresh_token, token-exchange)"
+                "unknown grant `{g}` (authorization_code, client_credentials, refresh_token, token-exchange, ciba)"
             )
         })?;
         if !grants.contains(&grant) {
@@ -342,5 +343,20 @@ mod tests {
         let mut a = args("service", "private_key_jwt");
         a.jwks_uri = Some("http://keys.example/jwks".into());
         assert!(build(&a, false).unwrap_err().contains("https"));
+    }
+
+    /// CIBA Core §4: backchannel authentication is for confidential clients.
+    #[test]
+    fn the_ciba_grant_is_for_confidential_clients_only() {
+        let mut a = args("agent", "none");
+        a.grants = vec!["ciba".into()];
+        assert!(build(&a, false).unwrap_err().contains("public client"));
+        let mut a = args("agent", "client_secret_basic");
+        a.grants = vec!["ciba".into(), "refresh_token".into()];
+        let (c, _) = build(&a, false).unwrap();
+        assert_eq!(
+            c.grant_types,
+            vec![GrantType::Ciba, GrantType::RefreshToken]
+        );
     }
 }

@@ -45,6 +45,21 @@ impl Settings {
                 ),
             ));
         }
+        // CIBA Core §7.1: deputy accepts a requested_expiry of 10-1800 s; its
+        // default must be one it would accept.
+        if self.ciba_default_expiry > 1800 {
+            return Err(bad(
+                "ciba_default_expiry",
+                "must be between 10 and 1800 seconds",
+            ));
+        }
+        if !self.approval_webhook.is_empty() {
+            let url = url::Url::parse(&self.approval_webhook)
+                .map_err(|e| bad("approval_webhook", format!("not a valid URL ({e})")))?;
+            if url.scheme() != "https" && url.scheme() != "http" {
+                return Err(bad("approval_webhook", "must be an https URL"));
+            }
+        }
         if self.log_level.trim().is_empty() {
             return Err(bad("log_level", "must not be empty"));
         }

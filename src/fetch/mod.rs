@@ -130,6 +130,45 @@ impl Fetcher {
             .unwrap_or(Err(FetchError::Timeout))
     }
 
+    /// POST `body` as JSON to `url` under the same guarantees (URL and
+    /// address policy, deadline, bound on fetches in progress); any 2xx
+    /// answer succeeds, its body unread. For notifications (the approval
+    /// webhook), never for anything a decision depends on.
+    pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(), FetchError> {
+        let url = self.policy.check_url(url).map_err(FetchError::Url)?;
+        if let Some(ip) = address::literal_ip(&url) {
+            self.policy
+                .check_ip(ip)
+                .map_err(|why| FetchError::Address { ip, why })?;
+        }
+        let _permit = self
+            .permits
+            .try_acquire()
+            .map_err(|_no_permit_left| FetchError::Busy)?;
+        let post = async {
+            let client = resolve::client(self.policy, url.scheme() == "http", self.deadline);
+            let resp = client
+                .post(url.as_str())
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .insert_header((header::USER_AGENT, USER_AGENT))
+                .force_close()
+                .send_body(body)
+                .await
+                .map_err(send_error)?;
+            let status = resp.status();
+            if status.is_redirection() {
+                return Err(FetchError::Redirect(status.as_u16()));
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status(status.as_u16()));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.deadline, post)
+            .await
+            .unwrap_or(Err(FetchError::Timeout))
+    }
+
     async fn get(&self, url: &Url, req: &Request<'_>) -> Result<Fetched, FetchError> {
         let client = resolve::client(self.policy, url.scheme() == "http", self.deadline);
         let mut resp = client

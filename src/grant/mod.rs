@@ -4,6 +4,7 @@
 //! records every token, and writes the audit events.
 
 pub mod authorization_code;
+pub mod ciba;
 pub mod client_credentials;
 pub mod person;
 pub mod refresh_token;
@@ -18,6 +19,7 @@ pub const IMPLEMENTED: &[GrantType] = &[
     GrantType::ClientCredentials,
     GrantType::RefreshToken,
     GrantType::TokenExchange,
+    GrantType::Ciba,
 ];
 
 pub fn is_implemented(g: GrantType) -> bool {
@@ -56,12 +58,13 @@ impl GrantContext<'_> {
 }
 
 /// A token request, parsed at the edge: one variant per grant (RFC 6749 §4.1.3,
-/// §4.4.2, §6; RFC 8693 §2.1).
+/// §4.4.2, §6; RFC 8693 §2.1; CIBA Core §10.1).
 pub enum TokenRequest {
     AuthorizationCode(authorization_code::CodeRedemption),
     ClientCredentials(client_credentials::ClientCredentialsParams),
     RefreshToken(refresh_token::RefreshRequest),
     TokenExchange(token_exchange::ExchangeRequest),
+    Ciba(ciba::CibaPoll),
 }
 
 /// Run the grant of a parsed request: its checks now, and the job that
@@ -86,5 +89,6 @@ pub async fn run(
         TokenRequest::AuthorizationCode(req) => authorization_code::redeem(ctx, auth, req).await,
         TokenRequest::RefreshToken(req) => refresh_token::refresh(ctx, auth, req).await,
         TokenRequest::TokenExchange(req) => Ok(token_exchange::exchange(ctx, auth, &req).await),
+        TokenRequest::Ciba(req) => ciba::poll(ctx, auth, req).await,
     }
 }

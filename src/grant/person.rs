@@ -30,6 +30,8 @@ pub struct PersonTokenSpec<'a> {
     pub sid: Option<&'a str>,
     pub grant_id: &'a str,
     pub grant_type: GrantType,
+    /// What the access token is for (deputy's `task` claim), if said.
+    pub task: Option<&'a str>,
     /// The refresh token to hand out with its record, if any.
     pub refresh: Option<(String, RefreshRecord)>,
     /// RFC 9449 §5: the DPoP key the access token is bound to, if any.
@@ -100,7 +102,7 @@ pub fn mint(
             expires_at: now + settings.access_token_ttl,
             auth_time: Some(spec.auth_time),
             act: None,
-            task: None,
+            task: spec.task.map(str::to_string),
             parent_jti: None,
             grant_id: Some(spec.grant_id.to_string()),
             grant_type: spec.grant_type,

@@ -197,6 +197,7 @@ pub async fn refresh(
                     sid: pre.sid.as_deref(),
                     grant_id: &pre.family_id,
                     grant_type: GrantType::RefreshToken,
+                    task: None,
                     refresh: Some((successor, successor_rec)),
                     cnf_jkt: proof_jkt.clone(),
                 },

@@ -28,6 +28,21 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
     m.insert("token_endpoint".into(), json!(settings.endpoint("/token")));
     m.insert("jwks_uri".into(), json!(settings.endpoint("/jwks")));
     m.insert("grant_types_supported".into(), json!(grants));
+    if grant::is_implemented(GrantType::Ciba) {
+        // CIBA Core §4: poll mode only, no user codes.
+        m.insert(
+            "backchannel_authentication_endpoint".into(),
+            json!(settings.endpoint("/bc-authorize")),
+        );
+        m.insert(
+            "backchannel_token_delivery_modes_supported".into(),
+            json!(["poll"]),
+        );
+        m.insert(
+            "backchannel_user_code_parameter_supported".into(),
+            json!(false),
+        );
+    }
     m.insert(
         "token_endpoint_auth_methods_supported".into(),
         json!(auth_methods),

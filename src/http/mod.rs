@@ -1,9 +1,11 @@
 //! HTTP: one module per endpoint; handlers parse and authenticate, call the
 //! domain, and map the result. Routing and cross-cutting middleware live here.
 
+pub mod account_requests;
 pub mod admin;
 pub mod admin_params;
 pub mod authorize;
+pub mod bc_authorize;
 pub mod cookies;
 pub mod discovery;
 pub mod dpop;
@@ -114,6 +116,22 @@ pub fn app(
         .service(
             web::resource("/token")
                 .route(web::post().to(token::token))
+                .default_service(only(Allow::Post)),
+        )
+        .service(
+            web::resource("/bc-authorize")
+                .route(web::post().to(bc_authorize::bc_authorize))
+                .default_service(only(Allow::Post)),
+        )
+        .service(
+            web::resource("/account/requests")
+                .route(web::get().to(account_requests::list))
+                .route(web::head().to(account_requests::list))
+                .default_service(only(Allow::GetHead)),
+        )
+        .service(
+            web::resource("/account/requests/{handle}")
+                .route(web::post().to(account_requests::decide))
                 .default_service(only(Allow::Post)),
         )
         .service(

@@ -151,5 +151,8 @@ fn parse(grant_type: GrantType, form: &FormParams) -> Result<TokenRequest, OAuth
             task: owned("task"),
             may_act: owned("may_act"),
         }),
+        GrantType::Ciba => TokenRequest::Ciba(crate::grant::ciba::CibaPoll {
+            auth_req_id: form.require("auth_req_id")?.to_string(),
+        }),
     })
 }

@@ -51,6 +51,7 @@ pub const TABLES: &[&str] = &[
     "login_failures",
     "registration_tokens",
     "dpop_proofs",
+    "backchannel_requests",
 ];
 
 const KEYS_TABLE: &str = "signing_keys";
@@ -896,6 +897,8 @@ mod tests {
             INSERT INTO login_failures VALUES ('acct', 3, 20, 25);
             INSERT INTO registration_tokens VALUES ('th1', 1, NULL, 2, 1);
             INSERT INTO dpop_proofs VALUES ('ph1', 99);
+            INSERT INTO backchannel_requests VALUES ('ah1', 'hd1', 'app', 'u1', 'openid', 'https://api',
+                'triage', 'A1B2', 20, 320, 5, 25, 'approved', 26, 21);
             "#,
         )
         .unwrap();

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0015_dpop",
         include_str!("../../migrations/sqlite/0015_dpop.sql"),
     ),
+    (
+        16,
+        "0016_ciba",
+        include_str!("../../migrations/sqlite/0016_ciba.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

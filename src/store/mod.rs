@@ -5,6 +5,7 @@
 //! `migrations/`.
 
 pub mod audit;
+pub mod backchannel;
 pub mod clients;
 pub mod codes;
 pub mod consents;

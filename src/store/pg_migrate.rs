@@ -38,6 +38,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_dpop",
         include_str!("../../migrations/postgres/0005_dpop.sql"),
     ),
+    (
+        6,
+        "0006_ciba",
+        include_str!("../../migrations/postgres/0006_ciba.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in
@@ -253,7 +258,7 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(tables, 20, "19 tables and schema_migrations");
+        assert_eq!(tables, 21, "20 tables and schema_migrations");
         drop_schema(&url, &schema).await;
     }
 
@@ -370,7 +375,7 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT IN ('sqlite_sequence', 'schema_migrations') ORDER BY name",
         );
-        assert_eq!(tables.len(), 19);
+        assert_eq!(tables.len(), 20);
         // SQLite's 0/1 flags are BOOLEAN here; its other integers BIGINT.
         let flags = [
             ("authorization_codes", "redirect_uri_sent"),

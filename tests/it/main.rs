@@ -11,6 +11,7 @@ mod support;
 
 mod admin;
 mod authorize_params;
+mod ciba;
 mod claims;
 mod client_credentials;
 mod dpop;

@@ -351,6 +351,7 @@ pub async fn redeem(
             sid: rec.sid.as_deref(),
             grant_id: &rec.grant_id,
             grant_type: GrantType::AuthorizationCode,
+            task: None,
             refresh,
             cnf_jkt: proof_jkt.clone(),
         },

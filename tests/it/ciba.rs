@@ -1,0 +1,549 @@
+//! OpenID CIBA Core 1.0, poll mode: `/bc-authorize`, the person's decision,
+//! and the token endpoint's `urn:openid:params:grant-type:ciba` grant.
+
+use actix_web::test;
+use deputy::ciba::Decision;
+use deputy::model::{AuthMethod, ClientKind, GrantType};
+use deputy::secret::{hash_secret, Argon2Profile};
+use serde_json::Value;
+
+use crate::people::*;
+use crate::support::*;
+
+const CIBA: &str = "urn%3Aopenid%3Aparams%3Agrant-type%3Aciba";
+const API: &str = "https://api.example";
+
+impl Env {
+    /// A confidential agent (client_secret_post) registered for CIBA and
+    /// `extra` grants; returns its secret.
+    async fn ciba_agent(&self, id: &str, grants: &[GrantType]) -> String {
+        let secret = deputy::secret::new_secret();
+        let mut c = client(id, ClientKind::Agent, AuthMethod::ClientSecretPost);
+        c.grant_types = grants.to_vec();
+        c.scopes = vec!["notes:read".into()];
+        c.audiences = vec![API.into()];
+        c.secret_hash = Some(hash_secret(&secret, Argon2Profile::GeneratedSecret).unwrap());
+        self.add_client(c).await;
+        secret
+    }
+
+    /// The person `user_id` decides on the request behind `auth_req_id`.
+    async fn decide(&self, user_id: &str, auth_req_id: &str, d: Decision) -> bool {
+        let handle = self.handle(auth_req_id).await;
+        let (user_id, now) = (user_id.to_string(), self.clock.now());
+        self.state
+            .store
+            .write(move |c| deputy::ciba::decide(c, &user_id, &handle, d, now))
+            .await
+            .unwrap()
+            .is_ok()
+    }
+
+    async fn handle(&self, auth_req_id: &str) -> String {
+        let hash = deputy::secret::sha256_b64(auth_req_id.as_bytes());
+        self.state
+            .store
+            .read(move |c| {
+                c.query_one(
+                    "SELECT handle FROM backchannel_requests WHERE auth_req_id_hash = ?1",
+                    deputy::args![hash],
+                )
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap()
+    }
+
+    async fn events(&self, event: &str) -> i64 {
+        self.count_with(
+            "SELECT count(*) FROM audit_events WHERE event = ?1",
+            vec![event.to_string()],
+        )
+        .await
+    }
+}
+
+use deputy::clock::Clock;
+
+async fn post<S>(app: &S, path: &str, body: &str) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    json_of(test::call_service(app, form_post(path, body).to_request()).await).await
+}
+
+fn creds(id: &str, secret: &str) -> String {
+    format!("client_id={id}&client_secret={}", enc(secret))
+}
+
+fn poll_body(id: &str, secret: &str, auth_req_id: &str) -> String {
+    format!(
+        "grant_type={CIBA}&auth_req_id={auth_req_id}&{}",
+        creds(id, secret)
+    )
+}
+
+const GOOD: &str = "scope=openid+notes%3Aread&login_hint=alice&binding_message=W4-7Q\
+    &task=triage+inbox&resource=https%3A%2F%2Fapi.example";
+
+/// CIBA Core §7.3: the answer's members, and only those.
+fn auth_req_id(status: u16, body: &Value) -> String {
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["auth_req_id", "expires_in", "interval"], "{body}");
+    body["auth_req_id"].as_str().unwrap().to_string()
+}
+
+fn error(r: &(u16, Value)) -> (u16, &str) {
+    (r.0, r.1["error"].as_str().unwrap_or("(none)"))
+}
+
+/// CIBA Core §7, §10.1, §11: pending → the person approves → tokens, once.
+#[actix_web::test]
+async fn pending_then_approved_gives_tokens_once() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env
+        .ciba_agent("agent", &[GrantType::Ciba, GrantType::RefreshToken])
+        .await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert_eq!(
+        (b["expires_in"].as_i64(), b["interval"].as_i64()),
+        (Some(300), Some(5))
+    );
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "authorization_pending"));
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    // Approval is final: a second decision changes nothing.
+    assert!(!env.decide(&alice, &id, Decision::Deny).await);
+    let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(s, 200, "{t}");
+    let (_, at) = peek(t["access_token"].as_str().unwrap());
+    assert_eq!(at["sub"], alice.as_str());
+    assert_eq!(at["aud"], API);
+    assert_eq!(at["task"], "triage inbox");
+    assert_eq!(at["scope"], "openid notes:read");
+    assert_eq!(at["client_id"], "agent");
+    let (_, idt) = peek(t["id_token"].as_str().unwrap());
+    assert_eq!(
+        (idt["sub"].as_str(), idt["aud"].as_str()),
+        (Some(alice.as_str()), Some("agent"))
+    );
+    assert!(t["refresh_token"].is_string());
+    // CIBA Core §11: an auth_req_id is redeemed once.
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "invalid_grant"));
+    for e in ["ciba_requested", "ciba_approved", "ciba_redeemed"] {
+        assert_eq!(env.events(e).await, 1, "{e}");
+    }
+    // The approval was for this request only: no consent is remembered.
+    assert_eq!(env.count("SELECT count(*) FROM consent_scopes").await, 0);
+}
+
+/// No refresh token for a client not registered for refresh.
+#[actix_web::test]
+async fn no_refresh_token_without_the_refresh_grant() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(s, 200, "{t}");
+    assert!(t.get("refresh_token").is_none(), "{t}");
+}
+
+/// CIBA Core §11: the person denies → access_denied (400 at /token).
+#[actix_web::test]
+async fn denied_is_access_denied() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Deny).await);
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "access_denied"));
+    assert_eq!(env.events("ciba_denied").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
+}
+
+/// CIBA Core §11: past its expiry → expired_token; nobody can approve it
+/// any more; the expiry is audited once.
+#[actix_web::test]
+async fn an_expired_request_is_expired_token() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let body = format!("{GOOD}&requested_expiry=10&{}", creds("agent", &secret));
+    let (s, b) = post(&app, "/bc-authorize", &body).await;
+    let id = auth_req_id(s, &b);
+    assert_eq!(b["expires_in"], 10);
+    env.clock.advance(10);
+    assert!(!env.decide(&alice, &id, Decision::Approve).await);
+    for _ in 0..2 {
+        let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+        assert_eq!(error(&r), (400, "expired_token"));
+    }
+    assert_eq!(env.events("ciba_expired").await, 1);
+    // Approved but not redeemed in time: expired too.
+    let (s, b) = post(&app, "/bc-authorize", &body).await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    env.clock.advance(11);
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "expired_token"));
+}
+
+/// CIBA Core §11 (RFC 8628 §3.5): polling faster than the interval is
+/// slow_down, and the interval stays 5 s longer from then on.
+#[actix_web::test]
+async fn slow_down_then_the_raised_interval() {
+    let env = Env::new();
+    env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    let body = poll_body("agent", &secret, &id);
+    let poll = || post(&app, "/token", &body);
+    assert_eq!(error(&poll().await), (400, "authorization_pending"));
+    env.clock.advance(1);
+    assert_eq!(error(&poll().await), (400, "slow_down"));
+    // The interval is now 10 s from the last poll.
+    env.clock.advance(10);
+    assert_eq!(error(&poll().await), (400, "authorization_pending"));
+    env.clock.advance(5);
+    assert_eq!(error(&poll().await), (400, "slow_down"));
+    env.clock.advance(15);
+    assert_eq!(error(&poll().await), (400, "authorization_pending"));
+}
+
+/// CIBA Core §7.3 and §13: an unknown person gets the same answer shape;
+/// the request is never shown to anyone and simply expires.
+#[actix_web::test]
+async fn an_unknown_person_gets_the_same_answer_and_it_expires() {
+    let env = Env::new();
+    env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let body = GOOD.replace("login_hint=alice", "login_hint=nobody");
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{body}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert_eq!(
+        (b["expires_in"].as_i64(), b["interval"].as_i64()),
+        (Some(300), Some(5))
+    );
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "authorization_pending"));
+    env.clock.advance(300);
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "expired_token"));
+}
+
+/// CIBA Core §7.1, §13: each refusal with its code, and nothing recorded.
+#[actix_web::test]
+async fn bad_requests_are_refused_with_their_codes() {
+    let env = Env::new();
+    env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let c = creds("agent", &secret);
+    let cases = [
+        (
+            format!("{GOOD}&binding_message={}", "x".repeat(65)),
+            "invalid_binding_message",
+        ),
+        (GOOD.replace("openid+", ""), "invalid_scope"),
+        (
+            GOOD.replace("login_hint=alice", "id_token_hint=a.b.c&login_hint=alice"),
+            "invalid_request",
+        ),
+        (GOOD.replace("login_hint=alice&", ""), "invalid_request"),
+        (
+            GOOD.replace("login_hint=alice", "id_token_hint=a.b.c"),
+            "invalid_request",
+        ),
+        (format!("{GOOD}&requested_expiry=3600"), "invalid_request"),
+        (
+            GOOD.replace("api.example", "evil.example"),
+            "invalid_target",
+        ),
+    ];
+    for (body, code) in cases {
+        let body = body.replace("binding_message=W4-7Q&", "");
+        let r = post(&app, "/bc-authorize", &format!("{body}&{c}")).await;
+        assert_eq!(error(&r), (400, code), "{body}");
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM backchannel_requests").await,
+        0
+    );
+}
+
+/// CIBA Core §13 and §11: a client not registered for CIBA is
+/// unauthorized_client at both endpoints; a public client is no CIBA client.
+#[actix_web::test]
+async fn a_client_not_registered_for_ciba_is_refused() {
+    let env = Env::new();
+    env.person("alice").await;
+    let secret = env
+        .ciba_agent("other", &[GrantType::ClientCredentials])
+        .await;
+    env.app_client("web").await;
+    let app = env.app().await;
+    let r = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("other", &secret)),
+    )
+    .await;
+    assert_eq!(error(&r), (400, "unauthorized_client"));
+    let r = post(&app, "/token", &poll_body("other", &secret, "whatever")).await;
+    assert_eq!(error(&r), (400, "unauthorized_client"));
+    let r = post(&app, "/bc-authorize", &format!("{GOOD}&client_id=web")).await;
+    assert_eq!(error(&r), (401, "invalid_client"));
+    let r = post(&app, "/bc-authorize", GOOD).await;
+    assert_eq!(error(&r), (401, "invalid_client"));
+}
+
+/// An auth_req_id is the client's own: another client's poll is
+/// invalid_grant and spends nothing.
+#[actix_web::test]
+async fn another_clients_auth_req_id_is_invalid_grant() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let thief = env.ciba_agent("thief", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    let r = post(&app, "/token", &poll_body("thief", &thief, &id)).await;
+    assert_eq!(error(&r), (400, "invalid_grant"));
+    let r = post(&app, "/token", &poll_body("agent", &secret, "not-an-id")).await;
+    assert_eq!(error(&r), (400, "invalid_grant"));
+    let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(s, 200, "{t}");
+    // Only the person the request names decides.
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    let bob = env.person("bob").await;
+    assert!(!env.decide(&bob, &id, Decision::Approve).await);
+}
+
+/// CIBA Core §11: 20 concurrent polls after approval → exactly one set of
+/// tokens; the others are invalid_grant.
+#[actix_web::test]
+async fn twenty_concurrent_polls_after_approval_redeem_once() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env
+        .ciba_agent("agent", &[GrantType::Ciba, GrantType::RefreshToken])
+        .await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    let body = poll_body("agent", &secret, &id);
+    let polls: Vec<_> = (0..20).map(|_| post(&app, "/token", &body)).collect();
+    let results = futures_util::future::join_all(polls).await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s != 200)
+        .all(|r| error(r) == (400, "invalid_grant")));
+    assert_eq!(env.events("ciba_redeemed").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM refresh_tokens").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM tokens WHERE kind = 'access'")
+            .await,
+        1
+    );
+}
+
+/// The person approves on the page: signed in, with the page's CSRF
+/// token; the listing is audited once as shown.
+#[actix_web::test]
+async fn the_person_approves_on_the_page() {
+    let env = Env::new();
+    env.person("alice").await;
+    env.app_client("web").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    // Not signed in: nothing to see.
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/account/requests")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let mut browser = Browser::default();
+    sign_in(&app, &mut browser, "web", "alice", "").await;
+    let page = |b: &Browser| {
+        test::TestRequest::get()
+            .uri("/account/requests")
+            .insert_header(("Cookie", b.header()))
+            .to_request()
+    };
+    let html = body_text(test::call_service(&app, page(&browser)).await).await;
+    for shown in ["agent", "triage inbox", "W4-7Q", API, "openid notes:read"] {
+        assert!(html.contains(shown), "{shown} in {html}");
+    }
+    let handle = env.handle(&id).await;
+    assert!(html.contains(&handle));
+    assert!(
+        !html.contains(&id),
+        "the auth_req_id never reaches the page"
+    );
+    let csrf = hidden(&html, "csrf");
+    test::call_service(&app, page(&browser)).await;
+    assert_eq!(env.events("ciba_shown").await, 1);
+    let decide = |csrf: &str| {
+        form_post(
+            &format!("/account/requests/{handle}"),
+            &format!("csrf={csrf}&decision=approve"),
+        )
+        .insert_header(("Cookie", browser.header()))
+        .to_request()
+    };
+    let resp = test::call_service(&app, decide("forged")).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "authorization_pending"));
+    let resp = test::call_service(&app, decide(&csrf)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = test::call_service(&app, decide(&csrf)).await;
+    assert_eq!(resp.status().as_u16(), 404, "decided once");
+    let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(s, 200, "{t}");
+    let html = body_text(test::call_service(&app, page(&browser)).await).await;
+    assert!(!html.contains(&handle), "no longer waiting");
+}
+
+/// CIBA Core §4: discovery advertises the endpoint, poll mode and the grant.
+#[actix_web::test]
+async fn discovery_advertises_ciba() {
+    let env = Env::new();
+    let app = env.app().await;
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/.well-known/openid-configuration")
+            .to_request(),
+    )
+    .await;
+    let (_, m) = json_of(resp).await;
+    assert_eq!(
+        m["backchannel_authentication_endpoint"],
+        format!("{ISSUER}/bc-authorize")
+    );
+    assert_eq!(
+        m["backchannel_token_delivery_modes_supported"],
+        serde_json::json!(["poll"])
+    );
+    assert_eq!(m["backchannel_user_code_parameter_supported"], false);
+    assert!(m["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("urn:openid:params:grant-type:ciba")));
+}
+
+/// A removed client's requests end with it: the same id registered again
+/// redeems nothing the old client was approved for.
+#[actix_web::test]
+async fn a_removed_client_leaves_no_request_to_redeem() {
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let (s, b) = post(
+        &app,
+        "/bc-authorize",
+        &format!("{GOOD}&{}", creds("agent", &secret)),
+    )
+    .await;
+    let id = auth_req_id(s, &b);
+    assert!(env.decide(&alice, &id, Decision::Approve).await);
+    let out = env
+        .cli()
+        .args(["client", "remove", "agent"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "expired_token"));
+    assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
+}
