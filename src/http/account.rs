@@ -29,6 +29,7 @@ struct AccountPage<'a> {
     before: Option<i64>,
     /// What the form just posted changed.
     notice: Option<&'a str>,
+    issuer: &'a str,
 }
 
 impl AccountPage<'_> {
@@ -44,6 +45,16 @@ impl AccountPage<'_> {
 
     fn actors(&self, chain: &[String]) -> String {
         chain_text(chain)
+    }
+
+    /// A resource (RFC 8707) in words: deputy itself is the person's
+    /// sign-in, anything else is named by its URI.
+    fn resource<'r>(&self, r: &'r str) -> &'r str {
+        if r == self.issuer {
+            "your sign-in (deputy)"
+        } else {
+            r
+        }
     }
 }
 
@@ -98,9 +109,11 @@ async fn csrf_key(state: &AppState) -> Result<String, OAuthError> {
     Ok(state.account_csrf_key.get_or_init(|| k).clone())
 }
 
-/// Fetch Metadata (W3C) and the Fetch standard's `Origin`: a form posted
-/// from another site is refused even with a valid token. Absent headers
-/// (older browsers, non-browser clients) leave the CSRF token to decide.
+/// Fetch Metadata (W3C `Sec-Fetch-Site`) and the Fetch standard's `Origin`:
+/// a form posted from another site is refused even with a valid token.
+/// `Origin: null` is what browsers send for a form on a `no-referrer` page
+/// (ours), so it tells nothing; absent headers (older browsers, non-browser
+/// clients) leave the CSRF token to decide.
 fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
     let ours = url::Url::parse(issuer)
         .map(|u| u.origin().ascii_serialization())
@@ -110,7 +123,7 @@ fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
             .get(name)
             .map(|v| v.to_str().unwrap_or("\u{0}"))
     };
-    let origin_ok = header("origin").is_none_or(|o| o == ours);
+    let origin_ok = header("origin").is_none_or(|o| o == ours || o == "null");
     let site_ok = header("sec-fetch-site").is_none_or(|s| s == "same-origin");
     origin_ok && site_ok
 }
@@ -151,6 +164,7 @@ async fn render_page(
             activity: &activity,
             before,
             notice,
+            issuer: &state.settings.issuer,
         },
     )
 }

@@ -624,6 +624,18 @@ async fn forms_without_the_sessions_token_or_from_another_site_are_refused() {
     .await;
     assert_eq!(resp.status().as_u16(), 200);
     assert!(!w.active(&app, "agent-y", &held.hop2).await);
+    // A form on a no-referrer page is sent with `Origin: null`; Fetch
+    // Metadata still says same-origin (what Chromium sends).
+    let resp = post(
+        &app,
+        &mut alice,
+        "/account/withdraw",
+        &format!("csrf={csrf}&client_id=agent-x"),
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(!w.active(&app, "agent-x", &held.person_token).await);
 }
 
 #[actix_web::test]
