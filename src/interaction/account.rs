@@ -39,3 +39,18 @@ pub async fn start(state: &AppState, browser: Browser<'_>) -> Result<Reply, OAut
         clear_session: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_account_marker_reads_back_and_nothing_else_is_taken_for_it() {
+        let stored = Pending::Account.stored().unwrap();
+        assert_eq!(Pending::parse(&stored).unwrap(), Pending::Account);
+        // A return path is never read from the row: anything else must be
+        // an authorization request, or the row is unusable.
+        assert!(Pending::parse(r#"{"continue":"https://evil.example/"}"#).is_err());
+        assert!(Pending::parse("").is_err());
+    }
+}

@@ -606,6 +606,15 @@ async fn forms_without_the_sessions_token_or_from_another_site_are_refused() {
     )
     .await;
     assert_eq!(resp.status().as_u16(), 403);
+    // A valid form with a bad field: 400, and nothing changes either.
+    for body in [
+        format!("csrf={csrf}"),
+        format!("csrf={csrf}&client_id=agent-x&task=%01"),
+        format!("csrf={csrf}&client_id=agent-x&task={}", "t".repeat(129)),
+    ] {
+        let resp = post(&app, &mut alice, "/account/withdraw", &body, &[]).await;
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+    }
     // Nothing changed.
     assert_eq!(
         count(&w.env, "SELECT count(*) FROM audit_events", &[]).await,
