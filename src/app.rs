@@ -29,6 +29,9 @@ pub struct AppState {
     /// The key the account page's CSRF tokens are derived with (a server
     /// secret in the store, the same on every instance; loaded once).
     pub account_csrf_key: std::sync::OnceLock<String>,
+    /// The key DPoP nonces are derived with (shared by every instance
+    /// through the store, loaded once).
+    pub dpop_nonce_key: std::sync::OnceLock<String>,
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
@@ -93,6 +96,7 @@ impl AppState {
             store: &self.store,
             own_tokens: &self.own_tokens,
             refresh_key: &self.refresh_key,
+            proof: None,
         }
     }
 
@@ -149,6 +153,7 @@ impl AppState {
             throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),
             account_csrf_key: std::sync::OnceLock::new(),
+            dpop_nonce_key: std::sync::OnceLock::new(),
         })
     }
 }

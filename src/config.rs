@@ -175,6 +175,10 @@ pub struct Settings {
     /// ... and at most this long, seconds. Default 86400.
     #[serde(deserialize_with = "Seconds::<0>::field")]
     pub client_metadata_max_cache: i64,
+    /// `on`: every DPoP proof must carry a nonce deputy issued (RFC 9449
+    /// §8, §9; answered `use_dpop_nonce` with a `DPoP-Nonce` header until it
+    /// does). Default `off`.
+    pub dpop_nonces: Switch,
     /// `off`, `token` or `open`: who may register clients at `/register`
     /// (RFC 7591). Default `off`.
     pub registration: RegistrationMode,
@@ -244,6 +248,7 @@ impl Default for Settings {
             log_level: "info".to_string(),
             allow_loopback_fetch: false,
             client_metadata_documents: Switch::On,
+            dpop_nonces: Switch::Off,
             client_metadata_allow: AllowList::default(),
             client_metadata_min_cache: 300,
             client_metadata_max_cache: 86_400,

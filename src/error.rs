@@ -35,6 +35,9 @@ pub enum ErrorCode {
     /// RFC 7591 §3.2.2.
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// RFC 9449 §5, §7.1, §8.
+    InvalidDpopProof,
+    UseDpopNonce,
     NotFound,
     ServerError,
     TemporarilyUnavailable,
@@ -61,6 +64,8 @@ impl ErrorCode {
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -92,6 +97,9 @@ pub struct OAuthError {
     pub retry_after: Option<u64>,
     /// `Allow` on 405 (RFC 9110 §15.5.6).
     pub allow: Option<Allow>,
+    /// `DPoP-Nonce`: the nonce the client must put in its next proof
+    /// (RFC 9449 §8, §9).
+    pub dpop_nonce: Option<String>,
     /// What really happened, for the audit trail and the log only, when the
     /// public description deliberately says less.
     pub detail: Option<Cow<'static, str>>,
@@ -127,6 +135,7 @@ impl OAuthError {
             www_authenticate: None,
             retry_after: None,
             allow: None,
+            dpop_nonce: None,
             detail: None,
         }
     }
@@ -225,6 +234,11 @@ impl ResponseError for OAuthError {
         }
         if let Some(allow) = self.allow {
             resp.insert_header((header::ALLOW, allow.as_str()));
+        }
+        if let Some(nonce) = &self.dpop_nonce {
+            if let Ok(v) = HeaderValue::from_str(nonce) {
+                resp.insert_header(("DPoP-Nonce", v));
+            }
         }
         resp.json(json!({
             "error": self.code.as_str(),

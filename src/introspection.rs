@@ -123,7 +123,19 @@ fn active_response(record: &TokenRecord, issuer: &str) -> Result<Value, OAuthErr
         m.insert("scope".into(), json!(record.scope));
     }
     m.insert("client_id".into(), json!(record.client_id));
-    m.insert("token_type".into(), json!("Bearer"));
+    // RFC 9449 §6.2: a bound token's type and key, so a resource server that
+    // introspects can check the proof.
+    m.insert(
+        "token_type".into(),
+        json!(if record.cnf_jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }),
+    );
+    if let Some(jkt) = &record.cnf_jkt {
+        m.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
     m.insert("exp".into(), json!(record.expires_at));
     m.insert("iat".into(), json!(record.issued_at));
     m.insert("sub".into(), json!(record.subject));

@@ -11,6 +11,7 @@ pub mod client_auth;
 pub mod client_registry;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod error;
 pub mod fetch;
 pub mod grant;

@@ -377,6 +377,7 @@ mod tests {
             refresh_token: refresh.then(|| "r".to_string()),
             id_token: id.then(|| "i".to_string()),
             issued_token_type: None,
+            dpop: false,
         }
     }
 

@@ -40,6 +40,7 @@ pub fn token_json(r: &TokenRecord, now: i64) -> StoreResult<Value> {
         "rule_id": r.rule_id,
         "may_act": r.may_act,
         "actor_token_jti": r.actor_token_jti,
+        "cnf": r.cnf_jkt.as_ref().map(|jkt| json!({ "jkt": jkt })),
         "active": r.is_active(now),
         "revoked_at": r.revoked_at,
         "revoked_reason": r.revoked_reason,

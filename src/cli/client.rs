@@ -62,6 +62,10 @@ pub struct AddArgs {
     /// too, for relying parties that read only the ID token (OIDC Core §5.4).
     #[arg(long)]
     pub id_token_claims: bool,
+    /// Issue tokens to this client only with a DPoP proof, bound to its key
+    /// (RFC 9449 §5.2).
+    #[arg(long)]
+    pub require_dpop: bool,
     /// ID token signing algorithm: ES256 (default) or RS256.
     #[arg(long, default_value = "ES256")]
     pub id_token_alg: String,
@@ -198,6 +202,7 @@ fn build(args: &AddArgs, allow_loopback: bool) -> Result<(Client, Option<String>
         created_at: now(),
         id_token_claims: args.id_token_claims,
         id_token_alg,
+        require_dpop: args.require_dpop,
         origin: Default::default(),
     };
     Ok((client, secret))
@@ -302,6 +307,7 @@ mod tests {
             scopes: vec![],
             audiences: vec![],
             id_token_claims: false,
+            require_dpop: false,
             id_token_alg: "ES256".into(),
         }
     }

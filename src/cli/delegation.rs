@@ -31,6 +31,10 @@ pub enum DelegationCmd {
         /// actor's own token as `actor_token`.
         #[arg(long)]
         broker: Option<String>,
+        /// Tokens under this rule only with a DPoP proof by the actor, bound
+        /// to its key (RFC 9449).
+        #[arg(long)]
+        require_dpop: bool,
     },
     /// List every rule.
     List,
@@ -59,6 +63,7 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
             max_lifetime,
             max_depth,
             broker,
+            require_dpop,
         } => {
             if scopes.is_empty() {
                 return Err(
@@ -95,6 +100,7 @@ pub fn run(cli: &Cli, cmd: &DelegationCmd) -> CliResult {
                 max_depth: *max_depth,
                 broker: broker.clone(),
                 created_at: now(),
+                require_dpop: *require_dpop,
             };
             let mut e = crate::audit::AuditEvent::new(
                 rule.created_at,

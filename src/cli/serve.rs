@@ -118,6 +118,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                             cutoff,
                             cutoff - crate::login::throttle::FORGET_AFTER,
                         )?;
+                        crate::store::dpop::purge(c, cutoff)?;
                         crate::store::tokens::purge_used_assertions(c, cutoff)
                     })
                     .await

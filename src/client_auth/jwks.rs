@@ -35,7 +35,7 @@ impl ClientKeys {
     }
 }
 
-fn verifier_for(alg: &str, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
+pub(crate) fn verifier_for(alg: &str, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
     let v: Box<dyn JwsVerifier> = match alg {
         "ES256" => Box::new(ES256.verifier_from_jwk(jwk).ok()?),
         "RS256" => Box::new(RS256.verifier_from_jwk(jwk).ok()?),

@@ -145,6 +145,7 @@ pub fn described_client(
         created_at: now,
         id_token_claims: false,
         id_token_alg: meta.id_token_alg,
+        require_dpop: meta.dpop_bound_access_tokens,
         origin: ClientOrigin {
             registration,
             client_uri: meta.client_uri.clone(),

@@ -90,6 +90,7 @@ pub fn issue(
             rule_id: None,
             may_act: None,
             actor_token_jti: None,
+            cnf_jkt: ctx.cnf_jkt(),
         },
     )?;
     let mut audit = AuditEvent::new(now, "token_issued", Mode::Service)
@@ -104,6 +105,7 @@ pub fn issue(
         access_token: minted.jwt,
         expires_in: ttl,
         scope: record.scope.clone(),
+        dpop: record.cnf_jkt.is_some(),
         ..Default::default()
     };
     Ok(Box::new(move |c| {

@@ -43,6 +43,16 @@ pub struct GrantContext<'a> {
     pub own_tokens: &'a OwnTokens,
     /// The key refresh successors are derived with, loaded once from the store.
     pub refresh_key: &'a OnceLock<String>,
+    /// The request's valid DPoP proof (RFC 9449 §4.3), if it carried one:
+    /// its key binds the access token issued (§5).
+    pub proof: Option<&'a crate::dpop::ValidProof>,
+}
+
+impl GrantContext<'_> {
+    /// The thumbprint new access tokens are bound to, if any (RFC 9449 §6.1).
+    pub fn cnf_jkt(&self) -> Option<String> {
+        self.proof.map(|p| p.jkt.clone())
+    }
 }
 
 /// A token request, parsed at the edge: one variant per grant (RFC 6749 §4.1.3,
@@ -61,6 +71,13 @@ pub async fn run(
     auth: &crate::client_auth::AuthenticatedClient,
     request: TokenRequest,
 ) -> Result<crate::client_auth::RequestJob<crate::token::TokenResponse>, crate::error::OAuthError> {
+    // RFC 9449 §5.2: a client registered for DPoP gets tokens only with a proof.
+    if auth.client.require_dpop && ctx.proof.is_none() {
+        return Err(crate::error::OAuthError::new(
+            crate::error::ErrorCode::InvalidDpopProof,
+            "this client must send a DPoP proof",
+        ));
+    }
     match request {
         TokenRequest::ClientCredentials(req) => {
             let req = client_credentials::validate(&auth.client, &req)?;

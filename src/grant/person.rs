@@ -32,6 +32,8 @@ pub struct PersonTokenSpec<'a> {
     pub grant_type: GrantType,
     /// The refresh token to hand out with its record, if any.
     pub refresh: Option<(String, RefreshRecord)>,
+    /// RFC 9449 §5: the DPoP key the access token is bound to, if any.
+    pub cnf_jkt: Option<String>,
 }
 
 /// Everything to store, and the response to send once stored. Each record
@@ -105,6 +107,7 @@ pub fn mint(
             rule_id: None,
             may_act: None,
             actor_token_jti: None,
+            cnf_jkt: spec.cnf_jkt.clone(),
         },
     )?;
     let mut records = vec![access.record.clone()];
@@ -112,6 +115,7 @@ pub fn mint(
         access_token: access.jwt.clone(),
         expires_in: settings.access_token_ttl,
         scope: access.record.scope.clone(),
+        dpop: spec.cnf_jkt.is_some(),
         ..Default::default()
     };
     if spec.scope.iter().any(|s| s == "openid") {
@@ -162,6 +166,7 @@ pub fn mint(
             actor_token_jti: None,
             revoked_at: None,
             revoked_reason: None,
+            cnf_jkt: None,
         };
         records.push(token_rec);
         response.refresh_token = Some(plaintext);
@@ -208,6 +213,7 @@ pub fn refresh_record(
         successor_hash: None,
         revoked_at: None,
         sid: None,
+        dpop_jkt: None,
     }
 }
 

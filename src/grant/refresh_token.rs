@@ -105,6 +105,17 @@ pub async fn refresh(
     let Some(pre) = pre else {
         return Err(bad_token());
     };
+    // RFC 9449 §5: a family bound to a DPoP key is refreshed only with a
+    // proof of that key. Decided before anything else, so a copied token
+    // without the key changes nothing (not even reuse detection).
+    let proof_jkt = ctx.cnf_jkt();
+    if let Some(bound) = &pre.dpop_jkt {
+        if proof_jkt.as_deref() != Some(bound.as_str()) {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is bound to another DPoP key",
+            ));
+        }
+    }
     let key = refresh_key(ctx).await?;
     let successor = successor_of(&key, &req.refresh_token)?;
     let successor_hash = sha256_b64(successor.as_bytes());
@@ -166,8 +177,10 @@ pub async fn refresh(
                 settings.refresh_idle_ttl,
                 pre.absolute_expires_at,
             );
-            // The family stays tied to the login session it started in.
+            // The family stays tied to the login session it started in,
+            // and to the DPoP key it was bound to.
             successor_rec.sid = pre.sid.clone();
+            successor_rec.dpop_jkt = pre.dpop_jkt.clone();
             Ok(mint(
                 &ctx.ring,
                 settings,
@@ -185,6 +198,7 @@ pub async fn refresh(
                     grant_id: &pre.family_id,
                     grant_type: GrantType::RefreshToken,
                     refresh: Some((successor, successor_rec)),
+                    cnf_jkt: proof_jkt.clone(),
                 },
             )?)
         }

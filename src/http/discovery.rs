@@ -36,6 +36,11 @@ pub fn metadata(settings: &Settings) -> Map<String, Value> {
         "token_endpoint_auth_signing_alg_values_supported".into(),
         json!(SUPPORTED_ALGS),
     );
+    // RFC 9449 §5.1: DPoP proofs deputy accepts at every token request.
+    m.insert(
+        "dpop_signing_alg_values_supported".into(),
+        json!(crate::dpop::PROOF_ALGS),
+    );
     // RFC 8414 §2: introspection (RFC 7662) takes the token endpoint's
     // methods except `none`; revocation (RFC 7009) also takes `none`, since a
     // public client may revoke its own tokens. RFC 9701 §7: signed responses.

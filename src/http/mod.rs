@@ -7,6 +7,7 @@ pub mod admin_params;
 pub mod authorize;
 pub mod cookies;
 pub mod discovery;
+pub mod dpop;
 pub mod form;
 pub mod health;
 pub mod introspect;

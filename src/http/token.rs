@@ -51,6 +51,8 @@ async fn answer(
     if !state.token_by_address.allow(&address, now) {
         return Err(crate::limits::too_many());
     }
+    // RFC 9449 §5: a proof, if sent, is checked before anything else.
+    let proof = crate::http::dpop::proof(&state, &req, "/token", None).await?;
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
     let auth = client_auth::authenticate(&state.auth_context(), &credentials).await?;
     // A public client's id is no secret: anyone can claim it, so its budget
@@ -62,14 +64,26 @@ async fn answer(
     let job = if !state.token_by_client.allow(&bucket, now) {
         refused(crate::limits::too_many())
     } else {
-        run_grant(&state, &auth, grant_type, &form)
+        run_grant(&state, &auth, grant_type, &form, proof.as_ref())
             .await
             .unwrap_or_else(refused)
     };
+    let job = crate::http::dpop::spend_first(proof.as_ref(), now, job);
     let issued = client_auth::conclude(&state.store, &auth, job).await?;
     crate::metrics::tokens_issued(grant_type.as_str(), &issued);
     tracing::info!(client_id = %auth.client.id, grant_type = grant_type.as_str(), "tokens issued");
-    Ok(no_store_json(issued.to_json()))
+    let mut answer = no_store_json(issued.to_json());
+    if proof.is_some() {
+        if let Some(nonce) = crate::http::dpop::fresh_nonce(&state).await? {
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&nonce) {
+                answer.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static("dpop-nonce"),
+                    v,
+                );
+            }
+        }
+    }
+    Ok(answer)
 }
 
 async fn run_grant(
@@ -77,6 +91,7 @@ async fn run_grant(
     auth: &AuthenticatedClient,
     grant_type: GrantType,
     form: &FormParams,
+    proof: Option<&crate::dpop::ValidProof>,
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
     // Public clients may use only the authorization code flow (and its refresh).
     if auth.method == AuthMethod::None
@@ -95,7 +110,11 @@ async fn run_grant(
         ));
     }
     let request = parse(grant_type, form)?;
-    grant::run(&state.grant_context(), auth, request).await
+    let ctx = crate::grant::GrantContext {
+        proof,
+        ..state.grant_context()
+    };
+    grant::run(&ctx, auth, request).await
 }
 
 /// The form as the grant's typed request. Parameters the grant does not take

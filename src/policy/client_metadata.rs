@@ -66,6 +66,8 @@ pub struct ClientMetadata {
     pub logo_uri: Option<String>,
     /// OIDC Registration §2: RS256 unless the client asks for ES256.
     pub id_token_alg: IdTokenAlg,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: tokens only with a proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl ClientMetadata {
@@ -115,6 +117,9 @@ impl ClientMetadata {
             "id_token_signed_response_alg".into(),
             self.id_token_alg.as_str().into(),
         );
+        if self.dpop_bound_access_tokens {
+            m.insert("dpop_bound_access_tokens".into(), true.into());
+        }
         m
     }
 }
@@ -274,6 +279,11 @@ pub fn parse(doc: &Value, rules: Rules<'_>) -> Result<ClientMetadata, MetadataEr
             .ok_or_else(|| bad("id_token_signed_response_alg must be RS256 or ES256"))?,
         Some(_) => return Err(bad("id_token_signed_response_alg must be a string")),
     };
+    let dpop_bound_access_tokens = match doc.get("dpop_bound_access_tokens") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("dpop_bound_access_tokens must be a boolean")),
+    };
     Ok(ClientMetadata {
         redirect_uris,
         post_logout_redirect_uris,
@@ -285,6 +295,7 @@ pub fn parse(doc: &Value, rules: Rules<'_>) -> Result<ClientMetadata, MetadataEr
         client_uri: display_uri(doc, "client_uri"),
         logo_uri: display_uri(doc, "logo_uri"),
         id_token_alg,
+        dpop_bound_access_tokens,
     })
 }
 

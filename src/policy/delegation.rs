@@ -21,6 +21,9 @@ pub struct DelegationRule {
     /// A broker client that may request on the actor's behalf.
     pub broker: Option<String>,
     pub created_at: i64,
+    /// The issued token must be DPoP-bound to the key of the actor's proof
+    /// (RFC 9449; deputy's rule, RFC 8693 is silent).
+    pub require_dpop: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

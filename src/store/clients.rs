@@ -29,6 +29,9 @@ pub struct Client {
     pub id_token_claims: bool,
     /// The algorithm of this client's ID tokens.
     pub id_token_alg: IdTokenAlg,
+    /// Tokens only with a DPoP proof (RFC 9449 §5.2,
+    /// `dpop_bound_access_tokens`).
+    pub require_dpop: bool,
     pub origin: ClientOrigin,
 }
 
@@ -83,6 +86,7 @@ impl Client {
             "created_at": self.created_at,
             "id_token_claims": self.id_token_claims,
             "id_token_alg": self.id_token_alg.as_str(),
+            "require_dpop": self.require_dpop,
             "registration": self.origin.registration.as_str(),
             "client_uri": self.origin.client_uri,
             "logo_uri": self.origin.logo_uri,
@@ -95,7 +99,7 @@ impl Client {
 const COLUMNS: &str = "id, kind, name, auth_method, secret_hash, jwks, jwks_uri, assertion_alg, \
      redirect_uris, post_logout_redirect_uris, grant_types, scopes, audiences, created_at, \
      id_token_claims, id_token_alg, registration, client_uri, logo_uri, metadata_expires_at, \
-     blocked_at, last_used_at";
+     blocked_at, last_used_at, require_dpop";
 
 fn from_row(r: &Row) -> StoreResult<Client> {
     let kind: String = r.get(1)?;
@@ -131,6 +135,7 @@ fn from_row(r: &Row) -> StoreResult<Client> {
                 IdTokenAlg::parse(&alg)
                     .ok_or_else(|| StoreError::Corrupt(format!("id token alg {alg}")))?
             },
+            require_dpop: r.get(22)?,
             origin: ClientOrigin {
                 registration: {
                     let reg: String = r.get(16)?;
@@ -163,7 +168,7 @@ fn insert_row(conn: &dyn Db, c: &Client, tail: &str) -> StoreResult<usize> {
     conn.execute(
         &format!(
             "INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22){tail}"
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23){tail}"
         ),
         args![
             &c.id,
@@ -188,6 +193,7 @@ fn insert_row(conn: &dyn Db, c: &Client, tail: &str) -> StoreResult<usize> {
             c.origin.metadata_expires_at,
             c.origin.blocked_at,
             c.origin.last_used_at,
+            c.require_dpop,
         ],
     )
 }
@@ -224,7 +230,8 @@ pub fn store_described(conn: &dyn Db, c: &Client) -> StoreResult<bool> {
         conn.execute(
             "UPDATE clients SET name = ?2, auth_method = ?3, jwks = ?4, jwks_uri = ?5, \
              assertion_alg = ?6, redirect_uris = ?7, post_logout_redirect_uris = ?8, \
-             id_token_alg = ?9, client_uri = ?10, logo_uri = ?11, metadata_expires_at = ?12 \
+             id_token_alg = ?9, client_uri = ?10, logo_uri = ?11, metadata_expires_at = ?12, \
+             require_dpop = ?13 \
              WHERE id = ?1 AND registration = 'metadata_document' AND blocked_at IS NULL",
             args![
                 &c.id,
@@ -239,6 +246,7 @@ pub fn store_described(conn: &dyn Db, c: &Client) -> StoreResult<bool> {
                 &c.origin.client_uri,
                 &c.origin.logo_uri,
                 c.origin.metadata_expires_at,
+                c.require_dpop,
             ],
         )?;
     }

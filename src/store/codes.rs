@@ -26,14 +26,17 @@ pub struct CodeRecord {
     /// Claims the request's `claims` parameter asked for in the ID token
     /// (OIDC Core §5.5), as a JSON list of names.
     pub requested_claims: Option<String>,
+    /// RFC 9449 §10: the DPoP key thumbprint the authorization request bound
+    /// the code to (`dpop_jkt`); the redemption must prove that key.
+    pub dpop_jkt: Option<String>,
 }
 
 pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
     conn.defer(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_id, redirect_uri, \
          redirect_uri_sent, code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, sid, \
-         requested_claims) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         requested_claims, dpop_jkt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         args![
             &c.code_hash,
             &c.client_id,
@@ -50,7 +53,8 @@ pub fn insert(conn: &dyn Db, c: &CodeRecord) -> StoreResult<()> {
             c.issued_at,
             c.expires_at,
             &c.sid,
-            &c.requested_claims
+            &c.requested_claims,
+            &c.dpop_jkt
         ],
     )?;
     Ok(())
@@ -60,7 +64,7 @@ pub fn get(conn: &dyn Db, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
     conn.query_one(
         "SELECT code_hash, client_id, user_id, grant_id, redirect_uri, redirect_uri_sent, \
          code_challenge, scope, nonce, resource, auth_time, amr, issued_at, expires_at, consumed_at, sid, \
-         requested_claims FROM authorization_codes WHERE code_hash = ?1",
+         requested_claims, dpop_jkt FROM authorization_codes WHERE code_hash = ?1",
         args![code_hash],
     )?
     .map(|r| {
@@ -82,6 +86,7 @@ pub fn get(conn: &dyn Db, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
             consumed_at: r.get(14)?,
             sid: r.get(15)?,
             requested_claims: r.get(16)?,
+            dpop_jkt: r.get(17)?,
         })
     })
     .transpose()

@@ -50,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "delegation_rules",
     "login_failures",
     "registration_tokens",
+    "dpop_proofs",
 ];
 
 const KEYS_TABLE: &str = "signing_keys";
@@ -887,13 +888,14 @@ mod tests {
                    ('c2', 'app', 'u1', 'g1', 'http://127.0.0.1/cb', 0, 'ch', 'openid', NULL,
                     'https://api', 14, '["pwd"]', 18, 78, 19, NULL);
             INSERT INTO refresh_tokens VALUES ('rh1', 'rj1', 'g1', 'app', 'u1', 'openid',
-                'https://api', 14, '["pwd"]', 18, 1000, 2000, 19, 'app', 'rh2', NULL, 'sid1');
+                'https://api', 14, '["pwd"]', 18, 1000, 2000, 19, 'app', 'rh2', NULL, 'sid1', 'jkt1');
             INSERT INTO refresh_tokens VALUES ('rh2', 'rj2', 'g1', 'app', 'u1', 'openid',
-                'https://api', 14, '["pwd"]', 19, 1001, 2000, NULL, NULL, NULL, NULL, 'sid1');
+                'https://api', 14, '["pwd"]', 19, 1001, 2000, NULL, NULL, NULL, NULL, 'sid1', NULL);
             INSERT INTO server_secrets VALUES ('refresh_successor_key', 'c2VjcmV0');
-            INSERT INTO delegation_rules VALUES ('r1', 'api', 'https://other', '["read"]', 300, 1, NULL, 19);
+            INSERT INTO delegation_rules VALUES ('r1', 'api', 'https://other', '["read"]', 300, 1, NULL, 19, 1);
             INSERT INTO login_failures VALUES ('acct', 3, 20, 25);
             INSERT INTO registration_tokens VALUES ('th1', 1, NULL, 2, 1);
+            INSERT INTO dpop_proofs VALUES ('ph1', 99);
             "#,
         )
         .unwrap();

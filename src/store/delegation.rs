@@ -5,7 +5,8 @@ use super::{from_json_list, to_json_list, StoreResult};
 use crate::args;
 use crate::policy::delegation::DelegationRule;
 
-const COLUMNS: &str = "id, actor, audience, scopes, max_lifetime, max_depth, broker, created_at";
+const COLUMNS: &str =
+    "id, actor, audience, scopes, max_lifetime, max_depth, broker, created_at, require_dpop";
 
 fn from_row(r: &Row) -> StoreResult<DelegationRule> {
     let scopes = from_json_list(&r.get::<String>(3)?)?;
@@ -18,13 +19,14 @@ fn from_row(r: &Row) -> StoreResult<DelegationRule> {
         max_depth: r.get(5)?,
         broker: r.get(6)?,
         created_at: r.get(7)?,
+        require_dpop: r.get(8)?,
     })
 }
 
 pub fn insert(conn: &dyn Db, rule: &DelegationRule) -> StoreResult<()> {
     conn.execute(
         &format!(
-            "INSERT INTO delegation_rules ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            "INSERT INTO delegation_rules ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         ),
         args![
             &rule.id,
@@ -34,7 +36,8 @@ pub fn insert(conn: &dyn Db, rule: &DelegationRule) -> StoreResult<()> {
             rule.max_lifetime,
             rule.max_depth,
             &rule.broker,
-            rule.created_at
+            rule.created_at,
+            rule.require_dpop
         ],
     )?;
     Ok(())

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0014_self_registered_clients",
         include_str!("../../migrations/sqlite/0014_self_registered_clients.sql"),
     ),
+    (
+        15,
+        "0015_dpop",
+        include_str!("../../migrations/sqlite/0015_dpop.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -12,6 +12,7 @@ pub mod consents;
 pub mod copy;
 pub mod db;
 pub mod delegation;
+pub mod dpop;
 pub mod lineage;
 pub mod liveness;
 pub mod login_failures;

@@ -33,6 +33,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_self_registered_clients",
         include_str!("../../migrations/postgres/0004_self_registered_clients.sql"),
     ),
+    (
+        5,
+        "0005_dpop",
+        include_str!("../../migrations/postgres/0005_dpop.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in
@@ -248,7 +253,7 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(tables, 19, "18 tables and schema_migrations");
+        assert_eq!(tables, 20, "19 tables and schema_migrations");
         drop_schema(&url, &schema).await;
     }
 
@@ -365,13 +370,15 @@ mod tests {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT IN ('sqlite_sequence', 'schema_migrations') ORDER BY name",
         );
-        assert_eq!(tables.len(), 18);
+        assert_eq!(tables.len(), 19);
         // SQLite's 0/1 flags are BOOLEAN here; its other integers BIGINT.
         let flags = [
             ("authorization_codes", "redirect_uri_sent"),
             ("interactions", "login_done"),
             ("users", "email_verified"),
             ("clients", "id_token_claims"),
+            ("clients", "require_dpop"),
+            ("delegation_rules", "require_dpop"),
         ];
         for table in &tables {
             let want: Vec<(String, String, bool)> = lite

@@ -24,10 +24,13 @@ pub struct RefreshRecord {
     pub revoked_at: Option<i64>,
     /// The login session the family started in (the ID token's `sid`).
     pub sid: Option<String>,
+    /// RFC 9449 §5: a public client's family is bound to the DPoP key of the
+    /// proof it was issued with; every refresh must prove that key.
+    pub dpop_jkt: Option<String>,
 }
 
 const COLUMNS: &str = "token_hash, jti, family_id, client_id, user_id, scope, resource, auth_time, amr, \
-    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid";
+    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid, dpop_jkt";
 
 fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
     Ok(RefreshRecord {
@@ -48,6 +51,7 @@ fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
         successor_hash: r.get(14)?,
         revoked_at: r.get(15)?,
         sid: r.get(16)?,
+        dpop_jkt: r.get(17)?,
     })
 }
 
@@ -55,7 +59,7 @@ pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
     conn.defer(
         &format!(
             "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ),
         args![
             &t.token_hash,
@@ -74,7 +78,8 @@ pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
             &t.consumed_by,
             &t.successor_hash,
             t.revoked_at,
-            &t.sid
+            &t.sid,
+            &t.dpop_jkt
         ],
     )?;
     Ok(())

@@ -32,6 +32,8 @@ pub struct TokenRecord {
     pub actor_token_jti: Option<String>,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// RFC 9449 §6: the thumbprint of the key a DPoP-bound token is bound to.
+    pub cnf_jkt: Option<String>,
 }
 
 impl TokenRecord {
@@ -48,7 +50,7 @@ const CHILDREN: &str = "SELECT t.jti FROM tokens t JOIN tree \
 
 const COLUMNS: &str = "jti, kind, subject, subject_kind, client_id, client_kind, actor_chain, \
     audience, scope, task, issued_at, expires_at, parent_jti, grant_id, grant_type, rule_id, \
-    revoked_at, revoked_reason, may_act, actor_token_jti";
+    revoked_at, revoked_reason, may_act, actor_token_jti, cnf_jkt";
 
 fn from_row(r: &Row) -> StoreResult<TokenRecord> {
     let kind: String = r.get(1)?;
@@ -78,6 +80,7 @@ fn from_row(r: &Row) -> StoreResult<TokenRecord> {
         revoked_reason: r.get(17)?,
         may_act: r.get(18)?,
         actor_token_jti: r.get(19)?,
+        cnf_jkt: r.get(20)?,
     })
 }
 
@@ -85,7 +88,7 @@ pub fn insert(conn: &dyn Db, t: &TokenRecord) -> StoreResult<()> {
     conn.defer(
         &format!(
             "INSERT INTO tokens ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ),
         args![
             &t.jti,
@@ -108,6 +111,7 @@ pub fn insert(conn: &dyn Db, t: &TokenRecord) -> StoreResult<()> {
             &t.revoked_reason,
             &t.may_act,
             &t.actor_token_jti,
+            &t.cnf_jkt,
         ],
     )?;
     Ok(())

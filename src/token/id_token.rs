@@ -88,6 +88,7 @@ pub fn mint_id_token(
         actor_token_jti: None,
         revoked_at: None,
         revoked_reason: None,
+        cnf_jkt: None,
     };
     Ok((jwt, record))
 }

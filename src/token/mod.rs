@@ -42,6 +42,8 @@ pub struct AccessTokenSpec {
     pub may_act: Option<String>,
     /// RFC 8693 §2.1: the actor token presented with the subject token, if any.
     pub actor_token_jti: Option<String>,
+    /// RFC 9449 §6.1: the thumbprint of the DPoP key the token is bound to.
+    pub cnf_jkt: Option<String>,
 }
 
 /// A signed token and the record to store for it.
@@ -161,6 +163,9 @@ pub fn mint_access_token(
     if let Some(next) = &spec.may_act {
         claims.insert("may_act".into(), json!({ "sub": next }));
     }
+    if let Some(jkt) = &spec.cnf_jkt {
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
     let claims = Value::Object(claims);
     let jwt = sign(ring, now, ACCESS_TOKEN_TYP, &claims)?;
     let record = TokenRecord {
@@ -184,6 +189,7 @@ pub fn mint_access_token(
         actor_token_jti: spec.actor_token_jti,
         revoked_at: None,
         revoked_reason: None,
+        cnf_jkt: spec.cnf_jkt,
     };
     Ok(MintedToken { jwt, record })
 }
@@ -197,6 +203,8 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub issued_token_type: Option<&'static str>,
+    /// The access token is DPoP-bound: `token_type` DPoP (RFC 9449 §5).
+    pub dpop: bool,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -212,6 +220,7 @@ impl std::fmt::Debug for TokenResponse {
             )
             .field("id_token", &self.id_token.as_deref().map(Redacted))
             .field("issued_token_type", &self.issued_token_type)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -220,7 +229,10 @@ impl TokenResponse {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("access_token".into(), json!(self.access_token));
-        m.insert("token_type".into(), json!("Bearer"));
+        m.insert(
+            "token_type".into(),
+            json!(if self.dpop { "DPoP" } else { "Bearer" }),
+        );
         m.insert("expires_in".into(), json!(self.expires_in));
         if !self.scope.is_empty() {
             m.insert("scope".into(), json!(self.scope));
@@ -253,6 +265,7 @@ mod tests {
             refresh_token: Some("refresh-secret-value-0123456789".to_string()),
             id_token: Some("eyJpZC10b2tlbi1oZWFkZXI.cGF5bG9hZA.c2ln".to_string()),
             issued_token_type: None,
+            dpop: false,
         };
         let shown = format!("{r:?}");
         for secret in [
@@ -291,6 +304,7 @@ mod tests {
                 actor_token_jti: None,
                 revoked_at: None,
                 revoked_reason: None,
+                cnf_jkt: None,
             },
         };
         let shown = format!("{m:?}");

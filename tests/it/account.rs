@@ -68,6 +68,7 @@ impl World {
                 max_lifetime: 600,
                 max_depth: 2,
                 broker: None,
+                require_dpop: false,
                 created_at: T0,
             };
             env.state

@@ -86,6 +86,7 @@ impl World {
             max_depth,
             broker: broker.map(str::to_string),
             created_at: T0,
+            require_dpop: false,
         };
         self.env
             .state

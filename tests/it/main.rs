@@ -14,6 +14,7 @@ mod admin;
 mod authorize_params;
 mod claims;
 mod client_credentials;
+mod dpop;
 mod exchange;
 mod form_post;
 mod foundation;

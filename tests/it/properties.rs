@@ -75,6 +75,7 @@ async fn run_seed(seed: u64) -> usize {
             max_depth: 1 + rng.below(AGENTS as u64) as i64,
             broker: None,
             created_at: T0,
+            require_dpop: false,
         };
         env.state
             .store

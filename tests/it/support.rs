@@ -235,6 +235,7 @@ pub fn client(id: &str, kind: ClientKind, auth: AuthMethod) -> Client {
         created_at: T0,
         id_token_claims: false,
         id_token_alg: Default::default(),
+        require_dpop: false,
         origin: Default::default(),
     }
 }

@@ -70,6 +70,7 @@ pub async fn issue_code(
             .then(|| serde_json::to_string(&req.claims.id_token))
             .transpose()
             .map_err(OAuthError::server_error)?,
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     let mut event = AuditEvent::new(now, "code_issued", Mode::Person).person(Some(who.user_id));
     event.client_id = Some(req.client_id.clone());
@@ -186,7 +187,11 @@ fn revoke_replayed(conn: &dyn Db, rec: &CodeRecord, now: i64) -> crate::store::S
 /// A presentation that fails them still spends the code (it is presented
 /// once, RFC 6749 §4.1.2), so they are decided before the transaction and
 /// the transaction records the refusal.
-fn presentation_refused(rec: &CodeRecord, req: &CodeRedemption) -> Option<OAuthError> {
+fn presentation_refused(
+    rec: &CodeRecord,
+    req: &CodeRedemption,
+    proof_jkt: Option<&str>,
+) -> Option<OAuthError> {
     // RFC 6749 §4.1.3: redirect_uri must be identical when it was sent with the
     // authorization request; when sent here anyway, it must still match.
     match &req.redirect_uri {
@@ -203,6 +208,14 @@ fn presentation_refused(rec: &CodeRecord, req: &CodeRedemption) -> Option<OAuthE
     // RFC 7636 §4.6: the verifier must match the challenge bound to the code.
     if !pkce::verify(req.code_verifier.as_deref(), &rec.code_challenge) {
         return Some(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    // RFC 9449 §10.1: a code bound with dpop_jkt needs a proof of that key.
+    if let Some(bound) = &rec.dpop_jkt {
+        if proof_jkt != Some(bound.as_str()) {
+            return Some(OAuthError::invalid_grant(
+                "the code is bound to another DPoP key",
+            ));
+        }
     }
     None
 }
@@ -270,7 +283,8 @@ pub async fn redeem(
         ));
     }
     let client = auth.client.clone();
-    if let Some(refusal) = presentation_refused(&rec, &req) {
+    let proof_jkt = ctx.cnf_jkt();
+    if let Some(refusal) = presentation_refused(&rec, &req, proof_jkt.as_deref()) {
         return Ok(Box::new(move |c| {
             refuse_presentation(c, &rec, &code_hash, refusal.clone(), &client, now)
         }));
@@ -312,6 +326,11 @@ pub async fn redeem(
             now + ctx.settings.refresh_absolute_ttl,
         );
         r.sid = rec.sid.clone();
+        // RFC 9449 §5: a public client's refresh tokens are bound to its
+        // DPoP key (a confidential client's are bound by its authentication).
+        if auth.method == crate::model::AuthMethod::None {
+            r.dpop_jkt = proof_jkt.clone();
+        }
         (plaintext, r)
     });
     let scope_names: Vec<&str> = scope.iter().map(String::as_str).collect();
@@ -333,6 +352,7 @@ pub async fn redeem(
             grant_id: &rec.grant_id,
             grant_type: GrantType::AuthorizationCode,
             refresh,
+            cnf_jkt: proof_jkt.clone(),
         },
     )?;
     let deps = Dependencies {

@@ -69,6 +69,9 @@ pub struct AuthorizationRequest {
     /// it was served read as empty.
     #[serde(default)]
     pub claims: ClaimsRequest,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -265,6 +268,18 @@ pub fn validate(
         Some(raw) => ClaimsRequest::parse(raw).map_err(to_client)?,
         None => ClaimsRequest::default(),
     };
+    // RFC 9449 §10: a JWK SHA-256 thumbprint (RFC 7638), base64url.
+    let dpop_jkt = params.get("dpop_jkt").map(str::to_string);
+    if dpop_jkt.as_ref().is_some_and(|j| {
+        j.len() != 43
+            || !j
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err(to_client(OAuthError::invalid_request(
+            "dpop_jkt must be a JWK SHA-256 thumbprint",
+        )));
+    }
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -281,6 +296,7 @@ pub fn validate(
             .map(|h| h.chars().take(128).collect()),
         response_mode,
         claims,
+        dpop_jkt,
     })
 }
 
@@ -308,6 +324,7 @@ mod tests {
             created_at: 0,
             id_token_claims: false,
             id_token_alg: Default::default(),
+            require_dpop: false,
             origin: Default::default(),
         }
     }

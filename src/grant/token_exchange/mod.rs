@@ -10,7 +10,7 @@ mod trail;
 use serde_json::Value;
 
 use crate::client_auth::{refused_and_recorded, AuthenticatedClient, RequestJob};
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::grant::GrantContext;
 use crate::model::{GrantType, SubjectKind};
 use crate::policy::delegation::{self, DelegationRule, ScopeRefusal};
@@ -176,6 +176,25 @@ async fn evaluate(
     let subject = validate(ctx, "subject_token", subject_token, subject_type).await?;
     t.person = Some(subject.record.subject.clone());
     t.subject_jti = Some(subject.record.jti.clone());
+    // A DPoP-bound subject token is never exchanged as a bearer token
+    // (RFC 9449 §7.1 applied to RFC 8693, which is silent; deputy's choice):
+    // the request carries the actor's proof, whose key binds the new token.
+    // When the token was issued to this very client, the proof must be of
+    // the key it is bound to.
+    if let Some(bound) = &subject.record.cnf_jkt {
+        let Some(proof) = ctx.proof else {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the subject token is DPoP-bound: send a DPoP proof",
+            ));
+        };
+        if subject.record.client_id == client.id && proof.jkt != *bound {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the DPoP proof is not by the key the subject token is bound to",
+            ));
+        }
+    }
 
     // 3. The actor: the requesting client, or the owner of the actor token
     //    when a broker requests on its behalf.
@@ -228,6 +247,12 @@ async fn evaluate(
     }
     .ok_or_else(no_rule)?;
     t.rule_id = Some(rule.id.clone());
+    if rule.require_dpop && ctx.proof.is_none() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "the delegation rule requires a DPoP proof by the actor",
+        ));
+    }
     if actor_token.is_some() && rule.broker.as_deref() != Some(client.id.as_str()) {
         return Err(OAuthError::unauthorized_client(
             "the client is not the broker named for this actor",
@@ -345,6 +370,7 @@ async fn issue(
             may_act: next_actor.map(str::to_string),
             // parents are [subject token, actor token if any]
             actor_token_jti: deps.parents.get(1).cloned(),
+            cnf_jkt: ctx.cnf_jkt(),
         },
     )?;
     // What the trail says when issued, and when a dependency lapsed meanwhile.
@@ -357,6 +383,7 @@ async fn issue(
         expires_in: exp - now,
         scope: record.scope.clone(),
         issued_token_type: Some(issued_type),
+        dpop: record.cnf_jkt.is_some(),
         ..Default::default()
     };
     Ok(Box::new(move |c| {

@@ -83,6 +83,7 @@ pub fn rec(jti: &str, client_id: &str, parent: Option<&str>, act: Option<Value>)
         actor_token_jti: None,
         revoked_at: None,
         revoked_reason: None,
+        cnf_jkt: None,
     }
 }
 
@@ -174,6 +175,7 @@ pub async fn mint(env: &Env, client_id: &str, parent: Option<&str>, act: Option<
             rule_id: None,
             may_act: None,
             actor_token_jti: None,
+            cnf_jkt: None,
         },
     )
     .unwrap();

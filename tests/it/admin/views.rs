@@ -94,7 +94,7 @@ async fn listing_filters_by_sub_client_actor_audience_and_activity() {
             "aud": "https://api.example", "scope": "read", "task": "book a flight",
             "iat": T0 + 2, "exp": T0 + 3600, "parent_jti": "child", "grant_id": null,
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "rule_id": null, "may_act": null, "actor_token_jti": null, "active": true, "revoked_at": null, "revoked_reason": null,
+            "rule_id": null, "may_act": null, "actor_token_jti": null, "cnf": null, "active": true, "revoked_at": null, "revoked_reason": null,
         }])
     );
     let (_, body) = get(&app, "/admin/tokens?sub=person-2", &admin).await;

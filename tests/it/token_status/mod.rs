@@ -80,6 +80,7 @@ pub async fn mint(env: &Env, client_id: &str, kind: ClientKind, parent: Option<&
             rule_id: None,
             may_act: None,
             actor_token_jti: None,
+            cnf_jkt: None,
         },
     )
     .unwrap();

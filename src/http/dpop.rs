@@ -1,0 +1,108 @@
+//! A request's DPoP proof (RFC 9449 §4) as deputy's endpoints read it: at
+//! most one `DPoP` header, checked against the endpoint's published URL and
+//! the request's method, with a server nonce when the setting asks for one.
+//! The pure checks are `crate::dpop`; spending the proof's `jti` is
+//! `store::dpop::spend_proof`, in the request's transaction.
+
+use actix_web::HttpRequest;
+
+use crate::app::AppState;
+use crate::config::Switch;
+use crate::dpop::{Expected, Nonces, ProofError, ValidProof};
+use crate::error::{ErrorCode, OAuthError};
+use crate::store::Outcome;
+
+/// The nonce keys, when nonces are required (loaded once from the store,
+/// so every instance issues and accepts the same nonces).
+async fn nonces(state: &AppState) -> Result<Option<Nonces>, OAuthError> {
+    if state.settings.dpop_nonces != Switch::On {
+        return Ok(None);
+    }
+    if let Some(k) = state.dpop_nonce_key.get() {
+        return Ok(Some(Nonces::new(k.clone())));
+    }
+    let k = state
+        .store
+        .write(|c| crate::store::refresh::server_secret(c, "dpop-nonce"))
+        .await?;
+    Ok(Some(Nonces::new(
+        state.dpop_nonce_key.get_or_init(|| k).clone(),
+    )))
+}
+
+/// The nonce to hand out with an answer, when nonces are required (RFC 9449
+/// §8.2: a fresh one may come with any answer).
+pub async fn fresh_nonce(state: &AppState) -> Result<Option<String>, OAuthError> {
+    Ok(nonces(state)
+        .await?
+        .and_then(|n| n.current(state.clock.now())))
+}
+
+/// Check the request's proof for the endpoint at `path` (published as
+/// issuer + path). `None` without a `DPoP` header. `access_token`: at a
+/// resource, the token presented with the proof (`ath`, RFC 9449 §7).
+pub async fn proof(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &str,
+    access_token: Option<&str>,
+) -> Result<Option<ValidProof>, OAuthError> {
+    let mut headers = req.headers().get_all("dpop");
+    let Some(value) = headers.next() else {
+        return Ok(None);
+    };
+    // RFC 9449 §4.3 item 1: exactly one DPoP header.
+    if headers.next().is_some() {
+        return Err(invalid("send exactly one DPoP header"));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_not_ascii| invalid("the DPoP proof is not a JWT"))?;
+    let nonces = nonces(state).await?;
+    let now = state.clock.now();
+    let url = state.settings.endpoint(path);
+    let expected = Expected {
+        method: req.method().as_str(),
+        url: &url,
+        now,
+        access_token,
+        nonces: nonces.as_ref(),
+    };
+    crate::dpop::check(text, &expected)
+        .map(Some)
+        .map_err(|e| match e {
+            ProofError::Invalid(why) => invalid(why),
+            ProofError::UseNonce => {
+                let mut e = OAuthError::new(
+                    ErrorCode::UseDpopNonce,
+                    "the DPoP proof must carry the nonce in DPoP-Nonce",
+                );
+                e.dpop_nonce = nonces.as_ref().and_then(|n| n.current(now));
+                e
+            }
+        })
+}
+
+fn invalid(why: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidDpopProof, why)
+}
+
+/// Wrap a request's job so it first records the proof as used (RFC 9449
+/// §11.1): a replayed proof is refused and the job does not run. In the
+/// same transaction as what the job issues.
+pub fn spend_first<T: Send + 'static>(
+    proof: Option<&ValidProof>,
+    now: i64,
+    mut job: crate::client_auth::RequestJob<T>,
+) -> crate::client_auth::RequestJob<T> {
+    let Some(p) = proof else {
+        return job;
+    };
+    let (jkt, jti, until) = (p.jkt.clone(), p.jti.clone(), p.remember_until(now));
+    Box::new(move |c| {
+        if !crate::store::dpop::spend_proof(c, &jkt, &jti, until, now)? {
+            return Ok(Outcome::Refuse(invalid("the DPoP proof was used before")));
+        }
+        job(c)
+    })
+}
