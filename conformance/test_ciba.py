@@ -1,8 +1,8 @@
 """Asking the person first: OpenID CIBA Core 1.0, poll mode, black box.
 
 An agent asks at POST /bc-authorize (CIBA Core §7), the person approves or
-denies on their page (/account/requests, signed in, with the page's CSRF
-token), and the agent polls POST /token with
+denies at the top of their account page (/account, signed in, with the
+page's CSRF token), and the agent polls POST /token with
 grant_type=urn:openid:params:grant-type:ciba (§10.1) for the answers of §11.
 One deputy for the module, with a 1 s poll interval and an approval
 webhook pointed at a recorder on loopback."""
@@ -102,9 +102,9 @@ def signed_in(d, username="alice") -> requests.Session:
 
 
 def decide_on_page(d, s: requests.Session, binding_message: str, decision: str) -> requests.Response:
-    page = s.get(d.url("/account/requests"), timeout=15)
+    page = s.get(d.url("/account"), timeout=15)
     assert page.status_code == 200, page.text
-    section = next(p for p in page.text.split("<section")[1:] if binding_message in p)
+    section = next(p for p in page.text.split("<article")[1:] if binding_message in p)
     action = re.search(r'action="(/account/requests/[^"]+)"', section).group(1)
     csrf = re.search(r'name="csrf" value="([^"]+)"', section).group(1)
     return s.post(d.url(action), data={"csrf": csrf, "decision": decision}, timeout=15)
@@ -127,7 +127,9 @@ def test_pending_then_approved_on_the_page_then_tokens_once(env):
     rid, bm = asked(d, secrets_["agent"])
     assert_oauth_error(poll(d, secrets_["agent"], rid), 400, "authorization_pending")
     s = signed_in(d)
-    page = s.get(d.url("/account/requests"), timeout=15)
+    page = s.get(d.url("/account"), timeout=15)
+    # CIBA: the requests are at the top of the person's account page.
+    assert page.text.index("Requests waiting for you") < page.text.index("Apps and agents that can act for you")
     for shown in (bm, "triage inbox", API, "openid notes:read", "agent"):
         assert shown in page.text, shown
     assert rid not in page.text
@@ -194,7 +196,8 @@ def test_twenty_concurrent_polls_after_approval_redeem_once(env):
 def test_only_the_person_named_decides(env):
     d, secrets_, _ = env
     rid, bm = asked(d, secrets_["agent"])
-    page = signed_in(d, "bob").get(d.url("/account/requests"), timeout=15)
+    page = signed_in(d, "bob").get(d.url("/account"), timeout=15)
+    assert page.status_code == 200, page.text
     assert bm not in page.text
     assert_oauth_error(poll(d, secrets_["agent"], rid), 400, "authorization_pending")
 
@@ -233,7 +236,7 @@ def test_the_webhook_tells_without_secrets(env):
     body = next(b for b in hook.received() if b.get("binding_message") == bm)
     assert body == {"person": "alice", "client_id": "agent", "client_name": "agent",
                     "task": "triage inbox", "binding_message": bm,
-                    "account_url": d.url("/account/requests")}
+                    "account_url": d.url("/account")}
     assert rid not in json.dumps(hook.received())
 
 

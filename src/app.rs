@@ -26,6 +26,9 @@ pub struct AppState {
     pub throttled_logins: crate::login::throttled::ThrottledLogins,
     /// The key refresh successors are derived with (loaded once from the store).
     pub refresh_key: std::sync::OnceLock<String>,
+    /// The key the account page's CSRF tokens are derived with (a server
+    /// secret in the store, the same on every instance; loaded once).
+    pub account_csrf_key: std::sync::OnceLock<String>,
     /// The key DPoP nonces are derived with (shared by every instance
     /// through the store, loaded once).
     pub dpop_nonce_key: std::sync::OnceLock<String>,
@@ -149,6 +152,7 @@ impl AppState {
             throttle: Default::default(),
             throttled_logins: Default::default(),
             refresh_key: std::sync::OnceLock::new(),
+            account_csrf_key: std::sync::OnceLock::new(),
             dpop_nonce_key: std::sync::OnceLock::new(),
         })
     }

@@ -2,6 +2,7 @@
 //! person who signs in, the service that calls an API, and the agent that acts
 //! for a person apart.
 
+pub mod account;
 pub mod admin;
 pub mod app;
 pub mod audit;

@@ -120,9 +120,21 @@ pub enum Origin {
     Cli,
     /// deputy itself: a dynamically registered client unused too long.
     Expiry,
+    /// The person themself, signed in on their account page (`/account`):
+    /// `sid` is the login session's public identifier (never the cookie).
+    Person { sid: String },
 }
 
 impl Origin {
+    /// Who acted, as the audit event's `mode`: the person on their own
+    /// account page, otherwise an administrator (or deputy for them).
+    pub fn mode(&self) -> crate::audit::Mode {
+        match self {
+            Origin::Person { .. } => crate::audit::Mode::Person,
+            Origin::Api(_) | Origin::Cli | Origin::Expiry => crate::audit::Mode::Admin,
+        }
+    }
+
     /// Attach the origin to an audit event: the admin client as the event's
     /// client, and `via` (plus the admin token's `jti`) in its detail.
     pub fn stamp(
@@ -142,6 +154,11 @@ impl Origin {
             }
             Origin::Expiry => {
                 detail.insert("via".into(), json!("registration_expiry"));
+                event
+            }
+            Origin::Person { sid } => {
+                detail.insert("via".into(), json!("account"));
+                detail.insert("sid".into(), json!(sid));
                 event
             }
         }

@@ -10,7 +10,7 @@ use crate::store::Db;
 use serde_json::{json, Map, Value};
 
 use super::{Origin, Selector};
-use crate::audit::{AuditEvent, Mode};
+use crate::audit::AuditEvent;
 use crate::store::lineage::{self, Roots};
 use crate::store::{refresh, tokens, StoreResult};
 
@@ -22,7 +22,7 @@ pub const CONSENT_REASON: &str = "consent_withdrawn";
 /// Revoke grants: the grant row, its refresh family (so refresh stops
 /// working, RFC 9700 §4.14.2) and every token issued under it, with
 /// descendants. Returns how many tokens changed state.
-fn revoke_grants(
+pub(crate) fn revoke_grants(
     conn: &dyn Db,
     grant_ids: &[String],
     now: i64,
@@ -95,7 +95,7 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
         detail.insert("consents_withdrawn".into(), json!(consents));
     }
     let mut event = origin.stamp(
-        AuditEvent::new(now, "admin_revoke", Mode::Admin),
+        AuditEvent::new(now, "admin_revoke", origin.mode()),
         &mut detail,
     );
     match sel {
@@ -146,7 +146,7 @@ pub fn withdraw_consent(
     detail.insert("grants".into(), json!(grants));
     detail.insert("revoked".into(), json!(revoked));
     let mut event = origin.stamp(
-        AuditEvent::new(now, "consent_withdrawn", Mode::Admin).person(Some(user_id)),
+        AuditEvent::new(now, "consent_withdrawn", origin.mode()).person(Some(user_id)),
         &mut detail,
     );
     // The client whose consent was withdrawn, unless an API admin is already

@@ -115,7 +115,7 @@ pub async fn start(
         client_name: client.name.clone(),
         task: req.task.clone(),
         binding_message: req.binding_message.clone(),
-        account_url: ctx.settings.endpoint("/account/requests"),
+        account_url: ctx.settings.endpoint("/account"),
     });
     let expires_in = req.expires_in;
     let interval = ctx.settings.ciba_interval;

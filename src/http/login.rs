@@ -1,4 +1,4 @@
-//! `POST /login` and `POST /consent`: read the form and the browser's
+//! `GET`/`POST /login` and `POST /consent`: read the form and the browser's
 //! cookies, let `interaction::forms` decide, render its reply.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,6 +26,19 @@ fn forbidden(state: &AppState) -> HttpResponse {
         &state.settings,
         &state.settings.issuer,
         forms::forbidden().into(),
+    )
+}
+
+/// `GET /login?interaction=…`: the login form of a sign-in this browser started.
+pub async fn login_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Ok(params) = crate::http::form::parse_form(req.query_string().as_bytes()) else {
+        return forbidden(&state);
+    };
+    let cookies = BrowserCookies::of(&req);
+    render(
+        &state,
+        "login form",
+        forms::login_form(&state, cookies.browser(), params.get("interaction")).await,
     )
 }
 

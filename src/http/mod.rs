@@ -1,6 +1,7 @@
 //! HTTP: one module per endpoint; handlers parse and authenticate, call the
 //! domain, and map the result. Routing and cross-cutting middleware live here.
 
+pub mod account;
 pub mod account_requests;
 pub mod admin;
 pub mod admin_params;
@@ -142,7 +143,24 @@ pub fn app(
         )
         .service(
             web::resource("/login")
+                .route(web::get().to(login::login_form))
                 .route(web::post().to(login::login))
+                .default_service(only(Allow::GetPost)),
+        )
+        .service(
+            web::resource("/account")
+                .route(web::get().to(account::page))
+                .route(web::head().to(account::page))
+                .default_service(only(Allow::GetHead)),
+        )
+        .service(
+            web::resource("/account/withdraw")
+                .route(web::post().to(account::withdraw))
+                .default_service(only(Allow::Post)),
+        )
+        .service(
+            web::resource("/account/signout-everywhere")
+                .route(web::post().to(account::sign_out_everywhere))
                 .default_service(only(Allow::Post)),
         )
         .service(

@@ -189,6 +189,18 @@ pub fn reply(
             }
             Err(_) => server_error(),
         },
+        Answer::ToLoginForm { interaction } => {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("interaction", interaction)
+                .finish();
+            with_html_headers(HttpResponse::SeeOther())
+                .insert_header(("Location", format!("/login?{query}")))
+                .finish()
+        }
+        // A fixed path of deputy's own: nothing in the request chooses it.
+        Answer::ToAccount => with_html_headers(HttpResponse::SeeOther())
+            .insert_header(("Location", "/account"))
+            .finish(),
         Answer::Login {
             client_name,
             interaction,

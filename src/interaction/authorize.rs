@@ -168,7 +168,10 @@ async fn proceed(
         .await?;
     let answer = match (need_login, &session) {
         (false, Some(s)) => consent_page(state, &areq, &interaction, s).await?,
-        _ => login_page(state, &areq, &interaction, None, 200).await?,
+        _ => {
+            let pending = super::Pending::Authorize(Box::new(areq.clone()));
+            login_page(state, &pending, &interaction, None, 200).await?
+        }
     };
     Ok(Reply {
         answer,

@@ -5,13 +5,13 @@
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Mode};
 use crate::error::{ErrorCode, OAuthError};
-use crate::grant::authorization_code::request::AuthorizationRequest;
 use crate::login::{CurrentSession, LoginFailure};
 use crate::secret::{constant_time_eq, random_token, sha256_b64};
 use crate::store::sessions::{Interaction, Session};
 
 use super::{
-    complete, consent_page, has_consent, login_page, to_client_error, Answer, Browser, Reply,
+    complete, consent_page, has_consent, login_page, to_client_error, Answer, Browser, Pending,
+    Reply,
 };
 
 /// What the login form sent.
@@ -37,15 +37,14 @@ pub fn forbidden() -> Answer {
     }
 }
 
-/// The interaction a form names, if this browser started it and the CSRF
-/// token matches.
-async fn checked_interaction(
+/// The pending interaction `id` names, if this browser started it and it
+/// has not expired.
+async fn browser_interaction(
     state: &AppState,
     browser: Browser<'_>,
     id: Option<&str>,
-    csrf: Option<&str>,
-) -> Result<Option<(Interaction, AuthorizationRequest)>, OAuthError> {
-    let (Some(id), Some(csrf), Some(binding)) = (id, csrf, browser.binding) else {
+) -> Result<Option<(Interaction, Pending)>, OAuthError> {
+    let (Some(id), Some(binding)) = (id, browser.binding) else {
         return Ok(None);
     };
     let id = id.to_string();
@@ -60,13 +59,42 @@ async fn checked_interaction(
         sha256_b64(binding.as_bytes()).as_bytes(),
         i.browser_hash.as_bytes(),
     );
-    let csrf_ok = constant_time_eq(csrf.as_bytes(), i.csrf.as_bytes());
-    if !browser_ok || !csrf_ok || i.expires_at <= state.clock.now() {
+    if !browser_ok || i.expires_at <= state.clock.now() {
         return Ok(None);
     }
-    let areq: AuthorizationRequest =
-        serde_json::from_str(&i.request).map_err(OAuthError::server_error)?;
-    Ok(Some((i, areq)))
+    let pending = Pending::parse(&i.request)?;
+    Ok(Some((i, pending)))
+}
+
+/// The interaction a form names, if this browser started it and the CSRF
+/// token matches.
+async fn checked_interaction(
+    state: &AppState,
+    browser: Browser<'_>,
+    id: Option<&str>,
+    csrf: Option<&str>,
+) -> Result<Option<(Interaction, Pending)>, OAuthError> {
+    let Some(csrf) = csrf else {
+        return Ok(None);
+    };
+    Ok(browser_interaction(state, browser, id)
+        .await?
+        .filter(|(i, _)| constant_time_eq(csrf.as_bytes(), i.csrf.as_bytes())))
+}
+
+/// `GET /login?interaction=…`: the login form of a sign-in this browser
+/// started and has not finished (the account page sends people here).
+pub async fn login_form(
+    state: &AppState,
+    browser: Browser<'_>,
+    id: Option<&str>,
+) -> Result<Reply, OAuthError> {
+    match browser_interaction(state, browser, id).await? {
+        Some((i, pending)) if !i.login_done => {
+            Ok(login_page(state, &pending, &i, None, 200).await?.into())
+        }
+        _ => Ok(forbidden().into()),
+    }
 }
 
 /// `POST /login`.
@@ -75,11 +103,12 @@ pub async fn login(
     browser: Browser<'_>,
     form: LoginForm<'_>,
 ) -> Result<Reply, OAuthError> {
-    let Some((interaction, areq)) =
+    let Some((interaction, pending)) =
         checked_interaction(state, browser, form.interaction, form.csrf).await?
     else {
         return Ok(forbidden().into());
     };
+    let client_id = pending.client_id().map(str::to_string);
     let username = form.username.chars().take(128).collect::<String>();
     let now = state.clock.now();
     let address = browser.address;
@@ -106,10 +135,10 @@ pub async fn login(
                 .await?;
             state
                 .throttled_logins
-                .record(person, address, &areq.client_id, now);
+                .record(person, address, client_id.as_deref().unwrap_or(""), now);
             let mut page = login_page(
                 state,
-                &areq,
+                &pending,
                 &interaction,
                 Some("Too many attempts. Wait a moment and try again."),
                 429,
@@ -124,7 +153,7 @@ pub async fn login(
             crate::metrics::login_failed();
             let mut e =
                 AuditEvent::new(now, "login_failed", Mode::Person).refused("bad credentials");
-            e.client_id = Some(areq.client_id.clone());
+            e.client_id = client_id.clone();
             e.detail =
                 Some(serde_json::json!({"address": address, "throttled": false}).to_string());
             // The person, when the name is an account's, so their failed
@@ -141,7 +170,7 @@ pub async fn login(
             // One generic message for an unknown person and a wrong password.
             let page = login_page(
                 state,
-                &areq,
+                &pending,
                 &interaction,
                 Some("The username or password is incorrect."),
                 401,
@@ -163,7 +192,7 @@ pub async fn login(
     {
         let (s, h, iid) = (session.clone(), id_hash.clone(), interaction.id.clone());
         let mut e = AuditEvent::new(now, "login", Mode::Person).person(Some(&user.id));
-        e.client_id = Some(areq.client_id.clone());
+        e.client_id = client_id.clone();
         state
             .store
             .write(move |c| {
@@ -180,6 +209,27 @@ pub async fn login(
         id_hash,
         session,
         user,
+    };
+    let areq = match pending {
+        Pending::Authorize(areq) => areq,
+        // A sign-in for the account page ends there: one DELETE, so a form
+        // submitted twice signs in once.
+        Pending::Account => {
+            let id = interaction.id.clone();
+            let taken = state
+                .store
+                .write(move |c| crate::store::sessions::take_interaction(c, &id))
+                .await?;
+            if !taken {
+                return Ok(forbidden().into());
+            }
+            return Ok(Reply {
+                answer: Answer::ToAccount,
+                set_session: Some(session_value),
+                set_binding: None,
+                clear_session: false,
+            });
+        }
     };
     let answer = if has_consent(state, &current.user.id, &areq).await? && !areq.prompt.consent {
         let taken = {
@@ -210,7 +260,7 @@ pub async fn consent(
     browser: Browser<'_>,
     form: ConsentForm<'_>,
 ) -> Result<Reply, OAuthError> {
-    let Some((interaction, areq)) =
+    let Some((interaction, Pending::Authorize(areq))) =
         checked_interaction(state, browser, form.interaction, form.csrf).await?
     else {
         return Ok(forbidden().into());

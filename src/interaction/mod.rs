@@ -3,6 +3,7 @@
 //! the client, an error back to it or on a page). Each returns a `Reply`;
 //! the `http/` modules read the request and render the reply, nothing more.
 
+pub mod account;
 pub mod authorize;
 pub mod forms;
 pub mod logout;
@@ -17,6 +18,48 @@ use crate::store::sessions::Interaction;
 
 /// How long a person has to log in and consent.
 pub const INTERACTION_TTL: i64 = 600;
+
+/// What a pending interaction continues to once the person has signed in:
+/// an authorization request, or the person's own account page (`/account`).
+/// Stored as the interaction's `request` text, so any instance can continue it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    Authorize(Box<AuthorizationRequest>),
+    /// Back to `/account`, the only place a sign-in for it returns to (a
+    /// fixed path, never one the request names: no open redirect).
+    Account,
+}
+
+/// The stored `request` of a sign-in for the account page.
+const ACCOUNT_REQUEST: &str = r#"{"continue":"account"}"#;
+
+impl Pending {
+    pub fn stored(&self) -> Result<String, OAuthError> {
+        match self {
+            Pending::Authorize(areq) => {
+                serde_json::to_string(areq).map_err(OAuthError::server_error)
+            }
+            Pending::Account => Ok(ACCOUNT_REQUEST.to_string()),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Pending, OAuthError> {
+        if text == ACCOUNT_REQUEST {
+            return Ok(Pending::Account);
+        }
+        serde_json::from_str(text)
+            .map(|areq| Pending::Authorize(Box::new(areq)))
+            .map_err(OAuthError::server_error)
+    }
+
+    /// The client the person signs in for, if any (for the audit trail).
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Pending::Authorize(areq) => Some(&areq.client_id),
+            Pending::Account => None,
+        }
+    }
+}
 
 /// What the browser brought: its cookies' values and where it came from.
 #[derive(Clone, Copy)]
@@ -42,6 +85,10 @@ pub enum Answer {
     },
     /// 303 to a registered post-logout redirect URI, `state` appended.
     AfterLogout { uri: String, state: Option<String> },
+    /// 303 to the login form of a pending interaction (`GET /login`).
+    ToLoginForm { interaction: String },
+    /// 303 to the person's account page, signed in now.
+    ToAccount,
     Login {
         client_name: String,
         interaction: String,
@@ -180,17 +227,23 @@ async fn client_of(
 
 pub async fn login_page(
     state: &AppState,
-    areq: &AuthorizationRequest,
+    pending: &Pending,
     i: &Interaction,
     error: Option<&'static str>,
     status: u16,
 ) -> Result<Answer, OAuthError> {
-    let client = client_of(state, &areq.client_id).await?;
+    let (client_name, login_hint) = match pending {
+        Pending::Authorize(areq) => (
+            client_of(state, &areq.client_id).await?.name,
+            areq.login_hint.clone().unwrap_or_default(),
+        ),
+        Pending::Account => ("your account".to_string(), String::new()),
+    };
     Ok(Answer::Login {
-        client_name: client.name,
+        client_name,
         interaction: i.id.clone(),
         csrf: i.csrf.clone(),
-        login_hint: areq.login_hint.clone().unwrap_or_default(),
+        login_hint,
         error,
         status,
         retry_after: None,

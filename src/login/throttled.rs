@@ -36,7 +36,8 @@ struct Key {
 pub struct Burst {
     pub person: Option<String>,
     pub address: String,
-    /// The client of the burst's first attempt.
+    /// The client of the burst's first attempt; empty for a sign-in to the
+    /// person's own account page.
     pub client_id: String,
     pub count: u64,
     pub first_at: i64,
@@ -61,7 +62,7 @@ impl Burst {
                 "first_at": self.first_at,
                 "last_at": self.last_at,
             }));
-        e.client_id = Some(self.client_id.clone());
+        e.client_id = (!self.client_id.is_empty()).then(|| self.client_id.clone());
         e
     }
 }

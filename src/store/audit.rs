@@ -102,3 +102,23 @@ pub fn query(conn: &dyn Db, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     .map(from_row)
     .collect()
 }
+
+/// A person's own events, newest first: those before event `before` (a
+/// cursor: the `id` of the last event on the previous page), at most `limit`.
+pub fn of_person(
+    conn: &dyn Db,
+    person: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<AuditEvent>> {
+    conn.query(
+        "SELECT id, at, event, mode, outcome, person, client_id, client_kind, actor_chain, \
+         audience, scope, task, jti, parent_jti, rule_id, reason, detail FROM audit_events \
+         WHERE person = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR id < ?2) \
+         ORDER BY id DESC LIMIT ?3",
+        args![person, before, limit],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
+}

@@ -4,6 +4,7 @@
 //! `sqlite.rs` and `postgres.rs`. No SQL lives outside `src/store/` and
 //! `migrations/`.
 
+pub mod account;
 pub mod audit;
 pub mod backchannel;
 pub mod clients;

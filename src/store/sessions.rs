@@ -118,3 +118,8 @@ pub fn purge_expired(conn: &dyn Db, now: i64) -> StoreResult<()> {
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", args![now])?;
     Ok(())
 }
+
+/// End every login session of a person. Returns how many there were.
+pub fn delete_sessions_of(conn: &dyn Db, user_id: &str) -> StoreResult<usize> {
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", args![user_id])
+}

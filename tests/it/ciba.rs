@@ -436,7 +436,8 @@ async fn the_person_approves_on_the_page() {
     )
     .await;
     let id = auth_req_id(s, &b);
-    // Not signed in: nothing to see.
+    // The old address leads to the account page; not signed in, that is a
+    // sign-in first.
     let resp = test::call_service(
         &app,
         test::TestRequest::get()
@@ -444,12 +445,17 @@ async fn the_person_approves_on_the_page() {
             .to_request(),
     )
     .await;
-    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(resp.headers().get("location").unwrap(), "/account");
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/account").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(!body_text(resp).await.contains("W4-7Q"));
     let mut browser = Browser::default();
     sign_in(&app, &mut browser, "web", "alice", "").await;
     let page = |b: &Browser| {
         test::TestRequest::get()
-            .uri("/account/requests")
+            .uri("/account")
             .insert_header(("Cookie", b.header()))
             .to_request()
     };
@@ -480,6 +486,9 @@ async fn the_person_approves_on_the_page() {
     assert_eq!(error(&r), (400, "authorization_pending"));
     let resp = test::call_service(&app, decide(&csrf)).await;
     assert_eq!(resp.status().as_u16(), 200);
+    assert!(body_text(resp)
+        .await
+        .contains("Approved: the application can now obtain access"));
     let resp = test::call_service(&app, decide(&csrf)).await;
     assert_eq!(resp.status().as_u16(), 404, "decided once");
     let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;

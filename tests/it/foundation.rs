@@ -192,7 +192,9 @@ async fn request_hygiene_at_the_token_endpoint() {
         ("POST", "/jwks", "GET, HEAD"),
         ("DELETE", "/.well-known/openid-configuration", "GET, HEAD"),
         ("PUT", "/authorize", "GET, POST"),
-        ("GET", "/login", "POST"),
+        ("PUT", "/login", "GET, POST"),
+        ("GET", "/account/withdraw", "POST"),
+        ("POST", "/account", "GET, HEAD"),
     ] {
         let req = test::TestRequest::default()
             .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())

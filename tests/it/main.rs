@@ -9,6 +9,7 @@
 
 mod support;
 
+mod account;
 mod admin;
 mod authorize_params;
 mod ciba;
