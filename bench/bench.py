@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "lua" / "replay.lua"
 
-ALL_SCENARIOS = ["jwks", "cc_basic", "introspect", "cc_jwt", "exchange", "code", "refresh"]
+ALL_SCENARIOS = ["jwks", "cc_basic", "introspect", "cc_jwt", "cc_jwt_dpop", "exchange", "code", "refresh"]
 
 # Targets from issue 8 (SQLite, same machine): minimum req/s and maximum p99 (ms).
 TARGETS = {
@@ -58,8 +58,10 @@ READY_TARGET_MS = 200
 
 # Expected rates, used only to size the pre-generated unique requests
 # (rate x duration x margin); a run that exhausts them says so.
-EXPECTED_RATE = {"cc_jwt": 9000, "code": 3500, "refresh": 3500, "exchange": 6000}
-EXPECTED_RATE_PG = {"cc_jwt": 6000, "code": 2500, "refresh": 2500, "exchange": 4500}
+EXPECTED_RATE = {"cc_jwt": 9000, "cc_jwt_dpop": 7000, "code": 3500, "refresh": 3500, "exchange": 6000}
+EXPECTED_RATE_PG = {"cc_jwt": 6000, "cc_jwt_dpop": 5000, "code": 2500, "refresh": 2500, "exchange": 4500}
+# Issue 16: cc_jwt with a DPoP proof at least this share of cc_jwt's rate.
+DPOP_TARGET_RATIO = 0.70
 MARGIN = 1.5
 
 RAISED_LIMITS = {"DEPUTY_RATE_LIMIT_CLIENT": "1000000", "DEPUTY_RATE_LIMIT_ADDRESS": "1000000"}
@@ -193,6 +195,30 @@ def person_code(b: Browser, query: str, username: str, password: str) -> str:
 
 
 # ---------------------------------------------------------------- assertions
+
+
+def _dpop_chunk(args):
+    """DPoP proofs (RFC 9449 §4.2), one per request: ES256 with one key, a
+    fresh jti each, iat 30 s ahead so every proof is still within deputy's
+    ±60 s window for 90 s after signing."""
+    pem, htu, start, count, prefix = args
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = serialization.load_pem_private_key(pem, password=None)
+    nums = key.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64u(nums.x.to_bytes(32, "big")), "y": b64u(nums.y.to_bytes(32, "big"))}
+    header = b64u(json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}, separators=(",", ":")).encode())
+    iat = int(time.time()) + 30
+    algo = ec.ECDSA(hashes.SHA256())
+    out = []
+    for i in range(start, start + count):
+        payload = {"jti": f"{prefix}-p{i}", "htm": "POST", "htu": htu, "iat": iat}
+        signing_input = header + "." + b64u(json.dumps(payload, separators=(",", ":")).encode())
+        r, s = decode_dss_signature(key.sign(signing_input.encode(), algo))
+        out.append(signing_input + "." + b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big")))
+    return out
 
 
 def _sign_chunk(args):
@@ -1047,6 +1073,54 @@ http {{
             f"{len(bodies)} pre-signed assertions",
         )
 
+    def s_cc_jwt_dpop(self, d):
+        """cc_jwt with a DPoP proof per request (issue 16): one more
+        signature verification and one more single-use row per request."""
+        n = self.n_unique("cc_jwt_dpop", d)
+        log(f"cc_jwt_dpop: signing {n} client assertions and {n} DPoP proofs")
+        t0 = time.time()
+        prefix = secrets.token_hex(6)
+        workers = max(1, os.cpu_count() or 1)
+        chunk = math.ceil(n / (workers * 4))
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        dpop_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        htu = self.issuer + "/token"
+        jobs = [
+            (self.jwt_pem, self.jwt_kid, "svc-jwt", htu, s, min(chunk, n - s), prefix)
+            for s in range(0, n, chunk)
+        ]
+        proof_jobs = [(dpop_pem, htu, s, min(chunk, n - s), prefix) for s in range(0, n, chunk)]
+        with ProcessPoolExecutor(workers) as ex:
+            bodies = [b for part in ex.map(_sign_chunk, jobs) for b in part]
+            proofs = [p for part in ex.map(_dpop_chunk, proof_jobs) for p in part]
+        path = self.write_lines("cc_jwt_dpop", [p + "\t" + b for p, b in zip(proofs, bodies)])
+        log(f"cc_jwt_dpop: {len(bodies)} requests in {time.time() - t0:.1f} s")
+        extra = _sign_chunk((self.jwt_pem, self.jwt_kid, "svc-jwt", htu, 0, 1, prefix + "x"))[0]
+        proof = _dpop_chunk((dpop_pem, htu, 0, 1, prefix + "x"))[0]
+        b = Browser(self.port)
+        status, _, text = b.request(
+            "POST", "/token", extra,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "DPoP": proof}, cookies=False,
+        )
+        if status != 200 or '"token_type":"DPoP"' not in text:
+            raise RuntimeError(f"cc_jwt_dpop sample: HTTP {status}: {text}")
+        self.measure(
+            "cc_jwt_dpop",
+            {
+                "BENCH_METHOD": "POST",
+                "BENCH_PATH": "/token",
+                "BENCH_BODIES": path,
+                "BENCH_LINE_HEADER": "DPoP",
+                "BENCH_EXPECT": '"token_type":"DPoP"',
+            },
+            d,
+            f"{len(bodies)} pre-signed assertions, each with its own DPoP proof",
+        )
+
     def person_setup(self):
         """Sign bob in once and record consent for `web` (and `agent`)."""
         if getattr(self, "browser", None):
@@ -1405,7 +1479,15 @@ def summary_lines(bench: Bench) -> list[str]:
             + " + ".join(f"{x / 1024:.1f}" for x in bench.idle_rss_kb)
             + " MB. Each row's peak RSS is VmHWM of each instance, reset just before its load window."
         )
-    return [rss_line, ready_line]
+    lines = [rss_line, ready_line]
+    rate = {r["scenario"]: r.get("rate") for r in bench.results}
+    if rate.get("cc_jwt") and rate.get("cc_jwt_dpop"):
+        ratio = rate["cc_jwt_dpop"] / rate["cc_jwt"]
+        lines.append(
+            f"- cc_jwt with a DPoP proof: **{ratio * 100:.0f} %** of cc_jwt's rate "
+            f"(target ≥ {DPOP_TARGET_RATIO * 100:.0f} % {'✓' if ratio >= DPOP_TARGET_RATIO else '✗'})"
+        )
+    return lines
 
 
 def where_lines(bench: Bench) -> list[str]:

@@ -8,6 +8,9 @@
 --   BENCH_BODIES    file with one body per line; each line is sent exactly once.
 --                   wrk thread T of BENCH_THREADS takes lines T+1, T+1+N, ...
 --   BENCH_THREADS   the -t given to wrk (needed to split BENCH_BODIES)
+--   BENCH_LINE_HEADER  with BENCH_BODIES: each line is "<value>\t<body>" and
+--                   <value> is sent in this header (e.g. a DPoP proof, unique
+--                   per request like the body)
 --   BENCH_OK        accepted status class/code: "2xx" (default), "303", ...
 --   BENCH_EXPECT    plain substring every accepted body must contain
 --   BENCH_CAPTURE   Lua pattern with one capture, matched against the body or,
@@ -65,6 +68,7 @@ local capture = env("BENCH_CAPTURE", nil)
 local capture_in = env("BENCH_CAPTURE_IN", "body")
 local limit = tonumber(env("BENCH_LIMIT", "0"))
 local nostop = env("BENCH_NOSTOP", nil) ~= nil
+local line_header = env("BENCH_LINE_HEADER", nil)
 
 local headers = {}
 for line in string.gmatch(env("BENCH_HEADERS", ""), "[^\n]+") do
@@ -109,7 +113,15 @@ function init(args)
     for line in io.lines(bodies) do
       if line ~= "" then
         if i % nthreads == tid then
-          reqs[#reqs + 1] = wrk.format(method, path, headers, line)
+          if line_header then
+            local value, body = string.match(line, "^([^\t]*)\t(.*)$")
+            local h = {}
+            for k, v in pairs(headers) do h[k] = v end
+            h[line_header] = value
+            reqs[#reqs + 1] = wrk.format(method, path, h, body)
+          else
+            reqs[#reqs + 1] = wrk.format(method, path, headers, line)
+          end
         end
         i = i + 1
       end

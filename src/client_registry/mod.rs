@@ -195,3 +195,44 @@ pub fn unavailable(why: &str) -> OAuthError {
     e.retry_after = Some(crate::fetch::DEADLINE.as_secs().max(1));
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AuthMethod;
+    use crate::policy::client_metadata::{parse, Rules};
+
+    #[test]
+    fn a_self_described_client_asking_for_dpop_requires_it_rfc9449_s5_2() {
+        let rules = Rules {
+            methods: &[AuthMethod::None],
+            default_method: AuthMethod::None,
+        };
+        let doc = serde_json::json!({
+            "redirect_uris": ["https://app.example/cb"],
+            "dpop_bound_access_tokens": true
+        });
+        let meta = parse(&doc, rules).unwrap();
+        let c = described_client(
+            "https://app.example/c.json",
+            &meta,
+            Registration::MetadataDocument,
+            7,
+        );
+        assert!(c.require_dpop);
+        let plain = parse(
+            &serde_json::json!({"redirect_uris": ["https://app.example/cb"]}),
+            rules,
+        )
+        .unwrap();
+        assert!(
+            !described_client(
+                "https://app.example/c.json",
+                &plain,
+                Registration::Dynamic,
+                7
+            )
+            .require_dpop
+        );
+    }
+}

@@ -310,6 +310,18 @@ mod tests {
     };
 
     #[test]
+    fn dpop_bound_access_tokens_is_read_rfc9449_s5_2() {
+        let mut doc = json!({"redirect_uris": ["https://app.example/cb"]});
+        assert!(!parse(&doc, PUBLIC).unwrap().dpop_bound_access_tokens);
+        doc["dpop_bound_access_tokens"] = json!(true);
+        let m = parse(&doc, PUBLIC).unwrap();
+        assert!(m.dpop_bound_access_tokens);
+        assert_eq!(m.to_json()["dpop_bound_access_tokens"], json!(true));
+        doc["dpop_bound_access_tokens"] = json!("yes");
+        assert!(parse(&doc, PUBLIC).is_err());
+    }
+
+    #[test]
     fn a_real_world_document_with_extras_is_accepted() {
         let doc = json!({
             "client_id": "https://app.example/client.json",
