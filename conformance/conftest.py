@@ -576,8 +576,22 @@ class LocalHTTP(LoopbackServer):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "engine_independent: checks only deputy's HTTP layer or outbound fetcher (no state in the "
+        "database decides the outcome); run on SQLite only, to keep the PostgreSQL run short",
+    )
     if not Path(DEPUTY_BIN).is_file():
         raise pytest.UsageError(f"deputy binary not found at {DEPUTY_BIN} (set DEPUTY_BIN or run cargo build)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if PG_BASE is None:
+        return
+    skip = pytest.mark.skip(reason="engine-independent (HTTP layer / outbound fetcher): run on SQLite only")
+    for item in items:
+        if item.get_closest_marker("engine_independent"):
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ def test_jwks_uri_client_authenticates_rfc7523_s3_item_9(uri_env):
     refused(d.token(assertion_form(make_assertion(ClientKey("ES256", kid="uri-k1"), "uri-client", d.issuer))))
 
 
+@pytest.mark.engine_independent
 def test_jwks_uri_rotated_client_key_is_picked_up_by_refetch(uri_env):
     """OIDC Core §10.1.1: the client rotates its key (new kid) at its jwks_uri;
     deputy refetches on the unknown kid (rate-limited) and then accepts it, and
@@ -283,6 +284,7 @@ def timed_token(d: Deputy, client_id: str, key: ClientKey, **claims):
     return r, time.monotonic() - start
 
 
+@pytest.mark.engine_independent
 def test_trickling_key_server_is_cut_at_the_deadline(new_deputy):
     """RFC 7523 §3: the keys that verify an assertion come from the client's
     jwks_uri, but a key server that sends its headers and then trickles the
@@ -301,6 +303,7 @@ def test_trickling_key_server_is_cut_at_the_deadline(new_deputy):
             f"connection not closed: total={ks.total} closed={ks.closed_by_peer} active={ks.active}"
 
 
+@pytest.mark.engine_independent
 def test_stalled_key_server_single_flight_and_backoff(new_deputy):
     """50 concurrent assertions naming a client whose key server stalls share
     one fetch (single flight: the key server sees at most one connection at a
@@ -330,6 +333,7 @@ def test_stalled_key_server_single_flight_and_backoff(new_deputy):
         assert ks.count() == first, "a new fetch during the backoff"
 
 
+@pytest.mark.engine_independent
 def test_redirecting_jwks_uri_is_not_followed(new_deputy):
     """A jwks_uri answering 302 is a failed fetch: deputy does not follow it
     (OWASP SSRF Prevention Cheat Sheet: redirects would lead past the address
@@ -346,6 +350,7 @@ def test_redirecting_jwks_uri_is_not_followed(new_deputy):
         assert target.count() == 0, "redirect followed"
 
 
+@pytest.mark.engine_independent
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
 def test_jwks_uri_on_loopback_is_never_connected_without_dev_setting(new_deputy, host):
     """SSRF: an https jwks_uri passes registration, but where it leads is
@@ -391,6 +396,7 @@ def test_unacceptable_claims_fetch_nothing_rfc7523_s3(uri_env, claims):
     assert srv.count() == 1
 
 
+@pytest.mark.engine_independent
 def test_outbound_fetch_capacity_is_bounded_503(new_deputy):
     """Outbound fetches in progress at once are bounded (16): with all of
     them held by stalled key servers, a request needing another fetch is
