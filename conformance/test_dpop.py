@@ -62,6 +62,8 @@ def assert_resource_refused(r: requests.Response, code: str):
     www = www_authenticate(r)
     assert www.startswith("DPoP "), www
     assert f'error="{code}"' in www, www
+    # §7.1: the DPoP challenge names the algorithms the resource accepts.
+    assert f'algs="{" ".join(ALGS)}"' in www, www
     assert "access_token" not in r.text
 
 
@@ -346,6 +348,22 @@ def test_public_client_code_and_refresh_family_bound_to_the_key_rfc9449_s5(env):
     assert third["access_token"] != second["access_token"]
 
 
+def test_a_confidential_clients_refresh_binds_each_access_token_to_its_proof_rfc9449_s5(env):
+    """RFC 9449 §5: a confidential client's refresh token is bound by its
+    client authentication, not to a key: a refresh with a proof of any key
+    gets an access token bound to that key, one without a proof a Bearer
+    token."""
+    k, other = ProofKey(), ProofKey()
+    code, verifier = env.code(AGENT)
+    first = assert_dpop_token(env.redeem(AGENT, code, verifier, k, client_auth=env.secrets[AGENT]), k)
+    headers = {**basic_auth(AGENT, env.secrets[AGENT]), **dpop(other.proof("POST", env.token_url))}
+    second = assert_dpop_token(_post_with_headers(env.d, "/token", {
+        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, headers), other)
+    r = refresh(env.d, AGENT, second["refresh_token"], env.secrets[AGENT])
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "Bearer" and "cnf" not in claims(r.json()["access_token"])
+
+
 def test_a_code_bound_with_dpop_jkt_needs_that_key_rfc9449_s10(env):
     """RFC 9449 §10: `dpop_jkt` at /authorize binds the code to a key: a
     proof of another key, or none, is `invalid_grant` at /token; a proof of
@@ -487,6 +505,8 @@ def test_a_delegation_rule_that_requires_dpop(env):
 def nonce_env(module_dir):
     d = Deputy(module_dir / "nonces", settings(DEPUTY_DPOP_NONCES="on"))
     secret = d.add_client("svc", "client_secret_basic", audiences=(API,))["client_secret"]
+    add_user(d, "alice", PW)
+    add_client(d, WEB)
     d.start()
     yield Env(d, {"svc": secret})
     d.stop()
@@ -512,8 +532,32 @@ def test_with_nonces_a_proof_needs_the_servers_nonce_rfc9449_s8(nonce_env):
     r = e.cc(headers=dpop(k.proof("POST", e.token_url, nonce=nonce)))
     assert_dpop_token(r, k)
     assert e.issued("svc") == before + 1
+    assert r.headers.get("DPoP-Nonce"), r.headers  # §8.2: a nonce for the next request
     # A defective proof is still invalid_dpop_proof, not a nonce request.
     assert_oauth_error(e.cc(headers=dpop(k.proof("GET", e.token_url, nonce=nonce))), 400, "invalid_dpop_proof")
+
+
+def test_with_nonces_userinfo_asks_for_the_nonce_rfc9449_s9(nonce_env):
+    """RFC 9449 §9: at a resource, a proof without the server's nonce is
+    `401` with `error="use_dpop_nonce"` in the DPoP challenge and the nonce
+    in `DPoP-Nonce`; the retry with it gets the claims."""
+    e = nonce_env
+    k = ProofKey()
+    token_nonce = e.cc(headers=dpop(k.proof("POST", e.token_url))).headers["DPoP-Nonce"]
+    code, verifier = e.code(WEB)
+    token = assert_dpop_token(post(e.d, "/token", WEB, None, {
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier}, headers=dpop(k.proof("POST", e.token_url, nonce=token_nonce))), k)["access_token"]
+    auth = {"Authorization": f"DPoP {token}"}
+    r = requests.get(e.userinfo_url, headers={**auth, **dpop(k.proof("GET", e.userinfo_url, token=token))},
+                     timeout=10)
+    assert_resource_refused(r, "use_dpop_nonce")
+    nonce = r.headers.get("DPoP-Nonce")
+    assert nonce, r.headers
+    r = requests.get(e.userinfo_url, timeout=10,
+                     headers={**auth, **dpop(k.proof("GET", e.userinfo_url, token=token, nonce=nonce))})
+    assert r.status_code == 200, r.text
+    assert r.json()["sub"] == claims(token)["sub"]
 
 
 # --------------------------------------------------------------------------
