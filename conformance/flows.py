@@ -21,13 +21,14 @@ import json
 import re
 import secrets
 import time
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import jwt as pyjwt
 import requests
 from jwcrypto import jwk, jws
 
-from conftest import b64url, basic_auth, jwt_parts
+from conftest import ClientKey, b64url, basic_auth, jwt_parts, sign_compact
 
 REDIRECT_URI = "http://127.0.0.1/cb"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -260,6 +261,55 @@ def sign_in(deputy, client_id: str, username: str, password: str, scope: str, cl
 
 
 # --------------------------------------------------------------------------
+# DPoP proofs (RFC 9449 §4.2), made with jwcrypto
+# --------------------------------------------------------------------------
+
+
+class ProofKey:
+    """A client's DPoP key pair; `proof()` signs a proof with any header or
+    claim changed (`None` removes it)."""
+
+    def __init__(self, alg: str = "ES256"):
+        self.alg = alg
+        self.key = ClientKey(alg, kid="")  # no kid: the proof carries the key itself
+
+    @property
+    def jkt(self) -> str:
+        """RFC 7638 SHA-256 thumbprint, computed by jwcrypto."""
+        return self.key.jwk.thumbprint()
+
+    def public(self) -> dict:
+        return self.key.public_dict()
+
+    def proof(self, method: str, url: str, *, token: str | None = None, nonce: str | None = None,
+              header: dict | None = None, signer: jwk.JWK | None = None, sign_alg: str | None = None,
+              **over) -> str:
+        h = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public()}
+        c = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": int(time.time())}
+        if token is not None:
+            c["ath"] = ath(token)
+        if nonce is not None:
+            c["nonce"] = nonce
+        for src, dst in ((header or {}, h), (over, c)):
+            for k, v in src.items():
+                if v is None:
+                    dst.pop(k, None)
+                else:
+                    dst[k] = v
+        return sign_compact(h, c, signer or self.key.jwk, sign_alg or h.get("alg") or self.alg)
+
+
+def dpop(proof: str) -> dict:
+    """The request header that carries a proof (RFC 9449 §4.1)."""
+    return {"DPoP": proof}
+
+
+def ath(token: str) -> str:
+    """RFC 9449 §4.2: base64url SHA-256 of the access token."""
+    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+# --------------------------------------------------------------------------
 # Verifying deputy's JWTs with independent libraries
 # --------------------------------------------------------------------------
 
@@ -308,5 +358,5 @@ __all__ = [
     "ID_TYPE", "INACTIVE",
     "add_user", "add_client", "allow_delegation", "auth_request", "post", "refresh", "introspect",
     "introspect_json", "revoke", "exchange", "pkce_pair", "authorize", "redeem", "sign_in",
-    "jwks_set", "verify_jwcrypto", "verify_pyjwt", "claims", "now",
+    "ProofKey", "dpop", "ath", "jwks_set", "verify_jwcrypto", "verify_pyjwt", "claims", "now",
 ]

@@ -25,7 +25,7 @@ import requests
 
 from conftest import (PG_BASE, ClientKey, Deputy, assert_oauth_error, assert_token_ok, assertion_form, basic_auth,
                       free_port, jwt_parts, make_assertion, new_pg_schema, psql, write_kek)
-from flows import (INACTIVE, add_client, add_user, allow_delegation, authorize, claims,
+from flows import (INACTIVE, ProofKey, add_client, add_user, allow_delegation, authorize, claims, dpop,
                    exchange, introspect, introspect_json, redeem, refresh, revoke, settings, verify_jwcrypto,
                    verify_pyjwt)
 from proxy.nginx import Nginx
@@ -197,6 +197,30 @@ def test_assertion_replayed_on_the_other_instance_is_refused_rfc7523_s3(pair):
         assert_token_ok(first)
         again = requests.post(p.a.token_endpoint, data=form, timeout=10)
         assert_oauth_error(again, 401, "invalid_client")
+        assert p.served_by(first) != p.served_by(again)
+        served.append(p.served_by(first))
+    assert set(served) == {"i0", "i1"}, served
+
+
+def test_dpop_proof_replayed_on_the_other_instance_is_refused_rfc9449_s11_1(pair):
+    """RFC 9449 §11.1: a DPoP proof accepted by one instance (a bound token
+    issued) is refused with `invalid_dpop_proof` when replayed to the other
+    (the spent proof is in the database), in both directions."""
+    p = pair
+    served = []
+    for i in range(4):
+        if i % 2:
+            requests.get(p.a.url("/healthz"), timeout=5)  # shift which instance sees it first
+        key = ProofKey()
+        headers = {**basic_auth("svc", secret(p, "svc")), **dpop(key.proof("POST", p.a.token_endpoint))}
+        first = requests.post(p.a.token_endpoint, data={"grant_type": "client_credentials"}, headers=headers,
+                              timeout=10)
+        assert first.status_code == 200, first.text
+        assert first.json()["token_type"] == "DPoP"
+        assert claims(first.json()["access_token"])["cnf"] == {"jkt": key.jkt}
+        again = requests.post(p.a.token_endpoint, data={"grant_type": "client_credentials"}, headers=headers,
+                              timeout=10)
+        assert_oauth_error(again, 400, "invalid_dpop_proof")
         assert p.served_by(first) != p.served_by(again)
         served.append(p.served_by(first))
     assert set(served) == {"i0", "i1"}, served
