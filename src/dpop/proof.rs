@@ -119,7 +119,8 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<ValidProof, ProofEr
     }
     // Item 11.
     let iat = numeric_date(claims.get("iat")).ok_or(Invalid("the DPoP proof has no iat"))?;
-    if (iat - expected.now).abs() > IAT_WINDOW {
+    // abs_diff: an `iat` far out of range must not overflow.
+    if iat.abs_diff(expected.now) > IAT_WINDOW.unsigned_abs() {
         return Err(Invalid("the DPoP proof's iat is not recent"));
     }
     // Item 12 / §7.1: at a resource, the proof names the access token.
@@ -153,7 +154,11 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<ValidProof, ProofEr
 fn same_target(htu: &str, expected: &str) -> bool {
     let norm = |s: &str| {
         let mut u = url::Url::parse(s).ok()?;
-        if !matches!(u.scheme(), "http" | "https") {
+        // Only query and fragment are ignored: credentials make it another URI.
+        if !matches!(u.scheme(), "http" | "https")
+            || !u.username().is_empty()
+            || u.password().is_some()
+        {
             return None;
         }
         u.set_query(None);

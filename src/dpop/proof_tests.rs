@@ -202,6 +202,10 @@ fn claims_must_match_the_request() {
         refused(&with("htu", json!("http://as.example/token")), &e),
         "the DPoP proof's htu is not this endpoint"
     );
+    assert_eq!(
+        refused(&with("htu", json!("https://u:p@as.example/token")), &e),
+        "the DPoP proof's htu is not this endpoint"
+    );
     assert_eq!(refused(&without("htu"), &e), "the DPoP proof has no htu");
     // Query and fragment are ignored; host case and the default port normalise.
     for same in [
@@ -221,6 +225,18 @@ fn claims_must_match_the_request() {
         "the DPoP proof's iat is not recent"
     );
     assert!(check(&with("iat", json!(NOW - IAT_WINDOW)), &e).is_ok());
+    // Far out of range (a huge float reads as i64::MIN): refused, no overflow.
+    for far in [
+        json!(-1e300),
+        json!(i64::MIN),
+        json!(i64::MAX),
+        json!(1e300),
+    ] {
+        assert_eq!(
+            refused(&with("iat", far), &e),
+            "the DPoP proof's iat is not recent"
+        );
+    }
 }
 
 #[test]

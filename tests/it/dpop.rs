@@ -722,3 +722,100 @@ async fn discovery_advertises_the_proof_algorithms_rfc9449_s5_1() {
         json!(["ES256", "RS256", "PS256", "EdDSA"])
     );
 }
+
+#[actix_web::test]
+async fn a_broker_cannot_use_an_agents_bound_tokens_without_the_agents_key() {
+    let env = Env::new();
+    let mut secrets = std::collections::HashMap::new();
+    for (id, grants) in [
+        (
+            "agent-b",
+            vec![GrantType::ClientCredentials, GrantType::TokenExchange],
+        ),
+        ("broker-m", vec![GrantType::TokenExchange]),
+    ] {
+        let secret = deputy::secret::new_secret();
+        let mut c = client(id, ClientKind::Service, AuthMethod::ClientSecretPost);
+        c.grant_types = grants;
+        c.secret_hash = Some(
+            deputy::secret::hash_secret(&secret, deputy::secret::Argon2Profile::GeneratedSecret)
+                .unwrap(),
+        );
+        env.add_client(c).await;
+        secrets.insert(id, secret);
+    }
+    let rule = DelegationRule {
+        id: "r1".into(),
+        actor: "agent-b".into(),
+        audience: "https://notes.example".into(),
+        scopes: vec!["read".into()],
+        max_lifetime: 60,
+        max_depth: 1,
+        broker: Some("broker-m".into()),
+        created_at: T0,
+        require_dpop: false,
+    };
+    env.state
+        .store
+        .write(move |c| deputy::store::delegation::insert(c, &rule))
+        .await
+        .unwrap();
+    let app = env.app().await;
+    let kb = ProofKey::new();
+    let cc = format!(
+        "{CC}&client_id=agent-b&client_secret={}",
+        enc(&secrets["agent-b"])
+    );
+    let mut bound = Vec::new();
+    for _ in 0..2 {
+        let (s, b, _) = post(
+            &app,
+            "/token",
+            &cc,
+            &[("DPoP", kb.proof("POST", "/token", T0))],
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        bound.push(b["access_token"].as_str().unwrap().to_string());
+    }
+    let body = format!(
+        "grant_type={TE}&client_id=broker-m&client_secret={}&subject_token={}&subject_token_type={AT}\
+         &actor_token={}&actor_token_type={AT}&audience={}",
+        enc(&secrets["broker-m"]),
+        bound[0],
+        bound[1],
+        enc("https://notes.example")
+    );
+    // The broker's own key, or none: the agent's tokens are useless to it.
+    let km = ProofKey::new();
+    let (s, b, _) = post(
+        &app,
+        "/token",
+        &body,
+        &[("DPoP", km.proof("POST", "/token", T0))],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{b}"
+    );
+    let (s, b, _) = post(&app, "/token", &body, &[]).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{b}"
+    );
+    // With the agent's key: issued, bound to it, acting as the agent.
+    let (s, b, _) = post(
+        &app,
+        "/token",
+        &body,
+        &[("DPoP", kb.proof("POST", "/token", T0))],
+    )
+    .await;
+    assert_eq!((s, b["token_type"].as_str()), (200, Some("DPoP")), "{b}");
+    let claims = peek(b["access_token"].as_str().unwrap()).1;
+    assert_eq!(claims["cnf"]["jkt"], kb.jkt());
+    assert_eq!(claims["act"]["sub"], "agent-b");
+}
