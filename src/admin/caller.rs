@@ -19,19 +19,28 @@ pub struct AdminCaller {
     pub jti: String,
 }
 
+/// The admin token as presented: the token, and under the DPoP scheme the
+/// thumbprint of its checked proof's key (RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub token: &'a str,
+    pub proof_jkt: Option<&'a str>,
+}
+
 /// RFC 6750 §3.1: no credential at all — no error code in the challenge.
 fn missing() -> OAuthError {
     OAuthError::new(ErrorCode::InvalidToken, "a Bearer access token is required")
         .with_www_authenticate("Bearer")
 }
 
-/// RFC 6750 §3.1 `invalid_token`: malformed, not ours, expired or revoked.
-fn invalid_token() -> OAuthError {
+/// RFC 6750 §3.1 `invalid_token`: malformed, not ours, expired or revoked
+/// (the challenge in the scheme the token came with, RFC 9449 §7.1).
+fn invalid_token(dpop: bool) -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidToken,
         "the access token is invalid, expired or revoked",
     )
-    .with_www_authenticate("Bearer error=\"invalid_token\"")
+    .with_www_authenticate(crate::http::dpop::challenge(dpop, ErrorCode::InvalidToken))
 }
 
 /// RFC 6750 §3.1 `insufficient_scope`: a valid token that does not grant
@@ -54,19 +63,25 @@ pub async fn authorize(
     store: &Store,
     issuer: &str,
     now: i64,
-    token: Option<&str>,
+    presented: Option<Presented<'_>>,
 ) -> Result<AdminCaller, OAuthError> {
-    let Some(token) = token else {
+    let Some(presented) = presented else {
         return Err(missing());
     };
+    let dpop = presented.proof_jkt.is_some();
     // RFC 9068 §4: only live access tokens we signed (`typ` at+jwt).
-    let record = match own.live_access_token(store, now, token).await? {
+    let record = match own.live_access_token(store, now, presented.token).await? {
         Ok(live) => live.record,
         Err(why) => {
             tracing::info!(reason = ?why, "admin request with an unacceptable token");
-            return Err(invalid_token());
+            return Err(invalid_token(dpop));
         }
     };
+    // RFC 9449 §7.1-§7.2: a DPoP-bound admin token only with its key.
+    if !crate::dpop::binding_holds(record.cnf_jkt.as_deref(), presented.proof_jkt) {
+        tracing::info!(client_id = %record.client_id, jti = %record.jti, "admin token presented without its DPoP key");
+        return Err(invalid_token(dpop));
+    }
     // The record, not the JWT, decides audience and scope (RFC 9068 §4:
     // the audience must be this server; RFC 6750 §3.1: scope).
     let has_scope = record.scope.split(' ').any(|s| s == ADMIN_SCOPE);
@@ -106,6 +121,6 @@ pub fn still_authorized(
     if token_active && crate::store::liveness::still_live(conn, &deps)? {
         Ok(Ok(()))
     } else {
-        Ok(Err(invalid_token()))
+        Ok(Err(invalid_token(false)))
     }
 }

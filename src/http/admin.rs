@@ -19,7 +19,6 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::http::admin_params as params;
 use crate::http::form::MAX_BODY;
 use crate::http::no_store_json;
-use crate::http::userinfo::bearer;
 
 /// The admin routes, for the router and for tests that must cover them all.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -63,15 +62,23 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, OAuthError> {
 
 async fn check(req: &HttpRequest) -> Result<AdminCaller, OAuthError> {
     let state = app_state(req)?;
-    let token = bearer(req).map(str::to_string);
-    admin::authorize(
+    // Bearer, or DPoP with a proof for this request (RFC 9449 §7.1).
+    let presented = crate::http::dpop::presented_token(&state, req, req.path()).await?;
+    let caller = admin::authorize(
         &state.own_tokens,
         &state.store,
         &state.settings.issuer,
         state.clock.now(),
-        token.as_deref(),
+        presented.as_ref().map(|p| crate::admin::caller::Presented {
+            token: &p.token,
+            proof_jkt: p.proof.as_ref().map(|v| v.jkt.as_str()),
+        }),
     )
-    .await
+    .await?;
+    if let Some(p) = &presented {
+        p.spend_proof(&state).await?;
+    }
+    Ok(caller)
 }
 
 /// The gate in front of everything under `/admin`.

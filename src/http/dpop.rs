@@ -106,3 +106,112 @@ pub fn spend_first<T: Send + 'static>(
         job(c)
     })
 }
+
+/// An access token presented at one of deputy's own resources: `Bearer`
+/// (RFC 6750 §2.1) or `DPoP` with its checked proof (RFC 9449 §7.1).
+pub struct Presented {
+    pub token: String,
+    /// The DPoP scheme's proof; `None` for a bearer token.
+    pub proof: Option<ValidProof>,
+}
+
+impl Presented {
+    pub fn is_dpop(&self) -> bool {
+        self.proof.is_some()
+    }
+
+    /// Whether the token's binding holds for this presentation
+    /// (`crate::dpop::binding_holds`).
+    pub fn binding_holds(&self, cnf_jkt: Option<&str>) -> bool {
+        crate::dpop::binding_holds(cnf_jkt, self.proof.as_ref().map(|p| p.jkt.as_str()))
+    }
+
+    /// Record the proof as used (RFC 9449 §11.1), across instances; a
+    /// replay is refused with the DPoP challenge.
+    pub async fn spend_proof(&self, state: &AppState) -> Result<(), OAuthError> {
+        let Some(p) = self.proof.clone() else {
+            return Ok(());
+        };
+        let now = state.clock.now();
+        let spent = state
+            .store
+            .write(move |c| {
+                crate::store::dpop::spend_proof(c, &p.jkt, &p.jti, p.remember_until(now), now)
+            })
+            .await?;
+        if spent {
+            Ok(())
+        } else {
+            Err(at_resource(invalid("the DPoP proof was used before")))
+        }
+    }
+}
+
+/// The `Authorization` header's credential under `scheme` (case-insensitive).
+fn credential<'r>(req: &'r HttpRequest, scheme: &str) -> Option<&'r str> {
+    let v = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (name, rest) = v.split_once(' ')?;
+    if !name.eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    Some(rest.trim()).filter(|t| !t.is_empty())
+}
+
+/// The challenge of an answer at a resource: the scheme the token came with
+/// (RFC 6750 §3 for Bearer, RFC 9449 §7.1 for DPoP, which names the algorithms).
+pub fn challenge(dpop: bool, code: ErrorCode) -> String {
+    if dpop {
+        format!(
+            "DPoP error=\"{}\", algs=\"{}\"",
+            code.as_str(),
+            crate::dpop::PROOF_ALGS.join(" ")
+        )
+    } else {
+        format!("Bearer error=\"{}\"", code.as_str())
+    }
+}
+
+/// A proof refusal at a resource: 401 with the DPoP challenge (RFC 9449
+/// §7.1, §9), the nonce header kept; deputy's own failures pass unchanged.
+fn at_resource(mut e: OAuthError) -> OAuthError {
+    if matches!(
+        e.code,
+        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable
+    ) {
+        return e;
+    }
+    let www = challenge(true, e.code);
+    e.status = actix_web::http::StatusCode::UNAUTHORIZED;
+    e.with_www_authenticate(www)
+}
+
+/// The access token of a request to deputy's resource at `path` (its URL is
+/// issuer + path), with its proof checked under the DPoP scheme (`ath`
+/// included). `None`: no credential at all.
+pub async fn presented_token(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &str,
+) -> Result<Option<Presented>, OAuthError> {
+    if let Some(t) = credential(req, "bearer") {
+        return Ok(Some(Presented {
+            token: t.to_string(),
+            proof: None,
+        }));
+    }
+    let Some(token) = credential(req, "dpop") else {
+        return Ok(None);
+    };
+    match proof(state, req, path, Some(token)).await {
+        Ok(Some(p)) => Ok(Some(Presented {
+            token: token.to_string(),
+            proof: Some(p),
+        })),
+        Ok(None) => Err(at_resource(invalid("a DPoP token needs a DPoP proof"))),
+        Err(e) => Err(at_resource(e)),
+    }
+}

@@ -9,44 +9,12 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError};
 
-/// The challenge scheme of an answer: the one the token came with (RFC 6750
-/// §3 for Bearer, RFC 9449 §7.1 for DPoP, which names the algorithms).
-fn challenge(dpop: bool, code: ErrorCode) -> String {
-    if dpop {
-        format!(
-            "DPoP error=\"{}\", algs=\"{}\"",
-            code.as_str(),
-            crate::dpop::PROOF_ALGS.join(" ")
-        )
-    } else {
-        format!("Bearer error=\"{}\"", code.as_str())
-    }
-}
-
 fn invalid_token(dpop: bool) -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidToken,
         "the access token is invalid, expired or revoked",
     )
-    .with_www_authenticate(challenge(dpop, ErrorCode::InvalidToken))
-}
-
-/// A proof refusal at a resource: 401 with the DPoP challenge (RFC 9449
-/// §7.1, §9), the nonce header kept.
-fn proof_refused(mut e: OAuthError) -> OAuthError {
-    let www = challenge(true, e.code);
-    e.status = actix_web::http::StatusCode::UNAUTHORIZED;
-    e.with_www_authenticate(www)
-}
-
-/// `Authorization: DPoP <token>` (RFC 9449 §7.1).
-fn dpop_token(req: &HttpRequest) -> Option<&str> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let scheme = v.get(..5)?;
-    if !scheme.eq_ignore_ascii_case("dpop ") {
-        return None;
-    }
-    v.get(5..).map(str::trim).filter(|t| !t.is_empty())
+    .with_www_authenticate(crate::http::dpop::challenge(dpop, ErrorCode::InvalidToken))
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`.
@@ -63,46 +31,24 @@ pub async fn userinfo(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, OAuthError> {
-    let (token, dpop) = match (bearer(&req), dpop_token(&req)) {
-        (Some(t), None) => (t, false),
-        (None, Some(t)) => (t, true),
-        _ => {
-            // RFC 6750 §3.1: no credentials at all is a bare challenge with
-            // no error code. (RFC 9449 §7.1 allows a DPoP challenge too;
-            // deputy keeps the one Bearer clients expect, and advertises
-            // DPoP in discovery.)
-            return Ok(HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish());
-        }
-    };
     // RFC 9449 §7: a DPoP token comes with a proof naming it (`ath`).
-    let proof = if dpop {
-        match crate::http::dpop::proof(&state, &req, "/userinfo", Some(token)).await {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => {
-                return Err(proof_refused(OAuthError::new(
-                    ErrorCode::InvalidDpopProof,
-                    "a DPoP token needs a DPoP proof",
-                )))
-            }
-            Err(e)
-                if e.code == ErrorCode::ServerError
-                    || e.code == ErrorCode::TemporarilyUnavailable =>
-            {
-                return Err(e)
-            }
-            Err(e) => return Err(proof_refused(e)),
-        }
-    } else {
-        None
+    let Some(presented) = crate::http::dpop::presented_token(&state, &req, "/userinfo").await?
+    else {
+        // RFC 6750 §3.1: no credentials at all is a bare challenge with no
+        // error code. (RFC 9449 §7.1 allows a DPoP challenge too; deputy
+        // keeps the one Bearer clients expect, and advertises DPoP in
+        // discovery.)
+        return Ok(HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
     };
+    let dpop = presented.is_dpop();
     let now = state.clock.now();
     let settings = &state.settings;
     let record = state
         .own_tokens
-        .live_access_token(&state.store, now, token)
+        .live_access_token(&state.store, now, &presented.token)
         .await?
         .map_err(|_not_live| invalid_token(dpop))?
         .record;
@@ -110,28 +56,10 @@ pub async fn userinfo(
     if record.audience != settings.issuer {
         return Err(invalid_token(dpop));
     }
-    // RFC 9449 §7.1-§7.2: a bound token only with a proof of its key, never
-    // as a bearer token; an unbound token is not a DPoP token.
-    match (&record.cnf_jkt, &proof) {
-        (None, None) => {}
-        (Some(bound), Some(p)) if *bound == p.jkt => {}
-        _ => return Err(invalid_token(dpop)),
+    if !presented.binding_holds(record.cnf_jkt.as_deref()) {
+        return Err(invalid_token(dpop));
     }
-    if let Some(p) = proof {
-        // RFC 9449 §11.1: the proof is used once, across instances.
-        let spent = state
-            .store
-            .write(move |c| {
-                crate::store::dpop::spend_proof(c, &p.jkt, &p.jti, p.remember_until(now), now)
-            })
-            .await?;
-        if !spent {
-            return Err(proof_refused(OAuthError::new(
-                ErrorCode::InvalidDpopProof,
-                "the DPoP proof was used before",
-            )));
-        }
-    }
+    presented.spend_proof(&state).await?;
     let scopes: Vec<&str> = record.scope.split(' ').collect();
     if !scopes.contains(&"openid") {
         return Err(OAuthError::new(

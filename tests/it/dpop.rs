@@ -819,3 +819,77 @@ async fn a_broker_cannot_use_an_agents_bound_tokens_without_the_agents_key() {
     assert_eq!(claims["cnf"]["jkt"], kb.jkt());
     assert_eq!(claims["act"]["sub"], "agent-b");
 }
+
+#[actix_web::test]
+async fn a_bound_admin_token_works_only_with_its_proof_rfc9449_s7() {
+    let env = Env::new();
+    let secret = crate::admin::admin_client(&env, "ops").await;
+    let app = env.app().await;
+    let key = ProofKey::new();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ops:{secret}"))
+    );
+    let body = format!(
+        "grant_type=client_credentials&scope=deputy%3Aadmin&resource={}",
+        enc(ISSUER)
+    );
+    let (s, b, _) = post(
+        &app,
+        "/token",
+        &body,
+        &[
+            ("Authorization", basic.clone()),
+            ("DPoP", key.proof("POST", "/token", T0)),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["token_type"].as_str()), (200, Some("DPoP")), "{b}");
+    let at = b["access_token"].as_str().unwrap().to_string();
+    let jti = peek(&at).1["jti"].as_str().unwrap().to_string();
+    let path = format!("/admin/tokens/{jti}");
+    let get = |auth: String, proof: Option<String>| {
+        let mut r = test::TestRequest::get()
+            .uri(&path)
+            .insert_header(("Authorization", auth));
+        if let Some(p) = proof {
+            r = r.insert_header(("DPoP", p));
+        }
+        r.to_request()
+    };
+    // As a bearer token: refused (it was a copy without the key).
+    let resp = test::call_service(&app, get(format!("Bearer {at}"), None)).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(
+        www(resp.headers()).contains("invalid_token"),
+        "{}",
+        www(resp.headers())
+    );
+    // DPoP without a proof, or with another key's proof: refused.
+    let resp = test::call_service(&app, get(format!("DPoP {at}"), None)).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(
+        www(resp.headers()).contains("invalid_dpop_proof"),
+        "{}",
+        www(resp.headers())
+    );
+    let other = ProofKey::new();
+    let resp = test::call_service(
+        &app,
+        get(
+            format!("DPoP {at}"),
+            Some(other.proof_for("GET", &path, T0, &at)),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    // With its proof: the admin API answers, and shows the binding.
+    let proof = key.proof_for("GET", &path, T0, &at);
+    let resp = test::call_service(&app, get(format!("DPoP {at}"), Some(proof.clone()))).await;
+    let (s, b) = json_of(resp).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["token"]["cnf"]["jkt"], key.jkt(), "{b}");
+    // The same proof twice: refused.
+    let resp = test::call_service(&app, get(format!("DPoP {at}"), Some(proof))).await;
+    assert_eq!(resp.status().as_u16(), 401);
+}

@@ -272,7 +272,10 @@ async fn the_admin_caller_is_checked_again_where_the_action_commits() {
         &env.state.store,
         ISSUER,
         T0,
-        Some(&token),
+        Some(deputy::admin::caller::Presented {
+            token: &token,
+            proof_jkt: None,
+        }),
     )
     .await
     .unwrap();
@@ -307,7 +310,10 @@ async fn the_admin_caller_is_checked_again_where_the_action_commits() {
         &env.state.store,
         ISSUER,
         T0,
-        Some(&token),
+        Some(deputy::admin::caller::Presented {
+            token: &token,
+            proof_jkt: None,
+        }),
     )
     .await
     .unwrap();
