@@ -27,11 +27,13 @@ pub struct ClientWithdrawn {
     pub grants: usize,
     /// Tokens that changed state (descendants included).
     pub revoked: usize,
+    /// Backchannel (CIBA) requests, pending or approved, ended as denied.
+    pub requests: usize,
 }
 
 impl ClientWithdrawn {
     pub fn changed_anything(&self) -> bool {
-        self.consent || self.grants > 0 || self.revoked > 0
+        self.consent || self.grants > 0 || self.revoked > 0 || self.requests > 0
     }
 }
 
@@ -79,10 +81,14 @@ pub fn client(
         now,
         CONSENT_REASON,
     )?;
+    // Requests the client asked the person (CIBA), approved or not: no
+    // token comes of them any more.
+    let requests = crate::store::backchannel::withdraw_for(conn, person, Some(client_id), None)?;
     let done = ClientWithdrawn {
         consent,
         grants,
         revoked,
+        requests,
     };
     if done.changed_anything() {
         let kind = crate::store::clients::get(conn, client_id)?.map(|c| c.kind.as_str());
@@ -94,14 +100,16 @@ pub fn client(
         detail.insert("consent".into(), json!(consent));
         detail.insert("grants".into(), json!(grants));
         detail.insert("revoked".into(), json!(revoked));
+        detail.insert("requests_withdrawn".into(), json!(requests));
         audit(conn, origin, event, detail)?;
     }
     Ok(done)
 }
 
 /// Withdraw one task of a client: the person's tokens issued to that client
-/// for that task, and everything derived from them. Returns how many
-/// tokens changed state.
+/// for that task, everything derived from them, and the client's open
+/// backchannel requests for that task. Returns how many tokens and requests
+/// ended.
 pub fn task(
     conn: &dyn Db,
     person: &str,
@@ -112,15 +120,18 @@ pub fn task(
 ) -> StoreResult<usize> {
     let revoked =
         crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
-    if revoked > 0 {
+    let requests =
+        crate::store::backchannel::withdraw_for(conn, person, Some(client_id), Some(task))?;
+    if revoked + requests > 0 {
         let mut event = AuditEvent::new(now, "task_withdrawn", origin.mode()).person(Some(person));
         event.client_id = Some(client_id.to_string());
         event.task = Some(task.to_string());
         let mut detail = Map::new();
         detail.insert("revoked".into(), json!(revoked));
+        detail.insert("requests_withdrawn".into(), json!(requests));
         audit(conn, origin, event, detail)?;
     }
-    Ok(revoked)
+    Ok(revoked + requests)
 }
 
 /// What "sign out everywhere" ended.
@@ -132,6 +143,8 @@ pub struct SignedOut {
     pub grants: usize,
     /// Tokens that changed state (descendants included).
     pub revoked: usize,
+    /// Backchannel (CIBA) requests, pending or approved, ended as denied.
+    pub requests: usize,
 }
 
 /// End every login session of the person and revoke every refresh family
@@ -148,16 +161,20 @@ pub fn everywhere(
     let grants = lineage::live_grants(conn, &grant_ids)?;
     let mut revoked = revoke_grants(conn, &grant_ids, now, SIGN_OUT_REASON)?;
     revoked += crate::store::tokens::revoke_subject(conn, person, now, SIGN_OUT_REASON)?;
+    // Requests agents asked the person (CIBA), approved or not.
+    let requests = crate::store::backchannel::withdraw_for(conn, person, None, None)?;
     let out = SignedOut {
         sessions,
         grants,
         revoked,
+        requests,
     };
     let event = AuditEvent::new(now, "signed_out_everywhere", origin.mode()).person(Some(person));
     let mut detail = Map::new();
     detail.insert("sessions".into(), json!(sessions));
     detail.insert("grants".into(), json!(grants));
     detail.insert("revoked".into(), json!(revoked));
+    detail.insert("requests_withdrawn".into(), json!(requests));
     audit(conn, origin, event, detail)?;
     Ok(out)
 }

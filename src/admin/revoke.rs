@@ -75,6 +75,19 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
         Selector::Actor(a, None) => crate::store::consents::withdraw_all_for_client(conn, a)?,
         _ => 0,
     };
+    // Backchannel (CIBA) requests that could still yield tokens for what is
+    // selected: the person's, the client's, or the actor's (for one person
+    // or all).
+    let requests = match sel {
+        Selector::Sub(s) => crate::store::backchannel::withdraw_for(conn, s, None, None)?,
+        Selector::Actor(a, Some(s)) => {
+            crate::store::backchannel::withdraw_for(conn, s, Some(a), None)?
+        }
+        Selector::Actor(c, None) | Selector::Client(c) => {
+            crate::store::backchannel::end_for_client(conn, c)?
+        }
+        Selector::Jti(_) | Selector::Grant(_) => 0,
+    };
     // Then the selected tokens themselves, and everything derived from them
     // (recursive over both parents, parent_jti and actor_token_jti; one
     // statement each).
@@ -91,6 +104,9 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
     detail.insert("selector".into(), sel.to_json());
     detail.insert("revoked".into(), json!(count));
     detail.insert("grants".into(), json!(grants.len()));
+    if requests > 0 {
+        detail.insert("requests_withdrawn".into(), json!(requests));
+    }
     if matches!(sel, Selector::Actor(..)) {
         detail.insert("consents_withdrawn".into(), json!(consents));
     }
@@ -138,6 +154,8 @@ pub fn withdraw_consent(
     now: i64,
 ) -> StoreResult<Withdrawal> {
     let consent = crate::store::consents::withdraw(conn, user_id, client_id)?;
+    // The client's open backchannel (CIBA) requests to the person end too.
+    let requests = crate::store::backchannel::withdraw_for(conn, user_id, Some(client_id), None)?;
     let grant_ids = lineage::grants_of(conn, user_id, client_id)?;
     let grants = lineage::live_grants(conn, &grant_ids)?;
     let revoked = revoke_grants(conn, &grant_ids, now, CONSENT_REASON)?;
@@ -145,6 +163,9 @@ pub fn withdraw_consent(
     detail.insert("consent".into(), json!(consent));
     detail.insert("grants".into(), json!(grants));
     detail.insert("revoked".into(), json!(revoked));
+    if requests > 0 {
+        detail.insert("requests_withdrawn".into(), json!(requests));
+    }
     let mut event = origin.stamp(
         AuditEvent::new(now, "consent_withdrawn", origin.mode()).person(Some(user_id)),
         &mut detail,

@@ -321,6 +321,10 @@ fn client_notice(client_id: &str, w: &ClientWithdrawn) -> String {
             0 => String::new(),
             1 => ", 1 sign-in ended".to_string(),
             n => format!(", {n} sign-ins ended"),
+        } + &match w.requests {
+            0 => String::new(),
+            1 => ", 1 request to you withdrawn".to_string(),
+            n => format!(", {n} requests to you withdrawn"),
         }
     )
 }

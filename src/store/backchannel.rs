@@ -284,3 +284,25 @@ pub fn end_for_client(conn: &dyn Db, client_id: &str) -> StoreResult<usize> {
         args![client_id],
     )
 }
+
+/// A person's requests that could still be approved or redeemed, ended as
+/// denied (the person withdrew, or an operator did for them): polls answer
+/// `access_denied`, nothing is redeemed. All of the person's, or one
+/// client's, or one client's for one task; how many.
+pub fn withdraw_for(
+    conn: &dyn Db,
+    user_id: &str,
+    client_id: Option<&str>,
+    task: Option<&str>,
+) -> StoreResult<usize> {
+    const OPEN: &str = "UPDATE backchannel_requests SET status = 'denied' \
+         WHERE user_id = ?1 AND status IN ('pending', 'approved')";
+    match (client_id, task) {
+        (None, _) => conn.execute(OPEN, args![user_id]),
+        (Some(c), None) => conn.execute(&format!("{OPEN} AND client_id = ?2"), args![user_id, c]),
+        (Some(c), Some(t)) => conn.execute(
+            &format!("{OPEN} AND client_id = ?2 AND task = ?3"),
+            args![user_id, c, t],
+        ),
+    }
+}

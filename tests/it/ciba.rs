@@ -556,3 +556,80 @@ async fn a_removed_client_leaves_no_request_to_redeem() {
     assert_eq!(error(&r), (400, "expired_token"));
     assert_eq!(env.count("SELECT count(*) FROM tokens").await, 0);
 }
+
+/// Review finding: an approved (or pending) request yields nothing once the
+/// person withdraws the agent, stops its task or signs out everywhere, or
+/// an operator revokes the person or the agent for them.
+#[actix_web::test]
+async fn withdrawing_ends_approved_and_pending_requests() {
+    use deputy::account::withdraw;
+    use deputy::admin::{Origin, Selector};
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    type Withdraw =
+        Box<dyn Fn(&dyn deputy::store::Db, &str) -> deputy::store::StoreResult<()> + Send>;
+    let ways: Vec<(&str, Withdraw)> = vec![
+        (
+            "client",
+            Box::new(move |c, who| withdraw::client(c, who, "agent", &Origin::Cli, T0).map(drop)),
+        ),
+        (
+            "task",
+            Box::new(move |c, who| {
+                withdraw::task(c, who, "agent", "triage inbox", &Origin::Cli, T0).map(drop)
+            }),
+        ),
+        (
+            "everywhere",
+            Box::new(move |c, who| withdraw::everywhere(c, who, &Origin::Cli, T0).map(drop)),
+        ),
+        (
+            "revoke --sub",
+            Box::new(move |c, who| {
+                deputy::admin::revoke::revoke(c, &Selector::Sub(who.to_string()), &Origin::Cli, T0)
+                    .map(drop)
+            }),
+        ),
+        (
+            "revoke --actor --sub",
+            Box::new(move |c, who| {
+                deputy::admin::revoke::revoke(
+                    c,
+                    &Selector::Actor("agent".into(), Some(who.to_string())),
+                    &Origin::Cli,
+                    T0,
+                )
+                .map(drop)
+            }),
+        ),
+    ];
+    for (how, w) in ways {
+        // One approved request and one still pending.
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let (s, b) = post(
+                &app,
+                "/bc-authorize",
+                &format!("{GOOD}&{}", creds("agent", &secret)),
+            )
+            .await;
+            ids.push(auth_req_id(s, &b));
+        }
+        assert!(
+            env.decide(&alice, &ids[0], Decision::Approve).await,
+            "{how}"
+        );
+        let who = alice.clone();
+        env.state.store.write(move |c| w(c, &who)).await.unwrap();
+        for id in &ids {
+            let r = post(&app, "/token", &poll_body("agent", &secret, id)).await;
+            assert_eq!(error(&r), (400, "access_denied"), "{how}");
+        }
+        assert!(
+            !env.decide(&alice, &ids[1], Decision::Approve).await,
+            "{how}: nothing left to approve"
+        );
+    }
+}
