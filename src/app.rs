@@ -32,6 +32,9 @@ pub struct AppState {
     /// The key DPoP nonces are derived with (shared by every instance
     /// through the store, loaded once).
     pub dpop_nonce_key: std::sync::OnceLock<String>,
+    /// Verifiers of DPoP proof keys seen before (per instance; never
+    /// changes an answer).
+    pub proof_verifiers: crate::dpop::ProofVerifiers,
     pub token_by_client: crate::limits::RateLimiter,
     pub token_by_address: crate::limits::RateLimiter,
     pub login_by_address: crate::limits::RateLimiter,
@@ -154,6 +157,7 @@ impl AppState {
             refresh_key: std::sync::OnceLock::new(),
             account_csrf_key: std::sync::OnceLock::new(),
             dpop_nonce_key: std::sync::OnceLock::new(),
+            proof_verifiers: crate::dpop::ProofVerifiers::default(),
         })
     }
 }

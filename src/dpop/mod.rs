@@ -6,10 +6,12 @@
 pub mod nonce;
 pub mod proof;
 pub mod thumbprint;
+pub mod verifiers;
 
 pub use nonce::Nonces;
 pub use proof::{check, Expected, ProofError, ValidProof, PROOF_ALGS};
 pub use thumbprint::jwk_thumbprint;
+pub use verifiers::ProofVerifiers;
 
 /// RFC 9449 §7.1-§7.2, the one rule for deputy's own resources (`/userinfo`,
 /// the admin API): a bound token (`cnf_jkt`) is accepted only under the DPoP

@@ -3,7 +3,6 @@
 //! the access token (at a resource) and the nonce keys; recording the `jti`
 //! (single use across instances) is the store's job.
 
-use josekit::jwk::Jwk;
 use serde_json::{Map, Value};
 
 use super::nonce::Nonces;
@@ -40,6 +39,8 @@ pub struct Expected<'a> {
     pub access_token: Option<&'a str>,
     /// When deputy requires nonces (RFC 9449 §8): the keys that check them.
     pub nonces: Option<&'a Nonces>,
+    /// Verifiers of keys seen before (none: make one for this proof).
+    pub verifiers: Option<&'a super::ProofVerifiers>,
 }
 
 /// A proof that passed every check but the single use of its `jti`.
@@ -95,11 +96,17 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<ValidProof, ProofEr
     if PRIVATE_MEMBERS.iter().any(|m| jwk_map.contains_key(*m)) {
         return Err(Invalid("the DPoP proof's jwk must be a public key"));
     }
-    let jwk = Jwk::from_map(jwk_map.clone())
-        .map_err(|_bad| Invalid("the DPoP proof's jwk is not a key"))?;
     // Item 6: the signature, with the key the proof carries.
-    let verifier = crate::client_auth::jwks::verifier_for(alg, &jwk)
-        .ok_or(Invalid("the DPoP proof's jwk does not fit its alg"))?;
+    let verifier = match expected.verifiers {
+        Some(cache) => cache.get(alg, jwk_map),
+        None => super::verifiers::make(alg, jwk_map),
+    }
+    .map_err(|p| match p {
+        super::verifiers::KeyProblem::NotAKey => Invalid("the DPoP proof's jwk is not a key"),
+        super::verifiers::KeyProblem::WrongAlg => {
+            Invalid("the DPoP proof's jwk does not fit its alg")
+        }
+    })?;
     jws.verify_with(verifier.as_ref())
         .map_err(|_mismatch| Invalid("the DPoP proof's signature does not verify"))?;
     let jkt = jwk_thumbprint(jwk_map).ok_or(Invalid("the DPoP proof's jwk is not a key"))?;

@@ -44,6 +44,7 @@ fn expected() -> Expected<'static> {
         now: NOW,
         access_token: None,
         nonces: None,
+        verifiers: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub async fn proof(
         now,
         access_token,
         nonces: nonces.as_ref(),
+        verifiers: Some(&state.proof_verifiers),
     };
     crate::dpop::check(text, &expected)
         .map(Some)
