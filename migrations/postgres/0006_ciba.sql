@@ -23,7 +23,8 @@ CREATE TABLE backchannel_requests (
     status           TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'approved', 'denied', 'redeemed', 'expired')),
     decided_at       BIGINT,
-    shown_at         BIGINT
+    shown_at         BIGINT,
+    auth_time        BIGINT     -- when the person who decided signed in (the ID token's auth_time)
 );
 
 CREATE INDEX backchannel_requests_pending ON backchannel_requests (user_id, status);

@@ -23,7 +23,8 @@ CREATE TABLE backchannel_requests (
     status           TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'approved', 'denied', 'redeemed', 'expired')),
     decided_at       INTEGER,
-    shown_at         INTEGER
+    shown_at         INTEGER,
+    auth_time        INTEGER   -- when the person who decided signed in (the ID token's auth_time)
 ) STRICT;
 
 CREATE INDEX backchannel_requests_pending ON backchannel_requests (user_id, status);

@@ -254,12 +254,13 @@ pub fn decide(
     handle: &str,
     decision: Decision,
     now: i64,
+    auth_time: i64,
 ) -> StoreResult<Result<Decision, NotDecidable>> {
     let (to, event) = match decision {
         Decision::Approve => (Status::Approved, "ciba_approved"),
         Decision::Deny => (Status::Denied, "ciba_denied"),
     };
-    if !backchannel::decide(conn, handle, user_id, to, now)? {
+    if !backchannel::decide(conn, handle, user_id, to, now, auth_time)? {
         return Ok(Err(NotDecidable));
     }
     let Some(rec) = backchannel::by_handle(conn, handle)? else {

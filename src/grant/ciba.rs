@@ -100,6 +100,7 @@ pub async fn start(
         last_polled_at: None,
         status: Status::Pending,
         decided_at: None,
+        auth_time: None,
         shown_at: None,
     };
     let mut event = AuditEvent::new(now, "ciba_requested", super::person::mode_for(&client))
@@ -283,9 +284,9 @@ fn prepare(
     user: &User,
 ) -> Result<Issue, OAuthError> {
     let now = ctx.now;
-    // The person approved on their account page, signed in: that is the
-    // authentication the ID token speaks of.
-    let auth_time = rec.decided_at.unwrap_or(now);
+    // OIDC Core §2: auth_time is when the person authenticated — the login
+    // session they approved in (recorded with the decision), not the click.
+    let auth_time = rec.auth_time.or(rec.decided_at).unwrap_or(now);
     let amr = "pwd";
     let grant = GrantRecord {
         id: random_token(16),

@@ -41,14 +41,18 @@ pub async fn decide(
     };
     let now = state.clock.now();
     let user_id = session.user.id.clone();
+    // The ID token an approval yields says when the person signed in.
+    let auth_time = session.session.auth_time;
     let handle = handle.into_inner();
     let decided = state
         .store
         .transact(move |c| {
-            Ok(match ciba::decide(c, &user_id, &handle, decision, now)? {
-                Ok(d) => Outcome::Commit(d),
-                Err(e) => Outcome::Rollback(e),
-            })
+            Ok(
+                match ciba::decide(c, &user_id, &handle, decision, now, auth_time)? {
+                    Ok(d) => Outcome::Commit(d),
+                    Err(e) => Outcome::Rollback(e),
+                },
+            )
         })
         .await;
     let notice = match decided {

@@ -58,11 +58,14 @@ pub struct BackchannelRecord {
     pub status: Status,
     pub decided_at: Option<i64>,
     pub shown_at: Option<i64>,
+    /// When the person who decided had signed in (OIDC Core §2 `auth_time`
+    /// of the ID token the approval yields).
+    pub auth_time: Option<i64>,
 }
 
 const COLUMNS: &str = "auth_req_id_hash, handle, client_id, user_id, scope, resource, task, \
      binding_message, created_at, expires_at, poll_interval, last_polled_at, status, decided_at, \
-     shown_at";
+     shown_at, auth_time";
 
 fn from_row(r: &Row) -> StoreResult<BackchannelRecord> {
     let status: String = r.get(12)?;
@@ -83,6 +86,7 @@ fn from_row(r: &Row) -> StoreResult<BackchannelRecord> {
             .ok_or_else(|| StoreError::Corrupt(format!("backchannel status `{status}`")))?,
         decided_at: r.get(13)?,
         shown_at: r.get(14)?,
+        auth_time: r.get(15)?,
     })
 }
 
@@ -90,7 +94,7 @@ pub fn insert(conn: &dyn Db, b: &BackchannelRecord) -> StoreResult<()> {
     conn.defer(
         &format!(
             "INSERT INTO backchannel_requests ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ),
         args![
             &b.auth_req_id_hash,
@@ -107,7 +111,8 @@ pub fn insert(conn: &dyn Db, b: &BackchannelRecord) -> StoreResult<()> {
             b.last_polled_at,
             b.status.as_str(),
             b.decided_at,
-            b.shown_at
+            b.shown_at,
+            b.auth_time
         ],
     )
 }
@@ -222,11 +227,12 @@ pub fn decide(
     user_id: &str,
     to: Status,
     now: i64,
+    auth_time: i64,
 ) -> StoreResult<bool> {
     Ok(conn.execute(
-        "UPDATE backchannel_requests SET status = ?3, decided_at = ?4 \
+        "UPDATE backchannel_requests SET status = ?3, decided_at = ?4, auth_time = ?5 \
          WHERE handle = ?1 AND user_id = ?2 AND status = 'pending' AND expires_at > ?4",
-        args![handle, user_id, to.as_str(), now],
+        args![handle, user_id, to.as_str(), now, auth_time],
     )? == 1)
 }
 
@@ -259,8 +265,8 @@ pub fn pending_for(conn: &dyn Db, user_id: &str, now: i64) -> StoreResult<Vec<Pe
     .map(|r| {
         Ok(PendingRow {
             record: from_row(r)?,
-            client_name: r.get(15)?,
-            client_kind: r.get(16)?,
+            client_name: r.get(16)?,
+            client_kind: r.get(17)?,
         })
     })
     .collect()

@@ -898,7 +898,7 @@ mod tests {
             INSERT INTO registration_tokens VALUES ('th1', 1, NULL, 2, 1);
             INSERT INTO dpop_proofs VALUES ('ph1', 99);
             INSERT INTO backchannel_requests VALUES ('ah1', 'hd1', 'app', 'u1', 'openid', 'https://api',
-                'triage', 'A1B2', 20, 320, 5, 25, 'approved', 26, 21);
+                'triage', 'A1B2', 20, 320, 5, 25, 'approved', 26, 21, 14);
             "#,
         )
         .unwrap();

@@ -33,7 +33,7 @@ impl Env {
         let (user_id, now) = (user_id.to_string(), self.clock.now());
         self.state
             .store
-            .write(move |c| deputy::ciba::decide(c, &user_id, &handle, d, now))
+            .write(move |c| deputy::ciba::decide(c, &user_id, &handle, d, now, now - 60))
             .await
             .unwrap()
             .is_ok()
@@ -147,6 +147,8 @@ async fn pending_then_approved_gives_tokens_once() {
         (idt["sub"].as_str(), idt["aud"].as_str()),
         (Some(alice.as_str()), Some("agent"))
     );
+    // OIDC Core §2: when she signed in (the session she approved in).
+    assert_eq!(idt["auth_time"].as_i64(), Some(T0 - 60));
     assert!(t["refresh_token"].is_string());
     // CIBA Core §11: an auth_req_id is redeemed once.
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
@@ -484,6 +486,8 @@ async fn the_person_approves_on_the_page() {
     assert_eq!(resp.status().as_u16(), 403);
     let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
     assert_eq!(error(&r), (400, "authorization_pending"));
+    // Approved later than she signed in: the ID token says when she signed in.
+    env.clock.advance(100);
     let resp = test::call_service(&app, decide(&csrf)).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert!(body_text(resp)
@@ -493,6 +497,10 @@ async fn the_person_approves_on_the_page() {
     assert_eq!(resp.status().as_u16(), 404, "decided once");
     let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
     assert_eq!(s, 200, "{t}");
+    assert_eq!(
+        peek(t["id_token"].as_str().unwrap()).1["auth_time"].as_i64(),
+        Some(T0)
+    );
     let html = body_text(test::call_service(&app, page(&browser)).await).await;
     assert!(!html.contains(&handle), "no longer waiting");
 }
