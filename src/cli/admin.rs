@@ -12,7 +12,11 @@ pub enum AdminCmd {
     /// Revoke tokens with cascade; exactly one selector. Prints {"revoked": N}.
     Revoke(RevokeArgs),
     /// Show a token, its ancestors, its descendants and the grant it hangs from.
-    Trace { jti: String },
+    Trace {
+        /// A token id; base64url ids may begin with `-`, read as the id.
+        #[arg(allow_hyphen_values = true)]
+        jti: String,
+    },
     /// Read the audit trail (oldest first).
     Audit(AuditArgs),
     /// Manage remembered consent.
@@ -22,8 +26,8 @@ pub enum AdminCmd {
 
 #[derive(Args, Debug)]
 pub struct RevokeArgs {
-    /// One token and everything derived from it.
-    #[arg(long)]
+    /// One token and everything derived from it (an id may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub jti: Option<String>,
     /// Everything of a person or service, with their grants and refresh families.
     #[arg(long)]
@@ -34,8 +38,8 @@ pub struct RevokeArgs {
     /// Every token whose actor chain names this actor, and its descendants.
     #[arg(long)]
     pub actor: Option<String>,
-    /// A grant, its refresh family and its tokens.
-    #[arg(long)]
+    /// A grant, its refresh family and its tokens (an id may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub grant: Option<String>,
 }
 

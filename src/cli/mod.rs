@@ -233,4 +233,18 @@ mod tests {
             "a command is required (usage: deputy client [OPTIONS] <COMMAND>)"
         );
     }
+
+    /// Token and grant ids are base64url: one in 32 begins with `-` and
+    /// must still be read as the id (seen in CI: `deputy trace -kGM...`).
+    #[test]
+    fn ids_beginning_with_a_hyphen_are_ids() {
+        for args in [
+            &["trace", "-kGMEQQo6JnK"][..],
+            &["revoke", "--jti", "-kGMEQQo6JnK"],
+            &["revoke", "--grant", "-x1"],
+        ] {
+            let argv = std::iter::once("deputy").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_ok(), "{args:?}");
+        }
+    }
 }
