@@ -45,6 +45,11 @@ CODES_PER_ROUND = 60
 SUBJECTS_PER_ROUND = 4
 KILL_AFTER = (0.8, 1.7, 2.6)   # seconds into the load: three different moments
 LOAD_LIMIT = 3.5               # hard bound of one load phase, seconds
+# A kill is meaningful only once the load is running: on a slow machine the
+# kill waits past its moment until this many answers came back (at most
+# KILL_WAIT_LIMIT seconds more; then check_round reports the thin load).
+MIN_ANSWERS_BEFORE_KILL = 60
+KILL_WAIT_LIMIT = 10.0
 
 
 # --------------------------------------------------------------------------
@@ -254,6 +259,9 @@ class Round:
                 "audience": NOTES, "task": "crash-test"}))
 
     # ---- the load and the kill
+    def answered(self) -> int:
+        return sum(1 for r in self.log.all() if r.status is not None)
+
     def run_load(self):
         stop = threading.Event()
         half = len(self.families) // 2
@@ -270,6 +278,9 @@ class Round:
         for t in threads:
             t.start()
         while time.monotonic() - t0 < self.kill_after:
+            time.sleep(0.02)
+        while (self.answered() < MIN_ANSWERS_BEFORE_KILL
+               and time.monotonic() - t0 < self.kill_after + KILL_WAIT_LIMIT):
             time.sleep(0.02)
         self.kill_time = kill9(self.d)
         # Let the clients notice the dead server for a moment, then stop them.
