@@ -42,7 +42,8 @@ pub struct ClientAccess {
     /// Live delegation tokens other clients hold that derive from this
     /// client's access (withdrawing it ends them too).
     pub chains: Vec<Delegation>,
-    /// The tasks of `delegations`, each once, for withdrawal per task.
+    /// The tasks of `families` and `delegations`, each once, for withdrawal
+    /// per task.
     pub tasks: Vec<String>,
 }
 
@@ -105,6 +106,15 @@ fn delegation(t: &TokenRecord) -> StoreResult<Delegation> {
     })
 }
 
+/// Offer `task` for withdrawal once.
+fn add_task(tasks: &mut Vec<String>, task: Option<&String>) {
+    if let Some(t) = task {
+        if !tasks.contains(t) {
+            tasks.push(t.clone());
+        }
+    }
+}
+
 /// What every client holds for `person` at `now`, ordered by client id.
 pub fn holdings(conn: &dyn Db, person: &str, now: i64) -> StoreResult<Holdings> {
     let mut by_client: BTreeMap<String, ClientAccess> = BTreeMap::new();
@@ -129,7 +139,9 @@ pub fn holdings(conn: &dyn Db, person: &str, now: i64) -> StoreResult<Holdings> 
         }
     }
     for f in queries::live_families(conn, person, now)? {
-        entry(&mut by_client, &f.client_id).families.push(f);
+        let access = entry(&mut by_client, &f.client_id);
+        add_task(&mut access.tasks, f.task.as_ref());
+        access.families.push(f);
     }
     for (client_id, count, until) in queries::live_direct_access(conn, person, now)? {
         entry(&mut by_client, &client_id).direct = Some((count, until));
@@ -137,11 +149,7 @@ pub fn holdings(conn: &dyn Db, person: &str, now: i64) -> StoreResult<Holdings> 
     for t in queries::live_delegations(conn, person, now)? {
         let d = delegation(&t)?;
         let access = entry(&mut by_client, &t.client_id);
-        if let Some(task) = &d.task {
-            if !access.tasks.contains(task) {
-                access.tasks.push(task.clone());
-            }
-        }
+        add_task(&mut access.tasks, d.task.as_ref());
         access.delegations.push(d);
     }
     let mut clients = Vec::with_capacity(by_client.len());

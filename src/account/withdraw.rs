@@ -107,7 +107,8 @@ pub fn client(
 }
 
 /// Withdraw one task of a client: the person's tokens issued to that client
-/// for that task, everything derived from them, and the client's open
+/// for that task, everything derived from them, the refresh families issued
+/// for that task (CIBA) with their tokens, and the client's open
 /// backchannel requests for that task. Returns how many tokens and requests
 /// ended.
 pub fn task(
@@ -118,8 +119,9 @@ pub fn task(
     origin: &Origin,
     now: i64,
 ) -> StoreResult<usize> {
-    let revoked =
-        crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
+    let families = lineage::task_grants(conn, person, client_id, task)?;
+    let mut revoked = revoke_grants(conn, &families, now, TASK_REASON)?;
+    revoked += crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
     let requests =
         crate::store::backchannel::withdraw_for(conn, person, Some(client_id), Some(task))?;
     if revoked + requests > 0 {

@@ -305,7 +305,7 @@ fn prepare(
         .collect();
     let refresh = client.may_use(GrantType::RefreshToken).then(|| {
         let plaintext = random_token(32);
-        let r = refresh_record(
+        let mut r = refresh_record(
             &plaintext,
             &grant.id,
             &client.id,
@@ -318,6 +318,8 @@ fn prepare(
             ctx.settings.refresh_idle_ttl,
             now + ctx.settings.refresh_absolute_ttl,
         );
+        // The family serves this task only: refreshed tokens name it too.
+        r.task = rec.task.clone();
         (plaintext, r)
     });
     let scope_names: Vec<&str> = scope.iter().map(String::as_str).collect();

@@ -216,6 +216,7 @@ pub fn refresh_record(
         revoked_at: None,
         sid: None,
         dpop_jkt: None,
+        task: None,
     }
 }
 

@@ -181,6 +181,8 @@ pub async fn refresh(
             // and to the DPoP key it was bound to.
             successor_rec.sid = pre.sid.clone();
             successor_rec.dpop_jkt = pre.dpop_jkt.clone();
+            // A family issued for a task (CIBA) stays that task's.
+            successor_rec.task = pre.task.clone();
             Ok(mint(
                 &ctx.ring,
                 settings,
@@ -197,7 +199,7 @@ pub async fn refresh(
                     sid: pre.sid.as_deref(),
                     grant_id: &pre.family_id,
                     grant_type: GrantType::RefreshToken,
-                    task: None,
+                    task: pre.task.as_deref(),
                     refresh: Some((successor, successor_rec)),
                     cnf_jkt: proof_jkt.clone(),
                 },

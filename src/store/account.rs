@@ -52,6 +52,8 @@ pub struct FamilyRow {
     pub last_used_at: i64,
     /// When the current refresh token stops working unless used.
     pub expires_at: i64,
+    /// The task the family was issued for (CIBA), if any.
+    pub task: Option<String>,
 }
 
 /// Families whose current refresh token is usable at `now` and whose grant
@@ -62,7 +64,8 @@ pub fn live_families(conn: &dyn Db, person: &str, now: i64) -> StoreResult<Vec<F
            (SELECT MIN(f.issued_at) FROM refresh_tokens f WHERE f.family_id = r.family_id), \
            r.issued_at, \
            CASE WHEN r.idle_expires_at < r.absolute_expires_at \
-                THEN r.idle_expires_at ELSE r.absolute_expires_at END \
+                THEN r.idle_expires_at ELSE r.absolute_expires_at END, \
+           r.task \
          FROM refresh_tokens r \
          WHERE r.user_id = ?1 AND r.consumed_at IS NULL AND r.revoked_at IS NULL \
            AND r.idle_expires_at > ?2 AND r.absolute_expires_at > ?2 \
@@ -80,6 +83,7 @@ pub fn live_families(conn: &dyn Db, person: &str, now: i64) -> StoreResult<Vec<F
             started_at: r.get(4)?,
             last_used_at: r.get(5)?,
             expires_at: r.get(6)?,
+            task: r.get(7)?,
         })
     })
     .collect()

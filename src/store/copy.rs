@@ -889,9 +889,9 @@ mod tests {
                    ('c2', 'app', 'u1', 'g1', 'http://127.0.0.1/cb', 0, 'ch', 'openid', NULL,
                     'https://api', 14, '["pwd"]', 18, 78, 19, NULL);
             INSERT INTO refresh_tokens VALUES ('rh1', 'rj1', 'g1', 'app', 'u1', 'openid',
-                'https://api', 14, '["pwd"]', 18, 1000, 2000, 19, 'app', 'rh2', NULL, 'sid1', 'jkt1');
+                'https://api', 14, '["pwd"]', 18, 1000, 2000, 19, 'app', 'rh2', NULL, 'sid1', 'jkt1', 'task1');
             INSERT INTO refresh_tokens VALUES ('rh2', 'rj2', 'g1', 'app', 'u1', 'openid',
-                'https://api', 14, '["pwd"]', 19, 1001, 2000, NULL, NULL, NULL, NULL, 'sid1', NULL);
+                'https://api', 14, '["pwd"]', 19, 1001, 2000, NULL, NULL, NULL, NULL, 'sid1', NULL, NULL);
             INSERT INTO server_secrets VALUES ('refresh_successor_key', 'c2VjcmV0');
             INSERT INTO delegation_rules VALUES ('r1', 'api', 'https://other', '["read"]', 300, 1, NULL, 19, 1);
             INSERT INTO login_failures VALUES ('acct', 3, 20, 25);

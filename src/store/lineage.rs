@@ -184,6 +184,22 @@ pub fn grants_of(conn: &dyn Db, subject: &str, client_id: &str) -> StoreResult<V
     )
 }
 
+/// Refresh families of one person for one client issued for one task
+/// (CIBA): stopping the task ends them.
+pub fn task_grants(
+    conn: &dyn Db,
+    subject: &str,
+    client_id: &str,
+    task: &str,
+) -> StoreResult<Vec<String>> {
+    strings(
+        conn,
+        "SELECT DISTINCT family_id FROM refresh_tokens \
+         WHERE user_id = ?1 AND client_id = ?2 AND task = ?3 ORDER BY 1",
+        args![subject, client_id, task],
+    )
+}
+
 /// How many of these grants are not yet revoked.
 pub fn live_grants(conn: &dyn Db, grant_ids: &[String]) -> StoreResult<usize> {
     let mut n = 0;

@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0016_ciba",
         include_str!("../../migrations/sqlite/0016_ciba.sql"),
     ),
+    (
+        17,
+        "0017_refresh_task",
+        include_str!("../../migrations/sqlite/0017_refresh_task.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -43,6 +43,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_ciba",
         include_str!("../../migrations/postgres/0006_ciba.sql"),
     ),
+    (
+        7,
+        "0007_refresh_task",
+        include_str!("../../migrations/postgres/0007_refresh_task.sql"),
+    ),
 ];
 
 /// The advisory lock key all deputy instances migrate under ("deputy" in

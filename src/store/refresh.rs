@@ -27,10 +27,14 @@ pub struct RefreshRecord {
     /// RFC 9449 §5: a public client's family is bound to the DPoP key of the
     /// proof it was issued with; every refresh must prove that key.
     pub dpop_jkt: Option<String>,
+    /// The task the family was issued for (CIBA), carried into every access
+    /// token refreshed from it.
+    pub task: Option<String>,
 }
 
 const COLUMNS: &str = "token_hash, jti, family_id, client_id, user_id, scope, resource, auth_time, amr, \
-    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid, dpop_jkt";
+    issued_at, idle_expires_at, absolute_expires_at, consumed_at, consumed_by, successor_hash, revoked_at, sid, dpop_jkt, \
+    task";
 
 fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
     Ok(RefreshRecord {
@@ -52,6 +56,7 @@ fn from_row(r: &Row) -> StoreResult<RefreshRecord> {
         revoked_at: r.get(15)?,
         sid: r.get(16)?,
         dpop_jkt: r.get(17)?,
+        task: r.get(18)?,
     })
 }
 
@@ -59,7 +64,7 @@ pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
     conn.defer(
         &format!(
             "INSERT INTO refresh_tokens ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ),
         args![
             &t.token_hash,
@@ -79,7 +84,8 @@ pub fn insert(conn: &dyn Db, t: &RefreshRecord) -> StoreResult<()> {
             &t.successor_hash,
             t.revoked_at,
             &t.sid,
-            &t.dpop_jkt
+            &t.dpop_jkt,
+            &t.task
         ],
     )?;
     Ok(())

@@ -641,3 +641,104 @@ async fn withdrawing_ends_approved_and_pending_requests() {
         );
     }
 }
+
+/// A refresh family issued for a CIBA request keeps its task: the refreshed
+/// access token names it (the audit trail still answers "which task"), the
+/// account page offers the task for withdrawal, and stopping the task ends
+/// the family (the refresh token then answers invalid_grant, RFC 6749 §5.2)
+/// and its access tokens — not the person's other access.
+#[actix_web::test]
+async fn a_ciba_refresh_family_keeps_and_ends_with_its_task() {
+    use deputy::account::withdraw;
+    use deputy::admin::Origin;
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env
+        .ciba_agent("agent", &[GrantType::Ciba, GrantType::RefreshToken])
+        .await;
+    let app = env.app().await;
+    // Two approved requests: one for the task, one for another task.
+    let mut refresh = Vec::new();
+    for task in ["triage+inbox", "file+taxes"] {
+        let body = GOOD.replace("triage+inbox", task);
+        let (s, b) = post(
+            &app,
+            "/bc-authorize",
+            &format!("{body}&{}", creds("agent", &secret)),
+        )
+        .await;
+        let id = auth_req_id(s, &b);
+        assert!(env.decide(&alice, &id, Decision::Approve).await);
+        let (s, t) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+        assert_eq!(s, 200, "{t}");
+        refresh.push(t["refresh_token"].as_str().unwrap().to_string());
+    }
+    let refresh_body = |rt: &str| {
+        format!(
+            "grant_type=refresh_token&refresh_token={rt}&{}",
+            creds("agent", &secret)
+        )
+    };
+    let (s, t) = post(&app, "/token", &refresh_body(&refresh[0])).await;
+    assert_eq!(s, 200, "{t}");
+    let (_, at) = peek(t["access_token"].as_str().unwrap());
+    assert_eq!(at["task"], "triage inbox", "refreshed, still the task's");
+    let refreshed_jti = at["jti"].as_str().unwrap().to_string();
+    let next = t["refresh_token"].as_str().unwrap().to_string();
+    // The account page's holdings offer both tasks.
+    let who = alice.clone();
+    let holdings = env
+        .state
+        .store
+        .read(move |c| deputy::account::holdings(c, &who, T0))
+        .await
+        .unwrap();
+    let agent = holdings
+        .clients
+        .iter()
+        .find(|c| c.client_id == "agent")
+        .unwrap();
+    let mut tasks = agent.tasks.clone();
+    tasks.sort();
+    assert_eq!(tasks, ["file taxes", "triage inbox"]);
+    assert_eq!(agent.families.len(), 2);
+    // Stop the task: its family and the tokens under it end, nothing else.
+    let who = alice.clone();
+    let ended = env
+        .state
+        .store
+        .write(move |c| withdraw::task(c, &who, "agent", "triage inbox", &Origin::Cli, T0))
+        .await
+        .unwrap();
+    // Every token recorded under the task's grant (access, ID and refresh
+    // tokens, the refreshed ones too), and no other.
+    const LEFT_LIVE: &str = "SELECT count(*) FROM tokens WHERE revoked_at IS NULL AND grant_id = \
+         (SELECT family_id FROM refresh_tokens WHERE task = 'triage inbox' LIMIT 1)";
+    const ENDED_HERE: &str = "SELECT count(*) FROM tokens WHERE revoked_reason = 'task_withdrawn' \
+         AND grant_id = (SELECT family_id FROM refresh_tokens WHERE task = 'triage inbox' LIMIT 1)";
+    assert_eq!(env.count(LEFT_LIVE).await, 0);
+    assert_eq!(env.count(ENDED_HERE).await, ended as i64);
+    assert!(
+        ended >= 3,
+        "two access tokens and the live refresh token: {ended}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM tokens WHERE revoked_reason = 'task_withdrawn'")
+            .await,
+        ended as i64
+    );
+    let r = post(&app, "/token", &refresh_body(&next)).await;
+    assert_eq!(error(&r), (400, "invalid_grant"));
+    assert_eq!(
+        env.count_with(
+            "SELECT count(*) FROM tokens WHERE jti = ?1 AND revoked_at IS NOT NULL",
+            vec![refreshed_jti],
+        )
+        .await,
+        1
+    );
+    let (s, t) = post(&app, "/token", &refresh_body(&refresh[1])).await;
+    assert_eq!(s, 200, "the other task's family lives on: {t}");
+    let (_, at) = peek(t["access_token"].as_str().unwrap());
+    assert_eq!(at["task"], "file taxes");
+}
