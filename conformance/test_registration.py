@@ -260,6 +260,15 @@ def test_cors_on_register_and_discovery(open_env):
         r = d.get(doc, headers=origin)
         assert r.status_code == 200
         assert r.headers.get("Access-Control-Allow-Origin") == "*", (doc, dict(r.headers))
+        # A browser client sending a header of its own (MCP-Protocol-Version)
+        # preflights the document first.
+        pre = requests.options(d.url(doc), headers={**origin, "Access-Control-Request-Method": "GET",
+                                                    "Access-Control-Request-Headers": "mcp-protocol-version"},
+                               timeout=10)
+        assert pre.status_code == 204, (doc, pre.status_code, pre.text[:200])
+        assert pre.headers.get("Access-Control-Allow-Origin") == "*", (doc, dict(pre.headers))
+        assert pre.headers.get("Access-Control-Allow-Headers") == "*", (doc, dict(pre.headers))
+        assert "GET" in pre.headers.get("Access-Control-Allow-Methods", ""), (doc, dict(pre.headers))
     pre = requests.options(d.url("/register"), headers={**origin, "Access-Control-Request-Method": "POST",
                                                         "Access-Control-Request-Headers": "content-type"}, timeout=10)
     assert pre.status_code in (200, 204), f"{pre.status_code}: {pre.text[:200]}"

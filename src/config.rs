@@ -225,8 +225,9 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// How long a backchannel authentication request (CIBA) waits for the
     /// person when the client asks for no `requested_expiry`, seconds (10 to
-    /// 1800). Default 300.
-    #[serde(deserialize_with = "Seconds::<10>::field")]
+    /// 1800: CIBA Core §7.1, the requested_expiry range deputy accepts, so
+    /// the default is one it would accept). Default 300.
+    #[serde(deserialize_with = "values::SecondsIn::<10, 1800>::field")]
     pub ciba_default_expiry: i64,
     /// The least time between two polls of one CIBA request, seconds (at
     /// least 1); a faster poll is `slow_down` and raises it by 5. Default 5.

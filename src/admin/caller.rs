@@ -45,13 +45,14 @@ fn invalid_token(dpop: bool) -> OAuthError {
 
 /// RFC 6750 §3.1 `insufficient_scope`: a valid token that does not grant
 /// administration (no `deputy:admin`, or addressed to another audience).
-fn insufficient_scope() -> OAuthError {
+fn insufficient_scope(dpop: bool) -> OAuthError {
+    let scheme = if dpop { "DPoP" } else { "Bearer" };
     OAuthError::new(
         ErrorCode::InsufficientScope,
         "the token does not grant administration of deputy",
     )
     .with_www_authenticate(format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{ADMIN_SCOPE}\""
+        "{scheme} error=\"insufficient_scope\", scope=\"{ADMIN_SCOPE}\""
     ))
 }
 
@@ -80,7 +81,7 @@ pub async fn authorize(
     // RFC 9449 §7.1-§7.2: a DPoP-bound admin token only with its key.
     if !crate::dpop::binding_holds(record.cnf_jkt.as_deref(), presented.proof_jkt) {
         tracing::info!(client_id = %record.client_id, jti = %record.jti, "admin token presented without its DPoP key");
-        return Err(invalid_token(dpop));
+        return Err(invalid_token(true));
     }
     // The record, not the JWT, decides audience and scope (RFC 9068 §4:
     // the audience must be this server; RFC 6750 §3.1: scope).
@@ -94,7 +95,7 @@ pub async fn authorize(
         && record.grant_type == crate::model::GrantType::ClientCredentials.as_str();
     if record.audience != issuer || !has_scope || !own_service_token {
         tracing::info!(client_id = %record.client_id, jti = %record.jti, "admin request without admin rights");
-        return Err(insufficient_scope());
+        return Err(insufficient_scope(dpop));
     }
     Ok(AdminCaller {
         client_id: record.client_id,

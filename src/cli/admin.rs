@@ -9,7 +9,8 @@ use crate::store::audit::AuditQuery;
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCmd {
-    /// Revoke tokens with cascade; exactly one selector. Prints {"revoked": N}.
+    /// Revoke tokens with cascade; exactly one selector (--actor may take
+    /// --sub: that actor for one person). Prints {"revoked": N}.
     Revoke(RevokeArgs),
     /// Show a token, its ancestors, its descendants and the grant it hangs from.
     Trace {

@@ -28,8 +28,8 @@ pub struct Cli {
     /// Settings file (TOML); also DEPUTY_CONFIG.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SQLite database file (setting `database`).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// SQLite database file, or a postgres:// / postgresql:// URL (setting `database`).
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub database: Option<String>,
     /// Signing key directory (setting `keys_dir`).
     #[arg(long, global = true, value_name = "DIR")]

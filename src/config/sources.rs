@@ -257,6 +257,14 @@ mod tests {
         for (text, message) in [
             (
                 "access_token_ttl = 1.5",
+                "setting `access_token_ttl`: `1.5` is not a whole number of seconds",
+            ),
+            (
+                "workers = 1.5",
+                "setting `workers`: must be a number from 0 to 256",
+            ),
+            (
+                "access_token_ttl = 2026-12-03",
                 "setting `access_token_ttl`: must be a string, integer or boolean",
             ),
             (

@@ -45,25 +45,34 @@ impl Settings {
                 ),
             ));
         }
-        // CIBA Core §7.1: deputy accepts a requested_expiry of 10-1800 s; its
-        // default must be one it would accept.
-        if self.ciba_default_expiry > 1800 {
-            return Err(bad(
-                "ciba_default_expiry",
-                "must be between 10 and 1800 seconds",
-            ));
-        }
         if !self.approval_webhook.is_empty() {
             let url = url::Url::parse(&self.approval_webhook)
                 .map_err(|e| bad("approval_webhook", format!("not a valid URL ({e})")))?;
-            if url.scheme() != "https" && url.scheme() != "http" {
-                return Err(bad("approval_webhook", "must be an https URL"));
+            // The safe fetcher's rule (`crate::fetch`): https, or http to
+            // loopback in development (`allow_loopback_fetch`); anything
+            // else could never be delivered, so it stops start-up.
+            let loopback_dev = self.allow_loopback_fetch && is_loopback_host(&url);
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback_dev) {
+                return Err(bad(
+                    "approval_webhook",
+                    "must be an https URL (http only to loopback with allow_loopback_fetch)",
+                ));
             }
         }
         if self.log_level.trim().is_empty() {
             return Err(bad("log_level", "must not be empty"));
         }
         Ok(())
+    }
+}
+
+/// `localhost`, or a loopback address (127.0.0.0/8, ::1).
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
     }
 }
 
@@ -165,6 +174,43 @@ mod tests {
             let s = with(&[(key, "")]).unwrap();
             let e = s.validate().unwrap_err();
             assert_eq!(e.to_string(), format!("setting `{key}`: must not be empty"));
+        }
+    }
+
+    /// The webhook goes through the safe fetcher: https, or http to
+    /// loopback only in development; an undeliverable URL stops start-up.
+    #[test]
+    fn the_approval_webhook_must_be_deliverable() {
+        let check = |url: &str, loopback: &str| {
+            with(&[
+                ("approval_webhook", url),
+                ("allow_loopback_fetch", loopback),
+            ])
+            .unwrap()
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        let refused = "setting `approval_webhook`: must be an https URL \
+                       (http only to loopback with allow_loopback_fetch)";
+        for (url, loopback) in [
+            ("http://example.com/x", "false"),
+            ("http://example.com/x", "true"),
+            ("http://127.0.0.1:9/x", "false"),
+            ("ftp://example.com/x", "true"),
+        ] {
+            assert_eq!(
+                check(url, loopback).unwrap_err(),
+                refused,
+                "{url} {loopback}"
+            );
+        }
+        for (url, loopback) in [
+            ("https://hooks.example/notify", "false"),
+            ("http://127.0.0.1:9/x", "true"),
+            ("http://[::1]:9/x", "true"),
+            ("http://localhost:9/x", "true"),
+        ] {
+            assert_eq!(check(url, loopback), Ok(()), "{url} {loopback}");
         }
     }
 

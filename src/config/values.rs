@@ -30,13 +30,15 @@ pub(super) enum Value {
 }
 
 impl Value {
-    /// A value from a TOML file; tables, floats and dates are no setting's
-    /// type, and a list holds strings only. The error is the message.
+    /// A value from a TOML file; tables and dates are no setting's type, and
+    /// a list holds strings only. The error is the message. A float goes on
+    /// as text, so the setting's own check says what it takes.
     pub(super) fn from_toml(v: toml::Value) -> Result<Value, &'static str> {
         match v {
             toml::Value::String(s) => Ok(Value::Text(s)),
             toml::Value::Integer(n) => Ok(Value::Integer(n)),
             toml::Value::Boolean(b) => Ok(Value::Bool(b)),
+            toml::Value::Float(f) => Ok(Value::Text(f.to_string())),
             toml::Value::Array(items) => items
                 .into_iter()
                 .map(|item| match item {
@@ -226,6 +228,23 @@ impl<const MIN: i64> Seconds<MIN> {
         if !(MIN..=MAX_SECONDS).contains(&n) {
             return Err(de::Error::custom(format!(
                 "must be between {MIN} and {MAX_SECONDS} seconds"
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// A duration in whole seconds from `MIN` to `MAX`, for settings with a
+/// range of their own: `#[serde(deserialize_with = "SecondsIn::<10, 1800>::field")]`.
+pub(super) struct SecondsIn<const MIN: i64, const MAX: i64>;
+
+impl<const MIN: i64, const MAX: i64> SecondsIn<MIN, MAX> {
+    pub(super) fn field<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let n = whole::<i64, D>(d)?
+            .map_err(|v| de::Error::custom(format!("`{v}` is not a whole number of seconds")))?;
+        if !(MIN..=MAX).contains(&n) {
+            return Err(de::Error::custom(format!(
+                "must be between {MIN} and {MAX} seconds"
             )));
         }
         Ok(n)
@@ -424,6 +443,16 @@ mod tests {
                 "clock_skew",
                 "315360001",
                 "must be between 0 and 315360000 seconds",
+            ),
+            (
+                "ciba_default_expiry",
+                "5",
+                "must be between 10 and 1800 seconds",
+            ),
+            (
+                "ciba_default_expiry",
+                "1801",
+                "must be between 10 and 1800 seconds",
             ),
             ("workers", "257", "must be a number from 0 to 256"),
             ("workers", "-1", "must be a number from 0 to 256"),

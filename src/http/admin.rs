@@ -10,6 +10,7 @@ use std::pin::Pin;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{HttpServiceFactory, Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
@@ -60,7 +61,8 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, OAuthError> {
         .ok_or_else(|| OAuthError::server_error("application state missing"))
 }
 
-async fn check(req: &HttpRequest) -> Result<AdminCaller, OAuthError> {
+/// The caller, and whether it came with a DPoP proof.
+async fn check(req: &HttpRequest) -> Result<(AdminCaller, bool), OAuthError> {
     let state = app_state(req)?;
     // Bearer, or DPoP with a proof for this request (RFC 9449 §7.1).
     let presented = crate::http::dpop::presented_token(&state, req, req.path()).await?;
@@ -78,7 +80,12 @@ async fn check(req: &HttpRequest) -> Result<AdminCaller, OAuthError> {
     if let Some(p) = &presented {
         p.spend_proof(&state).await?;
     }
-    Ok(caller)
+    Ok((caller, presented.is_some_and(|p| p.is_dpop())))
+}
+
+async fn app_nonce(req: &ServiceRequest) -> Result<Option<(HeaderName, HeaderValue)>, OAuthError> {
+    let state = app_state(req.request())?;
+    crate::http::dpop::nonce_header(&state).await
 }
 
 /// The gate in front of everything under `/admin`.
@@ -87,9 +94,21 @@ async fn require_admin(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     match check(req.request()).await {
-        Ok(caller) => {
+        Ok((caller, dpop)) => {
             req.extensions_mut().insert(caller);
-            Ok(next.call(req).await?.map_into_boxed_body())
+            // RFC 9449 §8.2: a fresh nonce with the answer, when required.
+            let nonce = match dpop {
+                true => match app_nonce(&req).await {
+                    Ok(n) => n,
+                    Err(e) => return Ok(req.error_response(e)),
+                },
+                false => None,
+            };
+            let mut res = next.call(req).await?.map_into_boxed_body();
+            if let Some((name, value)) = nonce {
+                res.headers_mut().insert(name, value);
+            }
+            Ok(res)
         }
         Err(e) => Ok(req.error_response(e)),
     }
@@ -107,7 +126,7 @@ impl FromRequest for AdminCaller {
         Box::pin(async move {
             match found {
                 Some(caller) => Ok(caller),
-                None => check(&req).await,
+                None => check(&req).await.map(|(caller, _)| caller),
             }
         })
     }

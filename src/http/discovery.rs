@@ -189,3 +189,15 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     }
     answer(m)
 }
+
+/// CORS preflight for the discovery documents (Fetch Standard §3.2): a
+/// browser-based client (an MCP client in a page) may read them with
+/// headers of its own, e.g. `MCP-Protocol-Version`. They take no
+/// credentials, so any header is fine.
+pub async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("Access-Control-Allow-Methods", "GET, HEAD"))
+        .insert_header(("Access-Control-Allow-Headers", "*"))
+        .insert_header(("Access-Control-Max-Age", "600"))
+        .finish()
+}

@@ -4,6 +4,7 @@
 //! The pure checks are `crate::dpop`; spending the proof's `jti` is
 //! `store::dpop::spend_proof`, in the request's transaction.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpRequest;
 
 use crate::app::AppState;
@@ -36,6 +37,18 @@ pub async fn fresh_nonce(state: &AppState) -> Result<Option<String>, OAuthError>
     Ok(nonces(state)
         .await?
         .and_then(|n| n.current(state.clock.now())))
+}
+
+/// The `DPoP-Nonce` header for a successful answer to a request with a
+/// proof, when nonces are required (RFC 9449 §8.2, §9: a fresh nonce may
+/// come with any answer, so the client need not fail once to get the next).
+pub async fn nonce_header(
+    state: &AppState,
+) -> Result<Option<(HeaderName, HeaderValue)>, OAuthError> {
+    Ok(fresh_nonce(state)
+        .await?
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+        .map(|v| (HeaderName::from_static("dpop-nonce"), v)))
 }
 
 /// Check the request's proof for the endpoint at `path` (published as

@@ -92,6 +92,7 @@ pub fn app(
                 .wrap(any_origin())
                 .route(web::get().to(discovery::openid_configuration))
                 .route(web::head().to(discovery::openid_configuration))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight))
                 .default_service(only(Allow::GetHead)),
         )
         .service(
@@ -99,6 +100,7 @@ pub fn app(
                 .wrap(any_origin())
                 .route(web::get().to(discovery::oauth_authorization_server))
                 .route(web::head().to(discovery::oauth_authorization_server))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight))
                 .default_service(only(Allow::GetHead)),
         )
         .service(
@@ -106,7 +108,7 @@ pub fn app(
                 .wrap(any_origin())
                 .route(web::post().to(register::register))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(register::preflight))
-                .default_service(only(Allow::Post)),
+                .default_service(web::to(register::other_method)),
         )
         .service(
             web::resource("/jwks")

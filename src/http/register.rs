@@ -28,15 +28,21 @@ fn metadata_error(why: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, why)
 }
 
+/// Registration off: no such endpoint, whatever the method.
+fn closed(state: &AppState) -> Result<(), OAuthError> {
+    if state.settings.registration == crate::config::RegistrationMode::Off {
+        return Err(OAuthError::new(ErrorCode::NotFound, "no such endpoint"));
+    }
+    Ok(())
+}
+
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
+    closed(&state)?;
     let lookup = state.client_lookup();
-    if lookup.settings.registration == crate::config::RegistrationMode::Off {
-        return Err(OAuthError::new(ErrorCode::NotFound, "no such endpoint"));
-    }
     let address = crate::http::cookies::address(&req);
     if !state.registration_by_address.allow(&address, lookup.now) {
         return Err(crate::limits::too_many());
@@ -98,13 +104,21 @@ pub async fn register(
 }
 
 /// CORS preflight (Fetch Standard §3.2): what a browser may send here.
-pub async fn preflight() -> HttpResponse {
-    HttpResponse::NoContent()
+pub async fn preflight(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    closed(&state)?;
+    Ok(HttpResponse::NoContent()
         .insert_header(("Access-Control-Allow-Methods", "POST"))
         .insert_header((
             "Access-Control-Allow-Headers",
             "Authorization, Content-Type",
         ))
         .insert_header(("Access-Control-Max-Age", "600"))
-        .finish()
+        .finish())
+}
+
+/// Any other method: 405 with `Allow: POST` (RFC 9110 §15.5.6), or 404
+/// when registration is off.
+pub async fn other_method(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    closed(&state)?;
+    Err(OAuthError::method_not_allowed(crate::error::Allow::Post))
 }

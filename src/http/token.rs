@@ -74,13 +74,8 @@ async fn answer(
     tracing::info!(client_id = %auth.client.id, grant_type = grant_type.as_str(), "tokens issued");
     let mut answer = no_store_json(issued.to_json());
     if proof.is_some() {
-        if let Some(nonce) = crate::http::dpop::fresh_nonce(&state).await? {
-            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&nonce) {
-                answer.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static("dpop-nonce"),
-                    v,
-                );
-            }
+        if let Some((name, value)) = crate::http::dpop::nonce_header(&state).await? {
+            answer.headers_mut().insert(name, value);
         }
     }
     Ok(answer)

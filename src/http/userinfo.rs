@@ -56,8 +56,10 @@ pub async fn userinfo(
     if record.audience != settings.issuer {
         return Err(invalid_token(dpop));
     }
+    // RFC 9449 §7.2: a bound token without its proof is refused, and the
+    // challenge names the scheme it needs.
     if !presented.binding_holds(record.cnf_jkt.as_deref()) {
-        return Err(invalid_token(dpop));
+        return Err(invalid_token(true));
     }
     presented.spend_proof(&state).await?;
     let scopes: Vec<&str> = record.scope.split(' ').collect();
@@ -81,7 +83,12 @@ pub async fn userinfo(
         return Err(invalid_token(dpop));
     };
     let claims = crate::token::person_claims::userinfo_claims(&user, &scopes);
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(Value::Object(claims)))
+    let mut answer = HttpResponse::Ok();
+    answer.insert_header(("Cache-Control", "no-store"));
+    if dpop {
+        if let Some(nonce) = crate::http::dpop::nonce_header(&state).await? {
+            answer.insert_header(nonce);
+        }
+    }
+    Ok(answer.json(Value::Object(claims)))
 }

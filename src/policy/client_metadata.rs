@@ -226,16 +226,29 @@ pub fn parse(doc: &Value, rules: Rules<'_>) -> Result<ClientMetadata, MetadataEr
             "post_logout_redirect_uris must be https, or http to a loopback host",
         ));
     }
-    let auth_method = match doc.get("token_endpoint_auth_method") {
-        None | Some(Value::Null) => rules.default_method,
+    let sent = doc
+        .get("token_endpoint_auth_method")
+        .filter(|v| !v.is_null());
+    let auth_method = match sent {
+        None => rules.default_method,
         Some(Value::String(m)) => AuthMethod::parse(m)
             .ok_or_else(|| bad("token_endpoint_auth_method is not supported"))?,
         Some(_) => return Err(bad("token_endpoint_auth_method must be a string")),
     };
     if !rules.methods.contains(&auth_method) {
+        let allowed: Vec<&str> = rules.methods.iter().map(|m| m.as_str()).collect();
+        // RFC 7591 §2: omitted means client_secret_basic; say so, since the
+        // client never named it.
+        let what = match sent {
+            None => format!(
+                "token_endpoint_auth_method is {} when omitted (RFC 7591 §2)",
+                auth_method.as_str()
+            ),
+            Some(_) => format!("token_endpoint_auth_method {}", auth_method.as_str()),
+        };
         return Err(bad(format!(
-            "token_endpoint_auth_method {} is not allowed here",
-            auth_method.as_str()
+            "{what}, which is not allowed here: send one of {}",
+            allowed.join(", ")
         )));
     }
     let (mut jwks, mut jwks_uri, mut assertion_alg) = (None, None, "ES256".to_string());
@@ -384,6 +397,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
+        assert_eq!(
+            e.description(),
+            "token_endpoint_auth_method is client_secret_basic when omitted (RFC 7591 §2), \
+             which is not allowed here: send one of none"
+        );
         let e = parse(
             &json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "tls_client_auth"}),
             PUBLIC,

@@ -95,11 +95,15 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i64>, String> {
 async fn migrate_locked(client: &mut Client) -> Result<Vec<i64>, String> {
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            // Without the NOTICE "already exists, skipping" at every start
+            // (it would reach the log as a line of its own).
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                  version    BIGINT PRIMARY KEY,
                  name       TEXT NOT NULL,
                  applied_at BIGINT NOT NULL
-             )",
+             );
+             RESET client_min_messages",
         )
         .await
         .map_err(|e| format!("cannot create schema_migrations: {}", describe(&e)))?;

@@ -471,6 +471,8 @@ where
     (s, b, headers)
 }
 
+const DPOP_INVALID_TOKEN: &str = "DPoP error=\"invalid_token\", algs=\"ES256 RS256 PS256 EdDSA\"";
+
 fn www(h: &actix_web::http::header::HeaderMap) -> String {
     h.get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_string())
@@ -495,10 +497,11 @@ async fn userinfo_takes_a_bound_token_only_with_its_proof_rfc9449_s7() {
     assert_eq!(s, 200, "{tokens}");
     let at = tokens["access_token"].as_str().unwrap().to_string();
     assert_eq!(peek(&at).1["aud"], ISSUER);
-    // As a bearer token: refused.
+    // As a bearer token: refused, and the challenge names the scheme it
+    // needs (RFC 9449 §7.1-§7.2).
     let (s, _, h) = userinfo(&app, &format!("Bearer {at}"), None).await;
     assert_eq!(s, 401);
-    assert!(www(&h).contains("invalid_token"), "{}", www(&h));
+    assert_eq!(www(&h), DPOP_INVALID_TOKEN);
     // The DPoP scheme without a proof, or a proof without ath, or by another key.
     let (s, _, h) = userinfo(&app, &format!("DPoP {at}"), None).await;
     assert_eq!(s, 401);
@@ -857,14 +860,11 @@ async fn a_bound_admin_token_works_only_with_its_proof_rfc9449_s7() {
         }
         r.to_request()
     };
-    // As a bearer token: refused (it was a copy without the key).
+    // As a bearer token: refused (it was a copy without the key), with the
+    // DPoP challenge (RFC 9449 §7.1-§7.2).
     let resp = test::call_service(&app, get(format!("Bearer {at}"), None)).await;
     assert_eq!(resp.status().as_u16(), 401);
-    assert!(
-        www(resp.headers()).contains("invalid_token"),
-        "{}",
-        www(resp.headers())
-    );
+    assert_eq!(www(resp.headers()), DPOP_INVALID_TOKEN);
     // DPoP without a proof, or with another key's proof: refused.
     let resp = test::call_service(&app, get(format!("DPoP {at}"), None)).await;
     assert_eq!(resp.status().as_u16(), 401);
@@ -892,4 +892,110 @@ async fn a_bound_admin_token_works_only_with_its_proof_rfc9449_s7() {
     // The same proof twice: refused.
     let resp = test::call_service(&app, get(format!("DPoP {at}"), Some(proof))).await;
     assert_eq!(resp.status().as_u16(), 401);
+}
+
+/// RFC 9449 §8.2 / §9: with nonces required, a successful answer to a
+/// request with a proof carries the next nonce — at the token endpoint, at
+/// /userinfo and at the admin API alike — so a client never has to fail
+/// once to learn it; an answer to a bearer request carries none.
+#[actix_web::test]
+async fn with_nonces_on_every_successful_dpop_answer_brings_a_nonce_rfc9449_s8_2() {
+    let dir = temp_dir();
+    let mut settings = settings_in(&dir);
+    settings.dpop_nonces = deputy::config::Switch::On;
+    let env = Env::with_settings(dir, settings, T0);
+    env.app_client("web").await;
+    env.person("alice").await;
+    let admin_secret = crate::admin::admin_client(&env, "ops").await;
+    let app = env.app().await;
+    let key = ProofKey::new();
+    // The first nonce, from a refusal.
+    let (_, _, h) = post(
+        &app,
+        "/token",
+        "grant_type=client_credentials",
+        &[("DPoP", key.proof("POST", "/token", T0))],
+    )
+    .await;
+    let nonce = h.get("dpop-nonce").unwrap().to_str().unwrap().to_string();
+    let proof = |htm: &str, path: &str, at: Option<&str>| {
+        let mut claims = json!({"htm": htm, "htu": format!("{ISSUER}{path}"), "iat": T0,
+            "nonce": nonce});
+        if let Some(at) = at {
+            claims["ath"] = json!(deputy::secret::sha256_b64(at.as_bytes()));
+        }
+        key.sign(claims)
+    };
+    // /userinfo: a person's bound token with a proof carrying the nonce.
+    let code = public_sign_in(&env, &app, "").await;
+    let (s, tokens, h) = post(
+        &app,
+        "/token",
+        &redeem_body(&code),
+        &[("DPoP", proof("POST", "/token", None))],
+    )
+    .await;
+    assert_eq!(s, 200, "{tokens}");
+    assert!(h.get("dpop-nonce").is_some(), "token endpoint");
+    let at = tokens["access_token"].as_str().unwrap().to_string();
+    let (s, b, h) = userinfo(
+        &app,
+        &format!("DPoP {at}"),
+        Some(proof("GET", "/userinfo", Some(&at))),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(h.get("dpop-nonce").is_some(), "/userinfo");
+    // The admin API: a bound admin token with its proof.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ops:{admin_secret}"))
+    );
+    let body = format!(
+        "grant_type=client_credentials&scope=deputy%3Aadmin&resource={}",
+        enc(ISSUER)
+    );
+    let (s, b, _) = post(
+        &app,
+        "/token",
+        &body,
+        &[
+            ("Authorization", basic.clone()),
+            ("DPoP", proof("POST", "/token", None)),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["token_type"].as_str()), (200, Some("DPoP")), "{b}");
+    let admin_at = b["access_token"].as_str().unwrap().to_string();
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/admin/tokens")
+            .insert_header(("Authorization", format!("DPoP {admin_at}")))
+            .insert_header(("DPoP", proof("GET", "/admin/tokens", Some(&admin_at))))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().get("dpop-nonce").is_some(), "admin API");
+    // A bearer answer carries no nonce.
+    let (s, b, _) = post(
+        &app,
+        "/token",
+        "grant_type=client_credentials",
+        &[("Authorization", basic)],
+    )
+    .await;
+    let bearer = b["access_token"].as_str().unwrap().to_string();
+    assert_eq!(s, 200, "{b}");
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/admin/tokens")
+            .insert_header(("Authorization", format!("Bearer {bearer}")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().get("dpop-nonce").is_none());
 }

@@ -2,6 +2,7 @@
 //! the `registration` setting, metadata-document clients as stored (the
 //! fetch itself is covered black-box in conformance/), blocking and expiry.
 
+use actix_web::http::Method;
 use actix_web::test;
 use serde_json::{json, Value};
 
@@ -81,6 +82,52 @@ async fn registration_is_off_by_default_and_not_advertised() {
     let (s, b, _) = post_register(&app, json!({"redirect_uris": [REDIRECT]}), None).await;
     assert_eq!((s, b["error"].as_str()), (404, Some("not_found")));
     assert_eq!(env.count("SELECT count(*) FROM clients").await, 0);
+    // No such endpoint whatever the method (not a 405 that says it exists).
+    for method in [Method::GET, Method::OPTIONS, Method::PUT] {
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::default()
+                .method(method.clone())
+                .uri("/register")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 404, "{method}");
+    }
+}
+
+/// With registration on, other methods are 405 with `Allow: POST` (RFC 9110
+/// §15.5.6); the discovery documents answer a CORS preflight (a browser
+/// client may send headers of its own, e.g. MCP-Protocol-Version).
+#[actix_web::test]
+async fn open_registration_answers_other_methods_and_preflights() {
+    let env = env_with(|s| s.registration = deputy::config::RegistrationMode::Open);
+    let app = env.app().await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/register").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers().get("allow").unwrap(), "POST");
+    for doc in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::default()
+                .method(Method::OPTIONS)
+                .uri(doc)
+                .insert_header(("Origin", "https://inspector.example"))
+                .insert_header(("Access-Control-Request-Method", "GET"))
+                .insert_header(("Access-Control-Request-Headers", "mcp-protocol-version"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 204, "{doc}");
+        let h = resp.headers();
+        assert_eq!(h.get("access-control-allow-origin").unwrap(), "*", "{doc}");
+        assert_eq!(h.get("access-control-allow-methods").unwrap(), "GET, HEAD");
+        assert_eq!(h.get("access-control-allow-headers").unwrap(), "*");
+    }
 }
 
 #[actix_web::test]
