@@ -407,7 +407,9 @@ def test_userinfo_takes_a_bound_token_only_with_its_proof_rfc9449_s7(env, bound_
 
     r = get({"Authorization": f"Bearer {token}"})
     assert r.status_code == 401, r.text
-    assert 'error="invalid_token"' in www_authenticate(r), www_authenticate(r)
+    # The challenge names the scheme the token needs (README: DPoP with algs).
+    assert www_authenticate(r) == 'DPoP error="invalid_token", algs="ES256 RS256 PS256 EdDSA"', \
+        www_authenticate(r)
     assert_resource_refused(get(dp), "invalid_dpop_proof")
     assert_resource_refused(get({**dp, **dpop(k.proof("GET", url))}), "invalid_dpop_proof")
     assert_resource_refused(get({**dp, **dpop(k.proof("GET", url, ath=ath(token + "x")))}), "invalid_dpop_proof")
