@@ -392,6 +392,31 @@ def test_initial_access_token_expires(token_env):
     assert registered_ids(d) == before
 
 
+def test_initial_access_tokens_are_listed_and_revoked(token_env):
+    """README (`deputy registration token list|revoke`): `create` prints the
+    token once with its id (its SHA-256); `list` shows ids, uses and expiry,
+    never a token; `revoke ID` ends it at once — the next registration with
+    it is 401 invalid_token (RFC 6750 §3.1) and registers nothing — and a
+    second revoke of the same id is an error."""
+    import hashlib
+    import base64
+    d = token_env.d
+    out = d.cli("registration", "token", "create", "--max-uses", "3")
+    iat, tid = out["initial_access_token"], out["id"]
+    assert tid == base64.urlsafe_b64encode(hashlib.sha256(iat.encode()).digest()).rstrip(b"=").decode()
+    assert_registered(register(d, public_metadata(), token=iat))
+    rows = {r["id"]: r for r in d.cli("registration", "token", "list")}
+    assert rows[tid]["uses"] == 1 and rows[tid]["max_uses"] == 3 and rows[tid]["live"] is True, rows[tid]
+    assert iat not in json.dumps(list(rows.values()))
+    assert d.cli("registration", "token", "revoke", tid) == {"revoked": tid}
+    before = registered_ids(d)
+    assert_bearer_refused(register(d, public_metadata(), token=iat), with_error=True)
+    assert registered_ids(d) == before
+    assert tid not in {r["id"] for r in d.cli("registration", "token", "list")}
+    r = d.run("registration", "token", "revoke", tid)
+    assert r.returncode == 1 and "no initial access token" in r.stderr, (r.returncode, r.stderr)
+
+
 def test_token_mode_checks_metadata_too(token_env):
     """A good initial access token does not make bad metadata acceptable
     (RFC 7591 §3.2.2); `jwks` and `jwks_uri` together are invalid (§2)."""

@@ -1,5 +1,7 @@
-//! `deputy registration token create`: initial access tokens for dynamic
-//! client registration (RFC 7591 §3) when `registration = "token"`.
+//! `deputy registration token create|list|revoke`: initial access tokens
+//! for dynamic client registration (RFC 7591 §3) when `registration =
+//! "token"`. A token is shown once; its id is the SHA-256 deputy keeps, so
+//! an operator can list and revoke tokens without ever seeing one again.
 
 use clap::Subcommand;
 
@@ -22,6 +24,14 @@ pub enum TokenCmd {
         /// How many registrations it allows (default: any number).
         #[arg(long)]
         max_uses: Option<i64>,
+    },
+    /// List initial access tokens (ids, uses, expiry; never the tokens).
+    List,
+    /// Revoke an initial access token by its id: no registration can use it.
+    Revoke {
+        /// The id `create` and `list` print.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
     },
 }
 
@@ -62,6 +72,7 @@ pub fn run(cli: &Cli, cmd: &RegistrationCmd) -> CliResult {
             })?;
             let mut out = serde_json::Map::new();
             out.insert("initial_access_token".into(), token.into());
+            out.insert("id".into(), record.token_hash.clone().into());
             out.insert("expires_at".into(), record.expires_at.into());
             out.insert("max_uses".into(), record.max_uses.into());
             if settings.registration != crate::config::RegistrationMode::Token {
@@ -72,6 +83,43 @@ pub fn run(cli: &Cli, cmd: &RegistrationCmd) -> CliResult {
                 );
             }
             print_json(&serde_json::Value::Object(out));
+            Ok(())
+        }
+        RegistrationCmd::Token(TokenCmd::List) => {
+            let t = now();
+            let rows = super::read(&mut conn, crate::store::registration_tokens::list)?;
+            let out: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.token_hash,
+                        "created_at": r.created_at,
+                        "expires_at": r.expires_at,
+                        "max_uses": r.max_uses,
+                        "uses": r.uses,
+                        "live": r.is_live(t),
+                    })
+                })
+                .collect();
+            print_json(&serde_json::Value::Array(out));
+            Ok(())
+        }
+        RegistrationCmd::Token(TokenCmd::Revoke { id }) => {
+            let t = now();
+            let mut event = crate::audit::AuditEvent::new(
+                t,
+                "registration_token_revoked",
+                crate::audit::Mode::Admin,
+            );
+            event.detail = Some(serde_json::json!({ "id": id }).to_string());
+            change(&mut conn, |tx| {
+                if !crate::store::registration_tokens::remove(tx, id)? {
+                    return Ok(Err(format!("no initial access token with id `{id}`")));
+                }
+                crate::store::audit::insert(tx, &event)?;
+                Ok(Ok(()))
+            })?;
+            print_json(&serde_json::json!({ "revoked": id }));
             Ok(())
         }
     }
