@@ -7,7 +7,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import assert_oauth_error, assert_token_ok, basic_auth, free_port
+from conftest import assert_oauth_error, assert_token_ok, basic_auth, free_port, jwt_parts
 from flows import SignInError, add_client, add_user, authorize, refresh, revoke, settings, sign_in
 
 API = "https://api.example/"
@@ -121,6 +121,21 @@ def test_metrics_count_a_persons_tokens_refresh_reuse_revocation_and_failed_logi
     requests_name = "deputy_http_request_duration_seconds_count"
     assert sample(samples, requests_name, route="/login", method="POST", status="401") == 1
     assert sample(samples, requests_name, route="/authorize", method="GET", status="200") == 3
+
+    # An admin revocation that revokes something counts once; the same one
+    # again (nothing left to revoke) does not (README, Metrics).
+    ops = d.cli("client", "add", "--id", "ops", "--kind", "service", "--auth", "client_secret_basic",
+                "--scope", "deputy:admin", "--audience", d.issuer)
+    admin = assert_token_ok(requests.post(d.token_endpoint, data={"grant_type": "client_credentials"},
+                                          headers=basic_auth("ops", ops["client_secret"]), timeout=10))
+    third = sign_in(d, "web", "alice", "correct horse battery staple", scope)
+    jti = jwt_parts(third["access_token"])[1]["jti"]
+    for expected_revoked in (True, False):
+        r = requests.post(d.url("/admin/revoke"), json={"jti": jti}, timeout=10,
+                          headers={"Authorization": f"Bearer {admin['access_token']}"})
+        assert r.status_code == 200 and (r.json()["revoked"] > 0) == expected_revoked, r.text
+    _, samples = scrape(mport)
+    assert sample(samples, "deputy_revocations_total", source="admin") == 1
 
 
 def test_metrics_are_off_by_default(new_deputy):

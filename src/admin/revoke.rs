@@ -126,7 +126,11 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
         Selector::Client(_) | Selector::Actor(_, None) => {}
     }
     event.detail = Some(Value::Object(detail).to_string());
-    crate::metrics::revoked_by_admin();
+    // Counted like the revocation endpoint: a revocation that changed
+    // something (README, Metrics), not every call.
+    if count + consents + requests > 0 {
+        crate::metrics::revoked_by_admin();
+    }
     crate::store::audit::insert(conn, &event)?;
     Ok(count)
 }
