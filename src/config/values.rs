@@ -219,20 +219,7 @@ pub(super) const MAX_SECONDS: i64 = 10 * 365 * 24 * 3600;
 
 /// A duration in whole seconds from `MIN` to `MAX_SECONDS`:
 /// `#[serde(deserialize_with = "Seconds::<1>::field")]`.
-pub(super) struct Seconds<const MIN: i64>;
-
-impl<const MIN: i64> Seconds<MIN> {
-    pub(super) fn field<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let n = whole::<i64, D>(d)?
-            .map_err(|v| de::Error::custom(format!("`{v}` is not a whole number of seconds")))?;
-        if !(MIN..=MAX_SECONDS).contains(&n) {
-            return Err(de::Error::custom(format!(
-                "must be between {MIN} and {MAX_SECONDS} seconds"
-            )));
-        }
-        Ok(n)
-    }
-}
+pub(super) type Seconds<const MIN: i64> = SecondsIn<MIN, MAX_SECONDS>;
 
 /// A duration in whole seconds from `MIN` to `MAX`, for settings with a
 /// range of their own: `#[serde(deserialize_with = "SecondsIn::<10, 1800>::field")]`.
