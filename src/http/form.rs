@@ -74,11 +74,17 @@ impl std::fmt::Debug for FormParams {
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
-    let plus_fixed: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_fixed).collect();
+    // Tokens, assertions and ids are mostly plain: copied once, not decoded
+    // byte by byte (the form is read on every request).
+    let bytes: Vec<u8> = if raw.iter().any(|&b| b == b'+' || b == b'%') {
+        let plus_fixed: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&plus_fixed).collect()
+    } else {
+        raw.to_vec()
+    };
     // No OAuth parameter may hold a NUL (RFC 6749 Appendix A), and
     // PostgreSQL text cannot: refused here, not as a store error (a 500).
     if bytes.contains(&0) {
@@ -343,12 +349,20 @@ mod tests {
     fn nul_is_refused() {
         assert!(parse_form(b"client_id=a%00b").is_err());
         assert!(parse_form(b"a%00=b").is_err());
+        // Unencoded too (the plain fast path checks the same).
+        assert!(parse_form(b"client_id=a\0b").is_err());
+        assert!(parse_form(b"a\0=b").is_err());
     }
 
     #[test]
     fn invalid_utf8_is_refused() {
         assert!(parse_form(b"a=%FF%FE").is_err());
         assert!(parse_form(b"%C3%28=x").is_err());
+        assert!(parse_form(b"a=\xff\xfe").is_err());
+        assert_eq!(
+            parse_form("a=\u{e9}t\u{e9}".as_bytes()).unwrap().get("a"),
+            Some("\u{e9}t\u{e9}")
+        );
     }
 
     #[test]

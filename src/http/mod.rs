@@ -133,11 +133,6 @@ pub fn app(
                 .default_service(only(Allow::GetHead)),
         )
         .service(
-            web::resource("/account/requests/{handle}")
-                .route(web::post().to(account_requests::decide))
-                .default_service(only(Allow::Post)),
-        )
-        .service(
             web::resource("/authorize")
                 .route(web::get().to(authorize::authorize_get))
                 .route(web::post().to(authorize::authorize_post))
@@ -204,6 +199,13 @@ pub fn app(
                 .route(web::get().to(health::readyz))
                 .route(web::head().to(health::readyz))
                 .default_service(only(Allow::GetHead)),
+        )
+        // Last: a pattern with a variable is a regular expression tried on
+        // every path that reaches it; the fixed paths above are cheaper.
+        .service(
+            web::resource("/account/requests/{handle}")
+                .route(web::post().to(account_requests::decide))
+                .default_service(only(Allow::Post)),
         )
         .default_service(web::to(not_found))
 }
