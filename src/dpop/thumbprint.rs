@@ -26,7 +26,10 @@ pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
         }
         // serde_json escapes the string exactly as RFC 7638 §3.3 requires
         // (RFC 7159 string form); members are ASCII names.
-        canonical.push_str(&format!("\"{name}\":{}", Value::String(value.to_string())));
+        canonical.push('"');
+        canonical.push_str(name);
+        canonical.push_str("\":");
+        canonical.push_str(&serde_json::to_string(value).ok()?);
     }
     canonical.push('}');
     Some(crate::secret::sha256_b64(canonical.as_bytes()))
