@@ -1308,14 +1308,10 @@ http {{
             durations[s] = a.duration
             if s in ("refresh", "code") and a.person_duration:
                 durations[s] = a.person_duration
-        for s in a.scenario:
-            try:
-                getattr(self, "s_" + s)(durations[s])
-            except Exception as e:  # report, keep the other scenarios
-                log(f"{s}: FAILED: {e}")
-                self.results.append({"scenario": s, "failed": str(e)[:500]})
-                if self.any_dead():
-                    raise
+        for rnd in range(a.rounds):
+            if a.rounds > 1:
+                log(f"round {rnd + 1} of {a.rounds}")
+            self.run_round(durations)
         for i in range(self.n):
             self.peak_rss_kb[i] = max(self.peak_rss_kb[i], self.status(i).get("VmHWM", 0))
         self.ready = self.readiness()
@@ -1323,6 +1319,18 @@ http {{
         self.stop_server()
         if a.perf:
             self.perf_summaries()
+
+    def run_round(self, durations: dict):
+        """Each scenario once, in order (with --rounds, the scenarios alternate
+        window by window, so a slow moment of the host hits them alike)."""
+        for s in self.args.scenario:
+            try:
+                getattr(self, "s_" + s)(durations[s])
+            except Exception as e:  # report, keep the other scenarios
+                log(f"{s}: FAILED: {e}")
+                self.results.append({"scenario": s, "failed": str(e)[:500]})
+                if self.any_dead():
+                    raise
 
     def cleanup(self):
         """Stop everything started; drop the deployment's database."""
@@ -1480,14 +1488,34 @@ def summary_lines(bench: Bench) -> list[str]:
             + " MB. Each row's peak RSS is VmHWM of each instance, reset just before its load window."
         )
     lines = [rss_line, ready_line]
-    rate = {r["scenario"]: r.get("rate") for r in bench.results}
-    if rate.get("cc_jwt") and rate.get("cc_jwt_dpop"):
+    rate = {n: scenario_rate(bench.results, n) for n in ("cc_jwt", "cc_jwt_dpop")}
+    if rate["cc_jwt"] and rate["cc_jwt_dpop"]:
         ratio = rate["cc_jwt_dpop"] / rate["cc_jwt"]
+        windows = sum(1 for r in bench.results if r.get("scenario") == "cc_jwt" and r.get("rate"))
+        over = f" over {windows} alternating windows each" if windows > 1 else ""
+        cpu = {n: scenario_cpu_us(bench.results, n) for n in rate}
         lines.append(
-            f"- cc_jwt with a DPoP proof: **{ratio * 100:.0f} %** of cc_jwt's rate "
+            f"- cc_jwt with a DPoP proof: **{ratio * 100:.1f} %** of cc_jwt's rate{over} "
+            f"({rate['cc_jwt_dpop']:,.0f} / {rate['cc_jwt']:,.0f} req/s; deputy CPU per request "
+            f"{cpu['cc_jwt']:.0f} → {cpu['cc_jwt_dpop']:.0f} µs) "
             f"(target ≥ {DPOP_TARGET_RATIO * 100:.0f} % {'✓' if ratio >= DPOP_TARGET_RATIO else '✗'})"
         )
     return lines
+
+
+def scenario_rate(results: list[dict], name: str) -> float | None:
+    """req/s of a scenario over all its windows (time-weighted)."""
+    rs = [r for r in results if r.get("scenario") == name and r.get("rate")]
+    secs = sum(r["duration_us"] for r in rs)
+    return sum(r["rate"] * r["duration_us"] for r in rs) / secs if secs else None
+
+
+def scenario_cpu_us(results: list[dict], name: str) -> float:
+    """deputy's CPU µs per answered request of a scenario over all its windows."""
+    rs = [r for r in results if r.get("scenario") == name and r.get("answered")]
+    answered = sum(r["answered"] for r in rs)
+    cpu_s = sum(r["deputy_cores"] * r["duration_us"] / 1e6 for r in rs)
+    return cpu_s / answered * 1e6 if answered else 0.0
 
 
 def where_lines(bench: Bench) -> list[str]:
@@ -1714,6 +1742,8 @@ def main():
     ap.add_argument("--results", default=str(HERE / "results.md"))
     ap.add_argument("--perf", action="store_true", help="perf record deputy during each load window")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the scenarios this many times in turn on the same deployment (alternating windows)")
     for s in ("cc_jwt", "code", "refresh", "exchange"):
         ap.add_argument(f"--{s.replace('_', '-')}-requests", dest=f"{s}_requests", type=int, default=None)
     args = ap.parse_args()
