@@ -4,7 +4,7 @@
 #   bench/run.sh [--duration SECS] [--connections N] [--scenario NAME]...
 #                [--threads N] [--person-duration SECS] [--perf] [--keep]
 #                [--database sqlite|postgres|both] [--instances N]... [--direct]
-#                [--pg-statements] [--results FILE]
+#                [--pg-statements] [--results FILE] [--rounds N]
 #
 # Builds deputy in release mode, measures single-thread ES256 sign/verify,
 # starts deputy on a fresh database in a temporary directory (free port on
@@ -58,6 +58,9 @@ while [[ $# -gt 0 ]]; do
     --pg-statements) PG_STATEMENTS=1; shift ;;
     --results) RESULTS="$2"; shift 2 ;;
     --perf) EXTRA+=(--perf); shift ;;
+    --rounds)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: --rounds takes a number of rounds" >&2; exit 2; }
+      EXTRA+=(--rounds "$2"); ROUNDS="$2"; shift 2 ;;
     --keep) EXTRA+=(--keep); KEEP=1; shift ;;
     --cc-jwt-requests|--code-requests|--refresh-requests|--exchange-requests)
       EXTRA+=("$1" "$2"); shift 2 ;;
@@ -69,6 +72,7 @@ COMMAND="bench/run.sh --duration $DURATION --connections $CONNECTIONS"
 for s in "${SCENARIOS[@]+"${SCENARIOS[@]}"}"; do COMMAND+=" --scenario $s"; done
 [[ "$THREADS" != 2 ]] && COMMAND+=" --threads $THREADS"
 [[ -n "$PERSON_DURATION" ]] && COMMAND+=" --person-duration $PERSON_DURATION"
+[[ -n "${ROUNDS:-}" ]] && COMMAND+=" --rounds $ROUNDS"
 if [[ "$DATABASE" == sqlite ]]; then
   if [[ ${#INSTANCES[@]} -gt 0 || -n "$DIRECT" || -n "$PG_STATEMENTS" ]]; then
     echo "bench/run.sh: --instances, --direct and --pg-statements are for --database postgres or both" >&2; exit 2
