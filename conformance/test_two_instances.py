@@ -424,3 +424,22 @@ def test_instances_starting_together_on_an_empty_schema_make_one_first_key(tmp_p
     finally:
         for d in ds:
             d.stop()
+
+
+def test_serve_without_a_usable_key_file_refuses_and_writes_nothing(tmp_path):
+    """Issue 13: without the key-encryption key deputy refuses to start on
+    PostgreSQL with one line naming the setting; a malformed key file is a
+    clear error too. Either way the empty schema stays empty (the refusal
+    comes before the migration)."""
+    d = Deputy(tmp_path / "nokek", SETTINGS)
+    bad = tmp_path / "bad.kek"
+    bad.write_text("not a key\n")
+    bad.chmod(0o600)
+    for extra, says in (({"DEPUTY_KEY_ENCRYPTION_KEY_FILE": ""}, "required when `database` is a PostgreSQL URL"),
+                        ({"DEPUTY_KEY_ENCRYPTION_KEY_FILE": str(bad)}, str(bad))):
+        r = d.run("serve", "--bind", f"127.0.0.1:{d.port}", env_extra=extra)
+        assert r.returncode == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        assert "setting `key_encryption_key_file`" in lines[0] and says in lines[0], lines[0]
+        assert d.pg_tables() == [], "a refused start-up must not write the schema"

@@ -105,6 +105,14 @@ impl AppState {
 
     /// Open the store and keys described by `settings`.
     pub fn open(settings: Settings, clock: SharedClock) -> Result<AppState, String> {
+        // On PostgreSQL the key file is read first: a start-up refused for
+        // want of it writes nothing (opening the store migrates the schema).
+        let kek = match settings.database.to_str() {
+            Some(url) if crate::store::postgres::is_postgres_url(url) => {
+                Some(key_encryption_key(&settings)?)
+            }
+            _ => None,
+        };
         let store = Store::open(&settings.database, 2)
             .map_err(|e| format!("setting `database` ({}): {e}", settings.database_shown()))?;
         let keys = match &store {
@@ -118,7 +126,10 @@ impl AppState {
             Store::Postgres(pg) => Keys::open_source(
                 crate::keys::KeySource::Database {
                     store: pg.clone(),
-                    kek: key_encryption_key(&settings)?,
+                    kek: match kek {
+                        Some(k) => k,
+                        None => key_encryption_key(&settings)?,
+                    },
                 },
                 clock.now(),
             )
