@@ -241,7 +241,7 @@ pub fn parse(doc: &Value, rules: Rules<'_>) -> Result<ClientMetadata, MetadataEr
         // client never named it.
         let what = match sent {
             None => format!(
-                "token_endpoint_auth_method is {} when omitted (RFC 7591 §2)",
+                "token_endpoint_auth_method is {} when omitted (RFC 7591 section 2)",
                 auth_method.as_str()
             ),
             Some(_) => format!("token_endpoint_auth_method {}", auth_method.as_str()),
@@ -399,9 +399,15 @@ mod tests {
         assert_eq!(e.code(), "invalid_client_metadata");
         assert_eq!(
             e.description(),
-            "token_endpoint_auth_method is client_secret_basic when omitted (RFC 7591 §2), \
+            "token_endpoint_auth_method is client_secret_basic when omitted (RFC 7591 section 2), \
              which is not allowed here: send one of none"
         );
+        // RFC 6749 §5.2: error_description is printable ASCII without `"`
+        // and `\` (a `§` would reach the client as `?`).
+        assert!(e
+            .description()
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
         let e = parse(
             &json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "tls_client_auth"}),
             PUBLIC,
