@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,12 @@ from pathlib import Path
 LUA = Path(__file__).resolve().parent / "lua" / "replay.lua"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RAISED_LIMITS = {"DEPUTY_RATE_LIMIT_CLIENT": "1000000", "DEPUTY_RATE_LIMIT_ADDRESS": "1000000"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def cpu_s(pid: int) -> float:
@@ -41,15 +48,19 @@ def deploy(binary: str, port: int, env: dict) -> dict:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(base + ["serve", "--issuer", url, "--bind", f"127.0.0.1:{port}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/healthz")
-            break
-        except OSError:
-            time.sleep(0.1)
-    req = urllib.request.Request(url + "/token", data=b"grant_type=client_credentials",
-                                 headers={"Authorization": auth})
-    token = json.loads(urllib.request.urlopen(req).read())["access_token"]
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        req = urllib.request.Request(url + "/token", data=b"grant_type=client_credentials",
+                                     headers={"Authorization": auth})
+        token = json.loads(urllib.request.urlopen(req).read())["access_token"]
+    except BaseException:
+        proc.terminate()
+        raise
     return {"bin": binary, "proc": proc, "url": url, "auth": auth, "token": token, "dir": d,
             "answered": 0, "cpu": 0.0, "secs": 0.0, "non2xx": 0}
 
@@ -73,8 +84,10 @@ def main():
     a = ap.parse_args()
     env = dict(os.environ, DEPUTY_LOG_LEVEL="warn", **RAISED_LIMITS)
     env.pop("DEPUTY_CONFIG", None)
-    servers = [deploy(b, 18400 + i, env) for i, b in enumerate(a.bins)]
+    servers = []
     try:
+        for b in a.bins:
+            servers.append(deploy(b, free_port(), env))
         for r in range(a.rounds):
             # Each round starts with the next binary: none always goes first.
             for s in servers[r % len(servers):] + servers[:r % len(servers)]:

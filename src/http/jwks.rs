@@ -9,12 +9,12 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let body = state
         .keys
         .ring()
-        .jwks(now, state.settings.max_jwt_lifetime());
+        .jwks_text(now, state.settings.max_jwt_lifetime());
     HttpResponse::Ok()
         .insert_header((
             "Cache-Control",
             format!("public, max-age={}", state.settings.jwks_max_age),
         ))
         .content_type("application/jwk-set+json")
-        .body(body.to_string())
+        .body(body)
 }
