@@ -161,6 +161,10 @@ def defects(env: Env) -> dict[str, str]:
         # §4.3 item 2: one well-formed JWT.
         "not a JWT": "not-a-jwt",
         "two parts only": ".".join(k.proof("POST", url).split(".")[:2]),
+        # item 2 with RFC 7515 §4.1.11: deputy understands no JWS extension.
+        "crit naming an extension": k.proof("POST", url, header={"crit": ["foo"], "foo": 1}),
+        "crit empty": k.proof("POST", url, header={"crit": []}),
+        "crit naming a registered claim": k.proof("POST", url, header={"crit": ["exp"]}),
         # item 4: typ dpop+jwt.
         "typ JWT": k.proof("POST", url, header={"typ": "JWT"}),
         "typ missing": k.proof("POST", url, header={"typ": None}),

@@ -78,6 +78,13 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<ValidProof, ProofEr
     // §4.3 items 2-3: one well-formed JWT with the required members.
     let jws =
         decode_unverified(proof).map_err(|_malformed| Invalid("the DPoP proof is not a JWT"))?;
+    // RFC 7515 §4.1.11 (item 2: a well-formed JWS): deputy understands no
+    // extension, so a proof that declares any critical one is refused.
+    if jws.header.contains_key("crit") {
+        return Err(Invalid(
+            "the DPoP proof has a crit header deputy does not support",
+        ));
+    }
     // Item 4.
     if jws.typ() != Some("dpop+jwt") {
         return Err(Invalid("the DPoP proof's typ must be dpop+jwt"));

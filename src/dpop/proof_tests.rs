@@ -296,3 +296,18 @@ fn a_required_nonce_is_asked_for_until_a_good_one_comes() {
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+
+#[test]
+fn a_proof_with_any_crit_header_is_refused_rfc7515_s4_1_11() {
+    let key = es256();
+    for crit in [json!(["foo"]), json!([]), json!("foo"), json!(["exp"])] {
+        let header =
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public, "crit": crit, "foo": 1});
+        assert_eq!(
+            refused(&proof_with(&key, header, &claims()), &expected()),
+            "the DPoP proof has a crit header deputy does not support",
+            "{crit}"
+        );
+    }
+    assert!(check(&proof(&key, &claims()), &expected()).is_ok());
+}
