@@ -36,6 +36,10 @@ PW = "correct horse battery staple"
 API = "https://api.example/"
 FAMILIES = 6
 PG_CLUSTER = str(REPO / "scripts" / "pg-cluster")
+# Browser pages that read the database even without cookies: /authorize (the
+# client) and /account (it starts a sign-in). /login and /logout answer the
+# same way through one function (`pages::failure`).
+PAGES = ("/authorize?client_id=web&response_type=code&scope=openid", "/account")
 
 
 def pg_cluster(*args: str) -> str:
@@ -85,7 +89,8 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, dep
     load of client credentials (secret and private_key_jwt) and refreshes:
     every answer is 200 or 503 `temporarily_unavailable`, nothing else,
     never a dropped connection; requests made while the database is down are
-    all 503; /readyz 503 and /healthz 200 meanwhile. Started again on the
+    all 503, and so are the browser pages that read the database (with
+    Retry-After); /readyz 503 and /healthz 200 meanwhile. Started again on the
     same port: the same deputy process answers 200 again within 5 s.
     Then: every token a client got with 200 is recorded as issued to it;
     every refresh family has exactly one live token, the one its client
@@ -149,6 +154,7 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, dep
     threads = [threading.Thread(target=f, daemon=True) for f in (cc_secret, cc_secret, cc_jwt, cc_jwt)]
     threads += [threading.Thread(target=refresher, args=(f,), daemon=True) for f in families]
     probes: list[tuple[str, float, int]] = []
+    pages_down: list[tuple[str, int, str | None]] = []
     t = {}
     try:
         for th in threads:
@@ -161,6 +167,10 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, dep
             for path in ("/readyz", "/healthz"):
                 r = requests.get(d.direct + path, timeout=10)
                 probes.append((path, time.time(), r.status_code))
+            # The pages a person sees say so too: 503 and Retry-After, not 500.
+            for path in PAGES:
+                r = requests.get(d.direct + path, timeout=10, allow_redirects=False)
+                pages_down.append((path, r.status_code, r.headers.get("Retry-After")))
             time.sleep(0.2)
         t["start"] = time.time()
         again = pg_cluster("start", "--same-port", str(pg_dir))
@@ -201,6 +211,8 @@ def test_database_outage_is_503_and_deputy_recovers_without_restart(cluster, dep
     assert {r.op for r in during} == {"cc-secret", "cc-jwt", "refresh"}, Counter(r.op for r in during)
     slow = [r for r in during if r.t1 - r.t0 > 5]
     assert not slow, f"503s that took over 5 s: {slow[:5]}"
+    assert pages_down and {(p, s, ra) for p, s, ra in pages_down} == {(p, 503, "1") for p in PAGES}, \
+        sorted(set(pages_down))
     down_probes = [(p, s) for p, at, s in probes]
     assert down_probes and set(down_probes) == {("/readyz", 503), ("/healthz", 200)}, down_probes
     after = [r for r in recs if r.t0 > t["recovered"]]

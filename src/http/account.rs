@@ -94,9 +94,8 @@ fn forbidden() -> HttpResponse {
     )
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
-    tracing::error!(error = %e, "{what} failed");
-    pages::server_error()
+fn failed(what: &str, e: impl Into<crate::error::OAuthError>) -> HttpResponse {
+    pages::failure(what, &e.into())
 }
 
 /// The key the CSRF tokens are derived with, loaded (or created) once.

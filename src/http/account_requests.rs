@@ -65,10 +65,7 @@ pub async fn decide(
             "Nothing to decide",
             "No such request is waiting for you: it expired, was decided already, or is not yours.",
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "account decision failed");
-            return pages::server_error();
-        }
+        Err(e) => return pages::failure("account decision", &e.into()),
     };
     render_page(&state, &session, None, Some(notice)).await
 }

@@ -43,9 +43,6 @@ async fn handle(state: &AppState, req: &HttpRequest, params: FormParams) -> Http
     let cookies = BrowserCookies::of(req);
     match crate::interaction::authorize::start(state, cookies.browser(), &params).await {
         Ok(reply) => pages::reply(&state.settings, &state.settings.issuer, reply),
-        Err(e) => {
-            tracing::error!(error = %e, "authorization failed");
-            pages::server_error()
-        }
+        Err(e) => pages::failure("authorization", &e),
     }
 }

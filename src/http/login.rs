@@ -14,10 +14,7 @@ use crate::interaction::Reply;
 fn render(state: &AppState, what: &str, reply: Result<Reply, OAuthError>) -> HttpResponse {
     match reply {
         Ok(r) => pages::reply(&state.settings, &state.settings.issuer, r),
-        Err(e) => {
-            tracing::error!(error = %e, "{what} failed");
-            pages::server_error()
-        }
+        Err(e) => pages::failure(what, &e),
     }
 }
 

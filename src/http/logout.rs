@@ -54,9 +54,6 @@ async fn run(state: &AppState, req: &HttpRequest, p: FormParams) -> HttpResponse
     };
     match crate::interaction::logout::logout(state, cookies.browser(), request).await {
         Ok(reply) => pages::reply(&state.settings, &state.settings.issuer, reply),
-        Err(e) => {
-            tracing::error!(error = %e, "logout failed");
-            pages::server_error()
-        }
+        Err(e) => pages::failure("logout", &e),
     }
 }

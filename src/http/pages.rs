@@ -352,6 +352,27 @@ pub fn post_to_client(
     b.body(body)
 }
 
+/// The page for a request that failed on deputy's side: 503 with
+/// `Retry-After` when the store is unavailable or busy (the person may simply
+/// try again, as an API client gets `temporarily_unavailable`), else 500.
+pub fn failure(what: &str, e: &crate::error::OAuthError) -> HttpResponse {
+    tracing::error!(error = %e, "{what} failed");
+    if e.status != StatusCode::SERVICE_UNAVAILABLE {
+        return server_error();
+    }
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "deputy cannot answer just now. Please try again in a moment.",
+    );
+    let seconds = e.retry_after.unwrap_or(1).to_string();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&seconds) {
+        r.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 pub fn server_error() -> HttpResponse {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
