@@ -108,10 +108,13 @@ async fn dynamic(l: &Lookup<'_>, c: Client) -> Result<Option<Client>, Refusal> {
     if last <= l.now - l.settings.registration_unused_ttl {
         return Ok(None);
     }
-    if last <= l.now - 3600 {
+    // The use is recorded at most once per interval (an hour, or a tenth of
+    // a shorter setting), so a client in use is never taken for unused.
+    let interval = (l.settings.registration_unused_ttl / 10).clamp(1, 3600);
+    if last <= l.now - interval {
         let (id, now) = (c.id.clone(), l.now);
         l.store
-            .write(move |conn| crate::store::clients::touch(conn, &id, now))
+            .write(move |conn| crate::store::clients::touch(conn, &id, now, interval))
             .await
             .map_err(OAuthError::from)?;
     }

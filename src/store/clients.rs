@@ -269,13 +269,13 @@ pub fn block(conn: &dyn Db, id: &str, now: i64) -> StoreResult<bool> {
         )? == 1)
 }
 
-/// Note that a dynamically registered client was used, at most once an
-/// hour (a write per request would cost every token request).
-pub fn touch(conn: &dyn Db, id: &str, now: i64) -> StoreResult<()> {
+/// Note that a dynamically registered client was used, at most once per
+/// `interval` seconds (a write per request would cost every token request).
+pub fn touch(conn: &dyn Db, id: &str, now: i64, interval: i64) -> StoreResult<()> {
     conn.execute(
         "UPDATE clients SET last_used_at = ?2 WHERE id = ?1 AND registration = 'dynamic' \
-         AND (last_used_at IS NULL OR last_used_at <= ?2 - 3600)",
-        args![id, now],
+         AND (last_used_at IS NULL OR last_used_at <= ?3)",
+        args![id, now, now - interval],
     )?;
     Ok(())
 }

@@ -366,11 +366,69 @@ async fn an_unused_registered_client_expires_and_is_swept() {
     let (s, _, _) = post_register(&app, body, None).await;
     assert_eq!(s, 201);
     assert_eq!(
-        env.count_with("SELECT count(*) FROM clients WHERE id = ?1", vec![old])
-            .await,
+        env.count_with(
+            "SELECT count(*) FROM clients WHERE id = ?1",
+            vec![old.clone()]
+        )
+        .await,
         0,
         "the next registration removed it"
     );
+    // Nobody asked for the removal: deputy's own act in the audit trail.
+    assert_eq!(
+        env.count_with(
+            "SELECT count(*) FROM audit_events WHERE event = 'client_removed' AND mode = 'system' \
+             AND client_id = ?1",
+            vec![old]
+        )
+        .await,
+        1
+    );
+}
+
+/// With an unused-client lifetime shorter than an hour, a use still counts:
+/// the client used half-way is alive past its first lifetime (the audit of
+/// round 2 found the use recorded only once an hour).
+#[actix_web::test]
+async fn a_registered_client_in_use_outlives_a_short_unused_lifetime() {
+    let env = env_with(|s| {
+        s.registration = deputy::config::RegistrationMode::Open;
+        s.registration_unused_ttl = 1000;
+        s.rate_limit_registration = 0;
+    });
+    let app = env.app().await;
+    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+    let (_, b, _) = post_register(&app, body, None).await;
+    let id = b["client_id"].as_str().unwrap().to_string();
+    let visit = || {
+        test::TestRequest::get()
+            .uri(&authorize_query(&id, "&scope=openid"))
+            .to_request()
+    };
+    env.clock.advance(500);
+    let resp = test::call_service(&app, visit()).await;
+    assert_eq!(resp.status().as_u16(), 200, "the login page");
+    assert_eq!(
+        env.count_with(
+            "SELECT count(*) FROM clients WHERE id = ?1 AND CAST(last_used_at AS TEXT) = ?2",
+            vec![id.clone(), (T0 + 500).to_string()]
+        )
+        .await,
+        1,
+        "the use was recorded"
+    );
+    // 1,200 s after registration, 700 s after the use: still known.
+    env.clock.advance(700);
+    let resp = test::call_service(&app, visit()).await;
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "a client in use is not expired"
+    );
+    // Unused for longer than the lifetime: unknown.
+    env.clock.advance(1001);
+    let resp = test::call_service(&app, visit()).await;
+    assert_eq!(resp.status().as_u16(), 400, "an unused client is unknown");
 }
 
 /// A metadata-document client as deputy caches it (the fetch is tested
