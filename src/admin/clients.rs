@@ -51,7 +51,7 @@ pub fn remove(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult
         detail.insert("ciba_requests_ended".into(), json!(ciba_ended));
     }
     let mut event = origin.stamp(
-        AuditEvent::new(now, "client_removed", Mode::Admin),
+        AuditEvent::new(now, "client_removed", origin.mode()),
         &mut detail,
     );
     if event.client_id.is_none() {

@@ -127,11 +127,13 @@ pub enum Origin {
 
 impl Origin {
     /// Who acted, as the audit event's `mode`: the person on their own
-    /// account page, otherwise an administrator (or deputy for them).
+    /// account page, an administrator, or deputy itself (an unused
+    /// registered client expiring: nobody asked for it).
     pub fn mode(&self) -> crate::audit::Mode {
         match self {
             Origin::Person { .. } => crate::audit::Mode::Person,
-            Origin::Api(_) | Origin::Cli | Origin::Expiry => crate::audit::Mode::Admin,
+            Origin::Api(_) | Origin::Cli => crate::audit::Mode::Admin,
+            Origin::Expiry => crate::audit::Mode::System,
         }
     }
 

@@ -117,9 +117,11 @@ impl ClientMetadata {
             "id_token_signed_response_alg".into(),
             self.id_token_alg.as_str().into(),
         );
-        if self.dpop_bound_access_tokens {
-            m.insert("dpop_bound_access_tokens".into(), true.into());
-        }
+        // RFC 7591 §3.2.1: every registered value, false too.
+        m.insert(
+            "dpop_bound_access_tokens".into(),
+            self.dpop_bound_access_tokens.into(),
+        );
         m
     }
 }
@@ -210,10 +212,11 @@ pub fn parse(doc: &Value, rules: Rules<'_>) -> Result<ClientMetadata, MetadataEr
             "at most {MAX_REDIRECT_URIS} redirect URIs"
         )));
     }
-    if let Some(u) = redirect_uris.iter().find(|u| !redirect_uri_allowed(u)) {
-        let shown: String = u.chars().take(100).collect();
+    // Which one, by its place in the list: error descriptions never echo
+    // input (README, hostile input).
+    if let Some(i) = redirect_uris.iter().position(|u| !redirect_uri_allowed(u)) {
         return Err(MetadataError::InvalidRedirectUri(format!(
-            "redirect URI `{shown}` must be https, or http to a loopback host, without a fragment"
+            "redirect_uris[{i}] must be https, or http to a loopback host, without a fragment"
         )));
     }
     let post_logout_redirect_uris = string_list(doc, "post_logout_redirect_uris")?;
@@ -325,7 +328,10 @@ mod tests {
     #[test]
     fn dpop_bound_access_tokens_is_read_rfc9449_s5_2() {
         let mut doc = json!({"redirect_uris": ["https://app.example/cb"]});
-        assert!(!parse(&doc, PUBLIC).unwrap().dpop_bound_access_tokens);
+        let m = parse(&doc, PUBLIC).unwrap();
+        assert!(!m.dpop_bound_access_tokens);
+        // RFC 7591 §3.2.1: the registered value is answered, false too.
+        assert_eq!(m.to_json()["dpop_bound_access_tokens"], json!(false));
         doc["dpop_bound_access_tokens"] = json!(true);
         let m = parse(&doc, PUBLIC).unwrap();
         assert!(m.dpop_bound_access_tokens);
@@ -371,8 +377,17 @@ mod tests {
             "com.example.app:/cb",
             "http://localhost.evil.example/cb",
         ] {
-            let e = parse(&json!({"redirect_uris": [bad_uri]}), PUBLIC).unwrap_err();
+            let e = parse(
+                &json!({"redirect_uris": ["https://a.example/cb", bad_uri]}),
+                PUBLIC,
+            )
+            .unwrap_err();
             assert_eq!(e.code(), "invalid_redirect_uri", "{bad_uri}");
+            // Named by its place, never echoed (README: hostile input).
+            assert_eq!(
+                e.description(),
+                "redirect_uris[1] must be https, or http to a loopback host, without a fragment"
+            );
         }
         let e = parse(&json!({"redirect_uris": []}), PUBLIC).unwrap_err();
         assert_eq!(e.code(), "invalid_redirect_uri");
