@@ -3,6 +3,7 @@
 //! checking them here leaves no gap between check and connect for DNS
 //! rebinding to use (OWASP SSRF Prevention Cheat Sheet).
 
+use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -58,11 +59,36 @@ impl Resolve for CheckedResolver {
     }
 }
 
-/// An awc client for one fetch: names resolved under `policy`, redirects
-/// never followed, TLS through OpenSSL with its default verification
-/// (certificate chain against the system store or `SSL_CERT_FILE`, and the
-/// host name). Made per fetch, so no connection outlives its fetch.
+thread_local! {
+    /// The clients made on this thread, by what they were made for. Making
+    /// one builds OpenSSL's client context, which loads the system's CA
+    /// store: about 100 ms on the thread that asked (an HTTP worker), which
+    /// delayed that worker's next request and so told a CIBA client whether
+    /// its `login_hint` named a person (the approval webhook is sent only for
+    /// one). Made once per thread instead; every request sent with them
+    /// closes its connection (`force_close`), so none outlives its fetch.
+    static CLIENTS: RefCell<Vec<(ClientKey, awc::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+type ClientKey = (Policy, bool, Duration);
+
+/// The awc client for fetches under `policy` (see [`make`]).
 pub(super) fn client(policy: Policy, loopback_only: bool, deadline: Duration) -> awc::Client {
+    let key = (policy, loopback_only, deadline);
+    CLIENTS.with(|made| {
+        if let Some((_, c)) = made.borrow().iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let c = make(policy, loopback_only, deadline);
+        made.borrow_mut().push((key, c.clone()));
+        c
+    })
+}
+
+/// An awc client: names resolved under `policy`, redirects never followed,
+/// TLS through OpenSSL with its default verification (certificate chain
+/// against the system store or `SSL_CERT_FILE`, and the host name).
+fn make(policy: Policy, loopback_only: bool, deadline: Duration) -> awc::Client {
     let resolver = Resolver::custom(CheckedResolver {
         policy,
         loopback_only,
