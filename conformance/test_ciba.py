@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from conftest import Deputy, LoopbackServer, assert_oauth_error, assert_token_ok, basic_auth
-from flows import add_client, add_user, authorize, post, settings, verify_jwcrypto
+from flows import add_client, add_user, authorize, post, redeem, settings, verify_jwcrypto
 
 PW = "correct horse battery staple"
 CIBA = "urn:openid:params:grant-type:ciba"
@@ -215,6 +215,23 @@ def test_refusals_of_the_authentication_request(env):
     r = requests.post(d.url("/bc-authorize"), data={"scope": "openid", "login_hint": "alice"},
                       headers=basic_auth("agent", "wrong"), timeout=15)
     assert_oauth_error(r, 401, "invalid_client")
+
+
+def test_id_token_hint_must_have_been_issued_to_the_asking_client(env):
+    """CIBA Core §7.1: `id_token_hint` is "an ID Token previously issued to
+    the Client". An ID token deputy issued to another client (here the web
+    app's, for the same person) is refused; the agent's own works."""
+    d, secrets_, _ = env
+    code, verifier = authorize(d, "web", "alice", PW, "openid notes:read")
+    web_id_token = redeem(d, "web", code, verifier).json()["id_token"]
+    assert_oauth_error(ask(d, secrets_["agent"], login_hint=None, id_token_hint=web_id_token),
+                       400, "invalid_request")
+    rid, bm = asked(d, secrets_["agent"])
+    assert decide_on_page(d, signed_in(d), bm, "approve").status_code == 200
+    own_id_token = assert_token_ok(poll(d, secrets_["agent"], rid))["id_token"]
+    rid2, bm2 = asked(d, secrets_["agent"], login_hint=None, id_token_hint=own_id_token)
+    page = signed_in(d).get(d.url("/account"), timeout=15)
+    assert bm2 in page.text, "the request reaches the person the hint names"
 
 
 def test_another_clients_or_unknown_auth_req_id_is_invalid_grant(env):

@@ -45,7 +45,11 @@ impl Started {
 }
 
 /// The person a hint names, if they can be asked: known and not disabled.
-async fn person_named(ctx: &GrantContext<'_>, hint: &Hint) -> Result<Option<User>, OAuthError> {
+async fn person_named(
+    ctx: &GrantContext<'_>,
+    client_id: &str,
+    hint: &Hint,
+) -> Result<Option<User>, OAuthError> {
     let user = match hint {
         Hint::LoginHint(name) => {
             let name = name.clone();
@@ -62,7 +66,18 @@ async fn person_named(ctx: &GrantContext<'_>, hint: &Hint) -> Result<Option<User
                 .map_err(|_unverifiable| {
                     OAuthError::invalid_request("id_token_hint is not valid")
                 })?;
-            let Some(sub) = hint.str_claim("sub").map(str::to_string) else {
+            // "Previously issued to the Client": one issued to another
+            // client is no hint from this one (it would let any CIBA client
+            // ask about whoever signed in elsewhere).
+            let for_this_client = match hint.claims.get("aud") {
+                Some(serde_json::Value::String(a)) => a == client_id,
+                Some(serde_json::Value::Array(a)) => {
+                    a.iter().any(|v| v.as_str() == Some(client_id))
+                }
+                _ => false,
+            };
+            let sub = hint.str_claim("sub").map(str::to_string);
+            let Some(sub) = sub.filter(|_| for_this_client) else {
                 return Err(OAuthError::invalid_request("id_token_hint is not valid"));
             };
             ctx.store
@@ -83,7 +98,7 @@ pub async fn start(
 ) -> Result<RequestJob<Started>, OAuthError> {
     let now = ctx.now;
     let client = auth.client.clone();
-    let person = person_named(ctx, &req.hint).await?;
+    let person = person_named(ctx, &client.id, &req.hint).await?;
     let auth_req_id = random_token(32);
     let record = BackchannelRecord {
         auth_req_id_hash: sha256_b64(auth_req_id.as_bytes()),
