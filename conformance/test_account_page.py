@@ -130,7 +130,7 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     assert f"you → {AGENT} → {HELPER}" in helper and NOTES in helper, helper
     assert "Requests waiting for you" in driver.find_element(By.ID, "requests-waiting").text
     activity = driver.find_element(By.ID, "activity").text
-    assert "Token issued to an agent for you" in activity and TASK in activity, activity
+    assert "Token for an agent acting for you" in activity and TASK in activity, activity
     driver.set_window_size(1000, 1500)
     driver.save_screenshot(str(tmp_path / "account-page.png"))
 

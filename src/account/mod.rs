@@ -211,7 +211,15 @@ pub fn describe(event: &str) -> &'static str {
         "code_redeemed" => "App completed the sign-in",
         "code_refused" | "code_replayed" => "Sign-in code refused",
         "token_issued" => "Token issued",
-        "token_exchange" => "Token issued to an agent for you",
+        // Also shown for a refused exchange, marked refused on the page.
+        "token_exchange" => "Token for an agent acting for you",
+        "ciba_requested" => "An app asked for your approval",
+        "ciba_shown" => "Request shown to you",
+        "ciba_approved" => "You approved a request",
+        "ciba_denied" => "You denied a request",
+        "ciba_redeemed" => "Approved request used by the app",
+        "ciba_expired" => "Request expired unanswered",
+        "person_added" => "Account created",
         "refresh_rotated" | "refresh_retried" => "Access renewed",
         "refresh_reuse_detected" => "Reused refresh token: access ended",
         "token_revoked" => "Token revoked by an app",
@@ -308,6 +316,13 @@ mod tests {
             "token_exchange",
             "consent_withdrawn",
             "signed_out_everywhere",
+            "ciba_requested",
+            "ciba_shown",
+            "ciba_approved",
+            "ciba_denied",
+            "ciba_redeemed",
+            "ciba_expired",
+            "person_added",
         ] {
             assert_ne!(describe(e), "Other event", "{e}");
         }

@@ -345,7 +345,7 @@ async fn the_page_lists_each_client_with_its_consent_family_chain_and_task() {
         assert!(!html.contains(t.as_str()), "no token in the page");
     }
     // Activity: the exchanges done for alice, with chain and task.
-    assert!(html.contains("Token issued to an agent for you"), "{html}");
+    assert!(html.contains("Token for an agent acting for you"), "{html}");
     assert!(
         html.contains("data-label=\"Task\">ticket-42</td>"),
         "{html}"
