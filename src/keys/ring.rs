@@ -199,8 +199,8 @@ impl KeyRing {
             .map(|(k, _)| k)
     }
 
-    /// RFC 7517 §5 JWK Set of every published key (public members only).
-    /// The JWK Set document (RFC 7517 §5) of the keys published at `now`.
+    /// The JWK Set document (RFC 7517 §5) of the keys published at `now`
+    /// (public members only).
     pub fn jwks_text(&self, now: i64, max_jwt_lifetime: i64) -> String {
         let keys: Vec<&str> = self
             .states(now, max_jwt_lifetime)

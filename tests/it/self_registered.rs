@@ -342,15 +342,25 @@ async fn registration_is_rate_limited_per_address() {
     assert_eq!(s, 201);
 }
 
-#[actix_web::test]
-async fn an_unused_registered_client_expires_and_is_swept() {
-    let env = env_with(|s| {
+/// Open registration, unused clients unknown after 1000 s, no rate limit.
+fn short_lived_registrations() -> Env {
+    env_with(|s| {
         s.registration = deputy::config::RegistrationMode::Open;
         s.registration_unused_ttl = 1000;
         s.rate_limit_registration = 0;
-    });
+    })
+}
+
+/// What an MCP client registers: public, for the code flow.
+fn public_client() -> Value {
+    json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})
+}
+
+#[actix_web::test]
+async fn an_unused_registered_client_expires_and_is_swept() {
+    let env = short_lived_registrations();
     let app = env.app().await;
-    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+    let body = public_client();
     let (_, b, _) = post_register(&app, body.clone(), None).await;
     let old = b["client_id"].as_str().unwrap().to_string();
     env.clock.advance(1001);
@@ -391,14 +401,9 @@ async fn an_unused_registered_client_expires_and_is_swept() {
 /// round 2 found the use recorded only once an hour).
 #[actix_web::test]
 async fn a_registered_client_in_use_outlives_a_short_unused_lifetime() {
-    let env = env_with(|s| {
-        s.registration = deputy::config::RegistrationMode::Open;
-        s.registration_unused_ttl = 1000;
-        s.rate_limit_registration = 0;
-    });
+    let env = short_lived_registrations();
     let app = env.app().await;
-    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
-    let (_, b, _) = post_register(&app, body, None).await;
+    let (_, b, _) = post_register(&app, public_client(), None).await;
     let id = b["client_id"].as_str().unwrap().to_string();
     let visit = || {
         test::TestRequest::get()
