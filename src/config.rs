@@ -229,9 +229,11 @@ pub struct Settings {
     /// the default is one it would accept). Default 300.
     #[serde(deserialize_with = "values::SecondsIn::<10, 1800>::field")]
     pub ciba_default_expiry: i64,
-    /// The least time between two polls of one CIBA request, seconds (at
-    /// least 1); a faster poll is `slow_down` and raises it by 5. Default 5.
-    #[serde(deserialize_with = "Seconds::<1>::field")]
+    /// The least time between two polls of one CIBA request, seconds (1 to
+    /// 300: a longer wait than that would outlast most requests, which end
+    /// within `ciba_default_expiry`); a faster poll is `slow_down` and raises
+    /// it by 5. Default 5.
+    #[serde(deserialize_with = "values::SecondsIn::<1, 300>::field")]
     pub ciba_interval: i64,
     /// A URL deputy POSTs a small JSON to when a person has a CIBA request to
     /// approve (never a token); empty: no notification. Default empty.

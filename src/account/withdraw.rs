@@ -109,8 +109,7 @@ pub fn client(
 /// Withdraw one task of a client: the person's tokens issued to that client
 /// for that task, everything derived from them, the refresh families issued
 /// for that task (CIBA) with their tokens, and the client's open
-/// backchannel requests for that task. Returns how many tokens and requests
-/// ended.
+/// backchannel requests for that task.
 pub fn task(
     conn: &dyn Db,
     person: &str,
@@ -118,7 +117,7 @@ pub fn task(
     task: &str,
     origin: &Origin,
     now: i64,
-) -> StoreResult<usize> {
+) -> StoreResult<TaskWithdrawn> {
     let families = lineage::task_grants(conn, person, client_id, task)?;
     let mut revoked = revoke_grants(conn, &families, now, TASK_REASON)?;
     revoked += crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
@@ -133,7 +132,16 @@ pub fn task(
         detail.insert("requests_withdrawn".into(), json!(requests));
         audit(conn, origin, event, detail)?;
     }
-    Ok(revoked + requests)
+    Ok(TaskWithdrawn { revoked, requests })
+}
+
+/// What withdrawing one task changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskWithdrawn {
+    /// Tokens that changed state (descendants included).
+    pub revoked: usize,
+    /// Backchannel (CIBA) requests for the task, pending or approved, ended.
+    pub requests: usize,
 }
 
 /// What "sign out everywhere" ended.

@@ -441,6 +441,8 @@ mod tests {
                 "1801",
                 "must be between 10 and 1800 seconds",
             ),
+            ("ciba_interval", "0", "must be between 1 and 300 seconds"),
+            ("ciba_interval", "301", "must be between 1 and 300 seconds"),
             ("workers", "257", "must be a number from 0 to 256"),
             ("workers", "-1", "must be a number from 0 to 256"),
             (

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use crate::account::withdraw::{self, ClientWithdrawn, SignedOut};
+use crate::account::withdraw::{self, ClientWithdrawn, SignedOut, TaskWithdrawn};
 use crate::account::{Activity, Delegation, Holdings};
 use crate::admin::Origin;
 use crate::app::AppState;
@@ -291,7 +291,7 @@ pub async fn withdraw(
         .await;
     let notice = match done {
         Ok(Ok(w)) => client_notice(&client_id, &w),
-        Ok(Err(n)) => task_notice(&client_id, task.as_deref().unwrap_or_default(), n),
+        Ok(Err(n)) => task_notice(&client_id, task.as_deref().unwrap_or_default(), &n),
         Err(e) => return failed("withdrawal", e),
     };
     render_page(&state, &session, None, Some(&notice)).await
@@ -301,6 +301,15 @@ fn tokens(n: usize) -> String {
     match n {
         1 => "1 token".to_string(),
         n => format!("{n} tokens"),
+    }
+}
+
+/// ", N requests to you withdrawn", or nothing when there were none.
+fn requests_withdrawn(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => ", 1 request to you withdrawn".to_string(),
+        n => format!(", {n} requests to you withdrawn"),
     }
 }
 
@@ -320,20 +329,17 @@ fn client_notice(client_id: &str, w: &ClientWithdrawn) -> String {
             0 => String::new(),
             1 => ", 1 sign-in ended".to_string(),
             n => format!(", {n} sign-ins ended"),
-        } + &match w.requests {
-            0 => String::new(),
-            1 => ", 1 request to you withdrawn".to_string(),
-            n => format!(", {n} requests to you withdrawn"),
-        }
+        } + &requests_withdrawn(w.requests)
     )
 }
 
-fn task_notice(client_id: &str, task: &str, revoked: usize) -> String {
-    match revoked {
-        0 => format!("{client_id} held nothing for the task \u{201c}{task}\u{201d}."),
-        n => format!(
-            "Stopped the task \u{201c}{task}\u{201d} of {client_id}: {} revoked.",
-            tokens(n)
+fn task_notice(client_id: &str, task: &str, w: &TaskWithdrawn) -> String {
+    match (w.revoked, w.requests) {
+        (0, 0) => format!("{client_id} held nothing for the task \u{201c}{task}\u{201d}."),
+        (n, r) => format!(
+            "Stopped the task \u{201c}{task}\u{201d} of {client_id}: {} revoked{}.",
+            tokens(n),
+            requests_withdrawn(r)
         ),
     }
 }
@@ -363,12 +369,13 @@ pub async fn sign_out_everywhere(
         Err(e) => return failed("sign out everywhere", e),
     };
     let message = format!(
-        "You are signed out of deputy everywhere: {} ended, {} revoked. Apps and agents you allowed must ask you to sign in again.",
+        "You are signed out of deputy everywhere: {} ended, {} revoked{}. Apps and agents you allowed must ask you to sign in again.",
         match out.sessions {
             1 => "1 session".to_string(),
             n => format!("{n} sessions"),
         },
-        tokens(out.revoked)
+        tokens(out.revoked),
+        requests_withdrawn(out.requests)
     );
     let mut resp = pages::page(
         StatusCode::OK,
@@ -384,6 +391,31 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notices_count_the_requests_a_withdrawal_ended() {
+        let task = |revoked, requests| TaskWithdrawn { revoked, requests };
+        assert_eq!(
+            task_notice("bot", "triage", &task(0, 0)),
+            "bot held nothing for the task \u{201c}triage\u{201d}."
+        );
+        assert_eq!(
+            task_notice("bot", "triage", &task(0, 1)),
+            "Stopped the task \u{201c}triage\u{201d} of bot: 0 tokens revoked, 1 request to you withdrawn."
+        );
+        assert_eq!(
+            task_notice("bot", "triage", &task(1, 2)),
+            "Stopped the task \u{201c}triage\u{201d} of bot: 1 token revoked, 2 requests to you withdrawn."
+        );
+        let client = ClientWithdrawn {
+            requests: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            client_notice("bot", &client),
+            "Withdrew bot: no remembered consent, 0 tokens revoked, 1 request to you withdrawn."
+        );
+    }
 
     #[test]
     fn times_read_as_utc_minutes() {

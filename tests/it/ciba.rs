@@ -581,17 +581,24 @@ async fn withdrawing_ends_approved_and_pending_requests() {
     let ways: Vec<(&str, Withdraw)> = vec![
         (
             "client",
-            Box::new(move |c, who| withdraw::client(c, who, "agent", &Origin::Cli, T0).map(drop)),
+            Box::new(move |c, who| {
+                withdraw::client(c, who, "agent", &Origin::Cli, T0)
+                    .map(|w| assert_eq!(w.requests, 2, "both requests counted"))
+            }),
         ),
         (
             "task",
             Box::new(move |c, who| {
-                withdraw::task(c, who, "agent", "triage inbox", &Origin::Cli, T0).map(drop)
+                withdraw::task(c, who, "agent", "triage inbox", &Origin::Cli, T0)
+                    .map(|w| assert_eq!(w.requests, 2, "both requests counted"))
             }),
         ),
         (
             "everywhere",
-            Box::new(move |c, who| withdraw::everywhere(c, who, &Origin::Cli, T0).map(drop)),
+            Box::new(move |c, who| {
+                withdraw::everywhere(c, who, &Origin::Cli, T0)
+                    .map(|o| assert_eq!(o.requests, 2, "both requests counted"))
+            }),
         ),
         (
             "revoke --sub",
@@ -710,6 +717,8 @@ async fn a_ciba_refresh_family_keeps_and_ends_with_its_task() {
         .write(move |c| withdraw::task(c, &who, "agent", "triage inbox", &Origin::Cli, T0))
         .await
         .unwrap();
+    assert_eq!(ended.requests, 0, "the redeemed request is not withdrawn");
+    let ended = ended.revoked;
     // Every token recorded under the task's grant (access, ID and refresh
     // tokens, the refreshed ones too), and no other.
     const LEFT_LIVE: &str = "SELECT count(*) FROM tokens WHERE revoked_at IS NULL AND grant_id = \
