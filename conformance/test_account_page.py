@@ -16,6 +16,9 @@ no-store); a form without this session's CSRF token, or from another origin
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from conftest import Deputy
@@ -96,7 +99,16 @@ def assert_no_framing(r):
     assert r.headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driver, tmp_path):
+def artifacts() -> Path:
+    """Where the screenshots are kept after the run: $DEPUTY_ARTIFACTS, or
+    target/artifacts/ in the repository (git-ignored with target/)."""
+    where = Path(os.environ.get("DEPUTY_ARTIFACTS")
+                 or Path(__file__).resolve().parent.parent / "target" / "artifacts")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driver):
     """A person signs in through /account in Chromium, sees the agent, the
     chain of agents (you → trip-agent → booking-helper) and the task; clicking
     "Withdraw all access" ends every token of the chain at once: RFC 7662
@@ -107,6 +119,7 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     from selenium.webdriver.support.ui import WebDriverWait
 
     d, c = env
+    shots = artifacts()
     wait = WebDriverWait(driver, 15)
     driver.get(d.url("/account"))
     wait.until(EC.visibility_of_element_located((By.ID, "username"))).send_keys("alice")
@@ -132,7 +145,7 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     activity = driver.find_element(By.ID, "activity").text
     assert "Token for an agent acting for you" in activity and TASK in activity, activity
     driver.set_window_size(1000, 1500)
-    driver.save_screenshot(str(tmp_path / "account-page.png"))
+    assert driver.save_screenshot(str(shots / "account-page.png"))
 
     # A phone-width screen (375 CSS px): no sideways scrolling.
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -142,7 +155,7 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     widths = driver.execute_script(
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert widths[0] <= widths[1] <= 375, widths
-    driver.save_screenshot(str(tmp_path / "account-page-phone.png"))
+    assert driver.save_screenshot(str(shots / "account-page-phone.png"))
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     driver.find_element(By.CSS_SELECTOR, f'article[data-client-id="{AGENT}"] button.danger').click()
@@ -151,7 +164,7 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     assert not driver.find_elements(By.CSS_SELECTOR, f'article[data-client-id="{AGENT}"]')
     for name, (holder, token) in tokens.items():
         assert active(d, c, holder, token) == INACTIVE, name
-    driver.save_screenshot(str(tmp_path / "account-page-withdrawn.png"))
+    assert driver.save_screenshot(str(shots / "account-page-withdrawn.png"))
 
 
 def test_account_forms_refuse_missing_or_foreign_csrf_and_other_origins(env):

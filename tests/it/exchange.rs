@@ -222,7 +222,10 @@ async fn three_hop_chain_nests_act_and_only_narrows() {
     assert_eq!(c2["scope"], "notes:read");
     assert!(c2["exp"].as_i64().unwrap() <= c1["exp"].as_i64().unwrap());
     assert_eq!(c2["exp"], T0 + 120);
-    assert!(c2.get("task").is_none(), "the task is per hop");
+    assert_eq!(
+        c2["task"], "ticket-42",
+        "a hop that names no task keeps its subject token's"
+    );
     // Lineage is recorded: hop2's parent is hop1, hop1's parent is the person's token.
     let jti2 = c2["jti"].as_str().unwrap().to_string();
     let rec = w.env.token_record(&jti2).await;

@@ -177,6 +177,11 @@ async fn evaluate(
     let subject = validate(ctx, "subject_token", subject_token, subject_type).await?;
     t.person = Some(subject.record.subject.clone());
     t.subject_jti = Some(subject.record.jti.clone());
+    // A hop that names no task works within its subject token's task: the
+    // token and the trail keep answering "which task" down the chain.
+    if t.task.is_none() {
+        t.task = subject.record.task.clone();
+    }
 
     // 3. The actor: the requesting client, or the owner of the actor token
     //    when a broker requests on its behalf.
