@@ -17,12 +17,14 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
-from conftest import Deputy, LoopbackServer, assert_oauth_error, assert_token_ok, basic_auth
+from conftest import (ClientKey, Deputy, LoopbackServer, assert_oauth_error, assert_token_ok, assertion_form,
+                      basic_auth, make_assertion)
 from flows import add_client, add_user, authorize, post, redeem, settings, verify_jwcrypto
 
 PW = "correct horse battery staple"
 CIBA = "urn:openid:params:grant-type:ciba"
 API = "https://api.example/"
+JWT_AGENT_KEY = ClientKey("ES256", kid="ciba-1")
 
 
 class Recorder(LoopbackServer):
@@ -66,6 +68,8 @@ def env(module_dir):
                              audiences=(API,), grants=("ciba", "refresh_token"))
         plain = d.add_client("plain", "client_secret_basic", kind="agent", scopes=("notes:read",),
                              audiences=(API,), grants=("client_credentials",))
+        d.add_client("jwt-agent", "private_key_jwt", kind="agent", key=JWT_AGENT_KEY,
+                     scopes=("notes:read",), audiences=(API,), grants=("ciba",))
         add_client(d, "web")
         d.start()
         yield d, {"agent": agent["client_secret"], "plain": plain["client_secret"]}, hook
@@ -270,3 +274,26 @@ def test_unknown_person_same_answer_then_expiry(env):
     assert_oauth_error(poll(d, secrets_["agent"], unknown), 400, "expired_token")
     assert_oauth_error(poll(d, secrets_["agent"], known), 400, "expired_token")
     assert len(hook.received()) <= before + 1, "nobody to notify for an unknown person"
+
+
+def jwt_form(assertion: str, params: dict) -> dict:
+    form = assertion_form(assertion, **params)
+    del form["grant_type"]
+    return form
+
+
+def test_private_key_jwt_audiences_at_the_backchannel_endpoint(env):
+    """CIBA Core §7.1: a client authenticating with a JWT at /bc-authorize
+    may name the issuer, the token endpoint or the backchannel authentication
+    endpoint as audience (the OP MUST accept all three); another audience is
+    401 invalid_client (RFC 7523 §3 item 3)."""
+    d, _, _ = env
+    ask_with = {"scope": "openid notes:read", "login_hint": "alice", "resource": API}
+    for aud in (d.issuer, d.url("/token"), d.url("/bc-authorize")):
+        a = make_assertion(JWT_AGENT_KEY, "jwt-agent", aud)
+        r = requests.post(d.url("/bc-authorize"), data=jwt_form(a, ask_with), timeout=15)
+        assert r.status_code == 200, (aud, r.text)
+        assert set(r.json()) == {"auth_req_id", "expires_in", "interval"}
+    a = make_assertion(JWT_AGENT_KEY, "jwt-agent", d.url("/introspect"))
+    r = requests.post(d.url("/bc-authorize"), data=jwt_form(a, ask_with), timeout=15)
+    assert_oauth_error(r, 401, "invalid_client")

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let rules = ClaimRules {
         issuer: "https://id.example",
         token_endpoint: "https://id.example/token",
+        backchannel_endpoint: "https://id.example/bc-authorize",
         now: NOW,
         skew: 30,
         max_age: 3600,
@@ -29,7 +30,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((jti, remember_until)) = check_claims(&claims, &rules) {
         assert!(!jti.is_empty() && jti.len() <= 256);
         assert!(remember_until >= NOW, "an accepted assertion is not expired");
-        let aud = claims.get("aud").and_then(|a| a.as_str());
-        assert!(aud == Some("https://id.example") || aud == Some("https://id.example/token"));
+        let aud = match claims.get("aud") {
+            Some(serde_json::Value::Array(list)) if list.len() == 1 => list[0].as_str(),
+            a => a.and_then(|a| a.as_str()),
+        };
+        assert!(matches!(
+            aud,
+            Some("https://id.example" | "https://id.example/token" | "https://id.example/bc-authorize")
+        ));
     }
 });

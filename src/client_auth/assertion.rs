@@ -85,6 +85,7 @@ pub async fn check(
     let rules = ClaimRules {
         issuer: &settings.issuer,
         token_endpoint: &settings.endpoint("/token"),
+        backchannel_endpoint: &settings.endpoint("/bc-authorize"),
         now: state.now,
         skew: settings.clock_skew,
         max_age: settings.assertion_max_age,
@@ -113,6 +114,8 @@ pub async fn check(
 pub struct ClaimRules<'a> {
     pub issuer: &'a str,
     pub token_endpoint: &'a str,
+    /// `/bc-authorize`: CIBA Core §7.1 has the OP accept it as an audience.
+    pub backchannel_endpoint: &'a str,
     pub now: i64,
     pub skew: i64,
     pub max_age: i64,
@@ -127,10 +130,21 @@ pub fn check_claims(
     r: &ClaimRules<'_>,
 ) -> Result<(String, i64), AssertionRefusal> {
     use AssertionRefusal::*;
-    // Item 3: aud identifies the authorization server. deputy takes exactly
-    // one string: the issuer or the token endpoint URL.
-    match claims.get("aud") {
-        Some(Value::String(a)) if a == r.issuer || a == r.token_endpoint => {}
+    // Item 3: aud identifies the authorization server: the issuer, the token
+    // endpoint URL or the backchannel authentication endpoint URL (CIBA Core
+    // §7.1: the OP MUST accept all three). A single audience value, as a
+    // string or a one-element array (draft-ietf-oauth-rfc7523bis, against
+    // audience injection): a list naming other parties too is refused.
+    let aud = match claims.get("aud") {
+        Some(Value::String(a)) => Some(a),
+        Some(Value::Array(list)) => match list.as_slice() {
+            [Value::String(a)] => Some(a),
+            _ => None,
+        },
+        _ => None,
+    };
+    match aud {
+        Some(a) if a == r.issuer || a == r.token_endpoint || a == r.backchannel_endpoint => {}
         _ => return Err(BadAudience),
     }
     // Item 4: exp is required and not in the past (allowing the skew), and not
@@ -161,4 +175,61 @@ pub fn check_claims(
         _ => return Err(MissingJti),
     };
     Ok((jti, exp.saturating_add(r.skew)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_900_000_000;
+
+    fn rules() -> ClaimRules<'static> {
+        ClaimRules {
+            issuer: "https://id.example",
+            token_endpoint: "https://id.example/token",
+            backchannel_endpoint: "https://id.example/bc-authorize",
+            now: NOW,
+            skew: 30,
+            max_age: 3600,
+        }
+    }
+
+    fn with_aud(aud: Value) -> Result<(String, i64), AssertionRefusal> {
+        let claims = json!({"aud": aud, "exp": NOW + 60, "jti": "j-1"});
+        check_claims(claims.as_object().unwrap(), &rules())
+    }
+
+    #[test]
+    fn audience_is_one_of_deputys_three_names_rfc7523_s3_ciba_s7_1() {
+        for aud in [
+            json!("https://id.example"),
+            json!("https://id.example/token"),
+            json!("https://id.example/bc-authorize"),
+            json!(["https://id.example"]),
+            json!(["https://id.example/bc-authorize"]),
+        ] {
+            assert_eq!(
+                with_aud(aud.clone()).ok(),
+                Some(("j-1".into(), NOW + 90)),
+                "{aud}"
+            );
+        }
+        for aud in [
+            json!("https://id.example/"),
+            json!("https://id.example/introspect"),
+            json!("https://other.example"),
+            json!(["https://id.example", "https://other.example"]),
+            json!(["https://id.example", "https://id.example/token"]),
+            json!([]),
+            json!([["https://id.example"]]),
+            json!(7),
+            Value::Null,
+        ] {
+            assert!(
+                matches!(with_aud(aud.clone()), Err(AssertionRefusal::BadAudience)),
+                "{aud}"
+            );
+        }
+    }
 }
