@@ -344,6 +344,13 @@ def test_request_shape_refusals_rfc8693_s2_1(env):
                                                    "audience": NOTES}))
     refused(env.ex(X, at, audience=NOTES, task="line\nbreak"))
     refused(env.ex(X, at, audience=NOTES, task="x" * 300))
+    refused(env.ex(X, at, audience=NOTES, task="pay \u202e001$"))  # right-to-left override
+
+
+def test_a_task_in_any_script_is_carried_into_the_token(env):
+    """deputy's `task`: 1-128 characters a person can read, any script."""
+    body, claims = env.ok(X, env.person()["access_token"], audience=NOTES, task="Steuererklärung ✓")
+    assert claims["task"] == "Steuererklärung ✓"
 
 
 # ---------------------------------------------------------------- subject token refusals

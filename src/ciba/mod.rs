@@ -151,10 +151,11 @@ pub fn validate(
 }
 
 /// CIBA Core §7.1: shown to the person on the page and on the agent's
-/// screen, so short and printable (no control characters).
+/// screen, so short and readable (`is_shown_char`).
 pub fn is_valid_binding_message(m: &str) -> bool {
     let n = m.chars().count();
-    (1..=BINDING_MESSAGE_MAX).contains(&n) && m.chars().all(|c| !c.is_control())
+    (1..=BINDING_MESSAGE_MAX).contains(&n)
+        && m.chars().all(crate::policy::delegation::is_shown_char)
 }
 
 /// A request waiting for the person, as their page shows it.

@@ -132,9 +132,18 @@ pub fn may_act_allows(may_act: Option<&Value>, actor: &str) -> bool {
     }
 }
 
-/// A task reference: short and printable, so it is safe in logs and claims.
+/// A task reference: 1 to 128 characters, each one a person can read (see
+/// `is_shown_char`), so it is safe in logs, claims and the account page.
 pub fn is_valid_task(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    (1..=128).contains(&t.chars().count()) && t.chars().all(is_shown_char)
+}
+
+/// A character of text shown to people (tasks, binding messages): no control
+/// character, and no bidirectional formatting character, which could make
+/// the account page show a text other than the one the agent sent.
+pub fn is_shown_char(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -218,5 +227,11 @@ mod tests {
         assert!(!is_valid_task(""));
         assert!(!is_valid_task("line\nbreak"));
         assert!(!is_valid_task(&"x".repeat(129)));
+        assert!(is_valid_task(&"é".repeat(128)), "characters, not bytes");
+        assert!(is_valid_task("Steuererklärung 2026 ✓"));
+        assert!(!is_valid_task("tab\there"));
+        assert!(!is_valid_task("del\u{7f}"));
+        assert!(!is_valid_task("pay \u{202e}001$"), "right-to-left override");
+        assert!(!is_valid_task("\u{2066}isolate"));
     }
 }
