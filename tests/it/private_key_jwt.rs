@@ -102,8 +102,8 @@ async fn claim_rules_are_enforced() {
     type Mutation = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Mutation)> = vec![
         (
-            "aud array (RFC 7523 §3 item 3)",
-            Box::new(|c| c["aud"] = json!([format!("{ISSUER}/token")])),
+            "aud lists two audiences (RFC 7523 §3 item 3, rfc7523bis)",
+            Box::new(|c| c["aud"] = json!([format!("{ISSUER}/token"), ISSUER])),
         ),
         (
             "aud elsewhere",
