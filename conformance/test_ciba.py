@@ -214,6 +214,8 @@ def test_refusals_of_the_authentication_request(env):
     assert_oauth_error(ask(d, secrets_["agent"], id_token_hint="a.b.c"), 400, "invalid_request")
     assert_oauth_error(ask(d, secrets_["agent"], login_hint=None), 400, "invalid_request")
     assert_oauth_error(ask(d, secrets_["agent"], resource="https://evil.example/"), 400, "invalid_target")
+    for bad in ("0", "-5", "soon", "1.5"):  # §7.1: a positive integer
+        assert_oauth_error(ask(d, secrets_["agent"], requested_expiry=bad), 400, "invalid_request")
     assert_oauth_error(ask(d, secrets_["plain"], client_id="plain"), 400, "unauthorized_client")
     assert_oauth_error(ask(d, None, client_id="web"), 401, "invalid_client")
     r = requests.post(d.url("/bc-authorize"), data={"scope": "openid", "login_hint": "alice"},
@@ -297,3 +299,13 @@ def test_private_key_jwt_audiences_at_the_backchannel_endpoint(env):
     a = make_assertion(JWT_AGENT_KEY, "jwt-agent", d.url("/introspect"))
     r = requests.post(d.url("/bc-authorize"), data=jwt_form(a, ask_with), timeout=15)
     assert_oauth_error(r, 401, "invalid_client")
+
+
+def test_requested_expiry_is_kept_within_deputys_bounds(env):
+    """CIBA Core §7.1: the server MAY use requested_expiry to influence the
+    lifetime; deputy keeps it within 10-1800 s and says so in expires_in."""
+    d, secrets_, _ = env
+    for asked, got in (("120", 120), ("3600", 1800), ("5", 10)):
+        r = ask(d, secrets_["agent"], requested_expiry=asked)
+        assert r.status_code == 200, r.text
+        assert r.json()["expires_in"] == got, (asked, r.json())

@@ -13,7 +13,8 @@ use crate::store::backchannel::{self, Status};
 use crate::store::clients::Client;
 use crate::store::{Db, StoreResult};
 
-/// deputy accepts a `requested_expiry` in this range, seconds.
+/// A request waits for the person this long at least and at most, seconds:
+/// a `requested_expiry` outside is brought into it.
 pub const EXPIRY_RANGE: std::ops::RangeInclusive<i64> = 10..=1800;
 /// CIBA Core §7.1: a binding message is short enough to show on a device.
 pub const BINDING_MESSAGE_MAX: usize = 64;
@@ -112,16 +113,17 @@ pub fn validate(
         }
         other => other.clone(),
     };
-    // CIBA Core §7.1: a positive integer; deputy's bounds keep a request
-    // from waiting for seconds nobody can act in, or for hours.
+    // CIBA Core §7.1: a positive integer, which the server MAY use to
+    // influence the lifetime. deputy brings it into its bounds, which keep a
+    // request from waiting for seconds nobody can act in, or for hours.
     let expires_in = match &p.requested_expiry {
         None => default_expiry,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| EXPIRY_RANGE.contains(n))
+        Some(v) => positive_seconds(v)
+            .map(|n| n.clamp(*EXPIRY_RANGE.start(), *EXPIRY_RANGE.end()))
             .ok_or_else(|| {
-                OAuthError::invalid_request("requested_expiry must be between 10 and 1800 seconds")
+                OAuthError::invalid_request(
+                    "requested_expiry must be a positive whole number of seconds",
+                )
             })?,
     };
     // RFC 8707 §2: the one resource must be one the client may obtain
@@ -148,6 +150,17 @@ pub fn validate(
         expires_in,
         task: p.task.clone(),
     })
+}
+
+/// Digits only, at least 1 (a huge value is as good as the maximum).
+fn positive_seconds(v: &str) -> Option<i64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match v.parse::<i64>() {
+        Ok(n) => Some(n).filter(|n| *n >= 1),
+        Err(_) => Some(i64::MAX),
+    }
 }
 
 /// CIBA Core §7.1: shown to the person on the page and on the agent's

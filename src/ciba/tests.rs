@@ -71,12 +71,27 @@ fn each_rule_answers_its_error() {
     p.binding_message = Some("é".repeat(64));
     assert!(validate(&client(), &p, 300, "i").is_ok());
     let mut p = good();
-    for bad in ["9", "1801", "soon", "-5"] {
+    for bad in ["0", "soon", "-5", "+120", "1.5", " 120", ""] {
         p.requested_expiry = Some(bad.into());
-        assert_eq!(code(&p), "invalid_request", "{bad}");
+        assert_eq!(code(&p), "invalid_request", "{bad:?}");
     }
-    p.requested_expiry = Some("10".into());
-    assert_eq!(validate(&client(), &p, 300, "i").unwrap().expires_in, 10);
+    // CIBA Core §7.1: the server MAY use the value; deputy keeps it in 10-1800.
+    for (asked, got) in [
+        ("10", 10),
+        ("120", 120),
+        ("1800", 1800),
+        ("1", 10),
+        ("9", 10),
+        ("3600", 1800),
+        ("99999999999999999999999", 1800),
+    ] {
+        p.requested_expiry = Some(asked.into());
+        assert_eq!(
+            validate(&client(), &p, 300, "i").unwrap().expires_in,
+            got,
+            "{asked}"
+        );
+    }
     let mut p = good();
     p.resource = Some("https://evil.example".into());
     assert_eq!(code(&p), "invalid_target");

@@ -308,7 +308,7 @@ async fn bad_requests_are_refused_with_their_codes() {
             GOOD.replace("login_hint=alice", "id_token_hint=a.b.c"),
             "invalid_request",
         ),
-        (format!("{GOOD}&requested_expiry=3600"), "invalid_request"),
+        (format!("{GOOD}&requested_expiry=0"), "invalid_request"),
         (
             GOOD.replace("api.example", "evil.example"),
             "invalid_target",
