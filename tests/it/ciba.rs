@@ -422,6 +422,47 @@ async fn twenty_concurrent_polls_after_approval_redeem_once() {
     );
 }
 
+/// An auth_req_id is redeemed once across restarts too: the approval made
+/// before a restart is redeemed after it, and a replay after a further
+/// restart is still invalid_grant (its state is the database's, not the
+/// process's).
+#[actix_web::test]
+async fn an_auth_req_id_is_redeemed_once_across_restarts() {
+    let dir = temp_dir();
+    let (secret, id);
+    {
+        let env = Env::in_dir(dir.clone(), T0);
+        let alice = env.person("alice").await;
+        secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+        let app = env.app().await;
+        let (s, b) = post(
+            &app,
+            "/bc-authorize",
+            &format!("{GOOD}&{}", creds("agent", &secret)),
+        )
+        .await;
+        id = auth_req_id(s, &b);
+        assert!(env.decide(&alice, &id, Decision::Approve).await);
+    }
+    {
+        let env = Env::in_dir(dir.clone(), T0 + 10);
+        let app = env.app().await;
+        let (s, b) = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+        assert_eq!(s, 200, "{b}");
+        assert!(b["access_token"].is_string() && b["id_token"].is_string());
+    }
+    let env = Env::in_dir(dir, T0 + 20);
+    let app = env.app().await;
+    let r = post(&app, "/token", &poll_body("agent", &secret, &id)).await;
+    assert_eq!(error(&r), (400, "invalid_grant"));
+    assert_eq!(env.events("ciba_redeemed").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM tokens WHERE kind = 'access'")
+            .await,
+        1
+    );
+}
+
 /// The person approves on the page: signed in, with the page's CSRF
 /// token; the listing is audited once as shown.
 #[actix_web::test]
