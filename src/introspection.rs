@@ -101,7 +101,7 @@ async fn introspect_refresh(
     if !active {
         return Ok(inactive());
     }
-    Ok(json!({
+    let mut answer = json!({
         "active": true,
         "scope": rec.scope,
         "client_id": rec.client_id,
@@ -111,7 +111,13 @@ async fn introspect_refresh(
         "iat": rec.issued_at,
         "jti": rec.jti,
         "token_type": "refresh_token",
-    }))
+    });
+    // deputy's `task`: a family issued for one task (CIBA) says which, as
+    // the access tokens refreshed from it do.
+    if let (Some(task), Some(m)) = (rec.task, answer.as_object_mut()) {
+        m.insert("task".into(), json!(task));
+    }
+    Ok(answer)
 }
 
 /// RFC 7662 §2.2 members for an active token (plus RFC 8693 §4.1 `act`,

@@ -733,6 +733,22 @@ async fn a_ciba_refresh_family_keeps_and_ends_with_its_task() {
     assert_eq!(at["task"], "triage inbox", "refreshed, still the task's");
     let refreshed_jti = at["jti"].as_str().unwrap().to_string();
     let next = t["refresh_token"].as_str().unwrap().to_string();
+    // Introspection of the family's refresh token names its task too.
+    let (s, i) = post(
+        &app,
+        "/introspect",
+        &format!("token={next}&{}", creds("agent", &secret)),
+    )
+    .await;
+    assert_eq!(s, 200, "{i}");
+    assert_eq!(
+        (&i["active"], &i["token_type"], &i["task"]),
+        (
+            &Value::Bool(true),
+            &Value::from("refresh_token"),
+            &Value::from("triage inbox")
+        )
+    );
     // The account page's holdings offer both tasks.
     let who = alice.clone();
     let holdings = env
