@@ -83,7 +83,8 @@ pub fn client(
     )?;
     // Requests the client asked the person (CIBA), approved or not: no
     // token comes of them any more.
-    let requests = crate::store::backchannel::withdraw_for(conn, person, Some(client_id), None)?;
+    let requests =
+        crate::store::backchannel::withdraw_for(conn, person, Some(client_id), None, now)?;
     let done = ClientWithdrawn {
         consent,
         grants,
@@ -122,7 +123,7 @@ pub fn task(
     let mut revoked = revoke_grants(conn, &families, now, TASK_REASON)?;
     revoked += crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
     let requests =
-        crate::store::backchannel::withdraw_for(conn, person, Some(client_id), Some(task))?;
+        crate::store::backchannel::withdraw_for(conn, person, Some(client_id), Some(task), now)?;
     if revoked + requests > 0 {
         let mut event = AuditEvent::new(now, "task_withdrawn", origin.mode()).person(Some(person));
         event.client_id = Some(client_id.to_string());
@@ -172,7 +173,7 @@ pub fn everywhere(
     let mut revoked = revoke_grants(conn, &grant_ids, now, SIGN_OUT_REASON)?;
     revoked += crate::store::tokens::revoke_subject(conn, person, now, SIGN_OUT_REASON)?;
     // Requests agents asked the person (CIBA), approved or not.
-    let requests = crate::store::backchannel::withdraw_for(conn, person, None, None)?;
+    let requests = crate::store::backchannel::withdraw_for(conn, person, None, None, now)?;
     let out = SignedOut {
         sessions,
         grants,

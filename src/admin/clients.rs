@@ -41,7 +41,7 @@ pub fn remove(conn: &dyn Db, id: &str, origin: &Origin, now: i64) -> StoreResult
     let resources_unlinked = crate::store::resources::unlink_client(conn, id)?;
     // Its backchannel requests (CIBA) end too: approved or not, a client
     // registered again under this id redeems none of them.
-    let ciba_ended = crate::store::backchannel::end_for_client(conn, id)?;
+    let ciba_ended = crate::store::backchannel::end_for_client(conn, id, now)?;
     crate::store::clients::remove(conn, id)?;
     let mut detail = serde_json::Map::new();
     detail.insert("tokens_revoked".into(), json!(tokens_revoked));

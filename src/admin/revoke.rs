@@ -79,12 +79,12 @@ pub fn revoke(conn: &dyn Db, sel: &Selector, origin: &Origin, now: i64) -> Store
     // selected: the person's, the client's, or the actor's (for one person
     // or all).
     let requests = match sel {
-        Selector::Sub(s) => crate::store::backchannel::withdraw_for(conn, s, None, None)?,
+        Selector::Sub(s) => crate::store::backchannel::withdraw_for(conn, s, None, None, now)?,
         Selector::Actor(a, Some(s)) => {
-            crate::store::backchannel::withdraw_for(conn, s, Some(a), None)?
+            crate::store::backchannel::withdraw_for(conn, s, Some(a), None, now)?
         }
         Selector::Actor(c, None) | Selector::Client(c) => {
-            crate::store::backchannel::end_for_client(conn, c)?
+            crate::store::backchannel::end_for_client(conn, c, now)?
         }
         Selector::Jti(_) | Selector::Grant(_) => 0,
     };
@@ -159,7 +159,8 @@ pub fn withdraw_consent(
 ) -> StoreResult<Withdrawal> {
     let consent = crate::store::consents::withdraw(conn, user_id, client_id)?;
     // The client's open backchannel (CIBA) requests to the person end too.
-    let requests = crate::store::backchannel::withdraw_for(conn, user_id, Some(client_id), None)?;
+    let requests =
+        crate::store::backchannel::withdraw_for(conn, user_id, Some(client_id), None, now)?;
     let grant_ids = lineage::grants_of(conn, user_id, client_id)?;
     let grants = lineage::live_grants(conn, &grant_ids)?;
     let revoked = revoke_grants(conn, &grant_ids, now, CONSENT_REASON)?;

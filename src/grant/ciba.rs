@@ -179,8 +179,11 @@ fn expired() -> OAuthError {
 /// CIBA Core §11: `access_denied` is a token error response (400), not the
 /// 403 of the authentication endpoint (§13).
 fn denied() -> OAuthError {
-    OAuthError::new(ErrorCode::AccessDenied, "the person denied the request")
-        .with_status(StatusCode::BAD_REQUEST)
+    OAuthError::new(
+        ErrorCode::AccessDenied,
+        "the person denied the request, or it was withdrawn",
+    )
+    .with_status(StatusCode::BAD_REQUEST)
 }
 
 /// What an approved request yields, prepared before the transaction.

@@ -283,11 +283,11 @@ pub fn mark_shown(conn: &dyn Db, handle: &str, user_id: &str, now: i64) -> Store
 
 /// A removed client's requests that could still be approved or redeemed
 /// end as expired; how many.
-pub fn end_for_client(conn: &dyn Db, client_id: &str) -> StoreResult<usize> {
+pub fn end_for_client(conn: &dyn Db, client_id: &str, now: i64) -> StoreResult<usize> {
     conn.execute(
         "UPDATE backchannel_requests SET status = 'expired' \
-         WHERE client_id = ?1 AND status IN ('pending', 'approved')",
-        args![client_id],
+         WHERE client_id = ?1 AND expires_at > ?2 AND status IN ('pending', 'approved')",
+        args![client_id, now],
     )
 }
 
@@ -300,15 +300,21 @@ pub fn withdraw_for(
     user_id: &str,
     client_id: Option<&str>,
     task: Option<&str>,
+    now: i64,
 ) -> StoreResult<usize> {
+    // A request already past its expiry stays expired (its poll answers
+    // expired_token, CIBA Core §11) and is not counted as withdrawn.
     const OPEN: &str = "UPDATE backchannel_requests SET status = 'denied' \
-         WHERE user_id = ?1 AND status IN ('pending', 'approved')";
+         WHERE user_id = ?1 AND expires_at > ?2 AND status IN ('pending', 'approved')";
     match (client_id, task) {
-        (None, _) => conn.execute(OPEN, args![user_id]),
-        (Some(c), None) => conn.execute(&format!("{OPEN} AND client_id = ?2"), args![user_id, c]),
+        (None, _) => conn.execute(OPEN, args![user_id, now]),
+        (Some(c), None) => conn.execute(
+            &format!("{OPEN} AND client_id = ?3"),
+            args![user_id, now, c],
+        ),
         (Some(c), Some(t)) => conn.execute(
-            &format!("{OPEN} AND client_id = ?2 AND task = ?3"),
-            args![user_id, c, t],
+            &format!("{OPEN} AND client_id = ?3 AND task = ?4"),
+            args![user_id, now, c, t],
         ),
     }
 }

@@ -690,6 +690,37 @@ async fn withdrawing_ends_approved_and_pending_requests() {
     }
 }
 
+/// A request already expired when the person withdraws the agent stays
+/// expired: it is not counted as withdrawn, and its poll still answers
+/// expired_token (CIBA Core §11), not access_denied.
+#[actix_web::test]
+async fn withdrawing_leaves_expired_requests_expired() {
+    use deputy::account::withdraw;
+    use deputy::admin::Origin;
+    let env = Env::new();
+    let alice = env.person("alice").await;
+    let secret = env.ciba_agent("agent", &[GrantType::Ciba]).await;
+    let app = env.app().await;
+    let ask = format!("{GOOD}&requested_expiry=10&{}", creds("agent", &secret));
+    let (s, b) = post(&app, "/bc-authorize", &ask).await;
+    let old = auth_req_id(s, &b);
+    env.clock.advance(11);
+    let (s, b) = post(&app, "/bc-authorize", &ask).await;
+    let live = auth_req_id(s, &b);
+    let (who, now) = (alice.clone(), env.clock.now());
+    let done = env
+        .state
+        .store
+        .write(move |c| withdraw::client(c, &who, "agent", &Origin::Cli, now))
+        .await
+        .unwrap();
+    assert_eq!(done.requests, 1, "only the live request");
+    let r = post(&app, "/token", &poll_body("agent", &secret, &old)).await;
+    assert_eq!(error(&r), (400, "expired_token"));
+    let r = post(&app, "/token", &poll_body("agent", &secret, &live)).await;
+    assert_eq!(error(&r), (400, "access_denied"));
+}
+
 /// A refresh family issued for a CIBA request keeps its task: the refreshed
 /// access token names it (the audit trail still answers "which task"), the
 /// account page offers the task for withdrawal, and stopping the task ends
