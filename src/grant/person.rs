@@ -75,6 +75,7 @@ pub fn issued_event(rec: &TokenRecord) -> AuditEvent {
     e.audience = Some(rec.audience.clone());
     e.scope = Some(rec.scope.clone());
     e.parent_jti = rec.parent_jti.clone();
+    e.task = rec.task.clone();
     e.detail = Some(
         serde_json::json!({"grant_type": rec.grant_type, "kind": rec.kind.as_str(), "grant_id": rec.grant_id})
             .to_string(),
@@ -229,8 +230,13 @@ pub fn store(conn: &dyn Db, set: &IssuedSet) -> crate::store::StoreResult<()> {
     if let Some(r) = &set.refresh {
         crate::store::refresh::insert(conn, r)?;
     }
+    // The whole set is issued for one task (CIBA), which only the access
+    // token carries as a claim; the trail names it on every token's event.
+    let task = set.records.iter().find_map(|r| r.task.clone());
     for r in &set.records {
-        crate::store::audit::insert(conn, &issued_event(r))?;
+        let mut e = issued_event(r);
+        e.task = task.clone();
+        crate::store::audit::insert(conn, &e)?;
     }
     Ok(())
 }

@@ -156,6 +156,15 @@ async fn pending_then_approved_gives_tokens_once() {
     for e in ["ciba_requested", "ciba_approved", "ciba_redeemed"] {
         assert_eq!(env.events(e).await, 1, "{e}");
     }
+    // The trail names the task on each token issued: access, ID, refresh.
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM audit_events WHERE event = 'token_issued' \
+             AND task = 'triage inbox'"
+        )
+        .await,
+        3
+    );
     // The approval was for this request only: no consent is remembered.
     assert_eq!(env.count("SELECT count(*) FROM consent_scopes").await, 0);
 }
@@ -762,6 +771,16 @@ async fn a_ciba_refresh_family_keeps_and_ends_with_its_task() {
     assert_eq!(s, 200, "{t}");
     let (_, at) = peek(t["access_token"].as_str().unwrap());
     assert_eq!(at["task"], "triage inbox", "refreshed, still the task's");
+    assert_eq!(
+        env.count_with(
+            "SELECT count(*) FROM audit_events WHERE event = 'token_issued' AND jti = ?1 \
+             AND task = 'triage inbox'",
+            vec![at["jti"].as_str().unwrap().to_string()],
+        )
+        .await,
+        1,
+        "the refreshed token's event names the task"
+    );
     let refreshed_jti = at["jti"].as_str().unwrap().to_string();
     let next = t["refresh_token"].as_str().unwrap().to_string();
     // Introspection of the family's refresh token names its task too.
