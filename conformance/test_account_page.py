@@ -56,11 +56,11 @@ def auth(c, client_id):
     return ("post", c[client_id]["client_secret"])
 
 
-def delegate(d, c, user: str) -> dict[str, tuple[str, str]]:
+def delegate(d, c, user: str, task: str = TASK) -> dict[str, tuple[str, str]]:
     """`user` signs in to the agent; it exchanges for the helper with a
     task, the helper for the notes API. Every token, with its holder."""
     person = sign_in(d, AGENT, user, PW, "openid notes:read", client_auth=auth(c, AGENT))
-    r1 = exchange(d, AGENT, auth(c, AGENT), person["access_token"], audience=HELPER, task=TASK)
+    r1 = exchange(d, AGENT, auth(c, AGENT), person["access_token"], audience=HELPER, task=task)
     assert r1.status_code == 200, r1.text
     r2 = exchange(d, HELPER, auth(c, HELPER), r1.json()["access_token"], subject_token_type=AT_TYPE,
                   resource=NOTES)
@@ -147,7 +147,9 @@ def test_account_page_lists_an_agent_and_one_click_withdraws_its_chain(env, driv
     driver.set_window_size(1000, 1500)
     assert driver.save_screenshot(str(shots / "account-page.png"))
 
-    # A phone-width screen (375 CSS px): no sideways scrolling.
+    # A phone-width screen (375 CSS px): no sideways scrolling, even with a
+    # task of 128 characters without a space (its "Stop the task" button too).
+    tokens.update({f"long-{k}": v for k, v in delegate(d, c, "alice", task="x" * 128).items()})
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 375, "height": 800, "deviceScaleFactor": 1, "mobile": True})
     driver.refresh()
