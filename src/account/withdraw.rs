@@ -107,8 +107,8 @@ pub fn client(
     Ok(done)
 }
 
-/// Withdraw one task of a client: the person's tokens issued to that client
-/// for that task, everything derived from them, the refresh families issued
+/// Withdraw one task of a client: the person's tokens for that task the
+/// client can use (`lineage::revoke_task`), everything derived from them, the refresh families issued
 /// for that task (CIBA) with their tokens, and the client's open
 /// backchannel requests for that task.
 pub fn task(
@@ -121,7 +121,7 @@ pub fn task(
 ) -> StoreResult<TaskWithdrawn> {
     let families = lineage::task_grants(conn, person, client_id, task)?;
     let mut revoked = revoke_grants(conn, &families, now, TASK_REASON)?;
-    revoked += crate::store::tokens::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
+    revoked += lineage::revoke_task(conn, person, client_id, task, now, TASK_REASON)?;
     let requests =
         crate::store::backchannel::withdraw_for(conn, person, Some(client_id), Some(task), now)?;
     if revoked + requests > 0 {

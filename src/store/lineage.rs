@@ -252,6 +252,32 @@ fn can_act_on(dialect: Dialect, param: &str) -> String {
     )
 }
 
+/// Revoke, with everything derived from them, a person's tokens for one
+/// task that a client can use — issued to it, naming it in their `act`
+/// chain, or addressed to it (so it cannot exchange the task's token it was
+/// sent for a fresh one) — in one statement. Returns how many tokens changed
+/// state (a repeat is 0).
+pub fn revoke_task(
+    conn: &dyn Db,
+    person: &str,
+    client_id: &str,
+    task: &str,
+    now: i64,
+    reason: &str,
+) -> StoreResult<usize> {
+    conn.execute(
+        &format!(
+            "{} UPDATE tokens SET revoked_at = ?3, revoked_reason = ?4 \
+             WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL",
+            tokens::tree(&format!(
+                "{} AND subject = ?2 AND task = ?5",
+                can_act_on(conn.dialect(), "?1")
+            ))
+        ),
+        args![client_id, person, now, reason, task],
+    )
+}
+
 /// Grants of the refresh tokens among the selected tokens and their
 /// descendants: revoking a refresh token revokes its family (RFC 7009 §2.1).
 pub fn refresh_grants_in_tree(conn: &dyn Db, roots: Roots, arg: &str) -> StoreResult<Vec<String>> {

@@ -156,27 +156,6 @@ pub(crate) fn records_where(
     .collect()
 }
 
-/// Revoke, with everything derived from them, a person's tokens issued to a
-/// client for one task (the `task` deputy records at token exchange), in one
-/// statement. Returns how many tokens changed state (a repeat is 0).
-pub fn revoke_task(
-    conn: &dyn Db,
-    person: &str,
-    client_id: &str,
-    task: &str,
-    now: i64,
-    reason: &str,
-) -> StoreResult<usize> {
-    conn.execute(
-        &format!(
-            "{} UPDATE tokens SET revoked_at = ?3, revoked_reason = ?4 \
-             WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL",
-            tree("client_id = ?1 AND subject = ?2 AND task = ?5")
-        ),
-        args![client_id, person, now, reason, task],
-    )
-}
-
 /// The lineage walk, defined once: `tree(jti)` holds the tokens matching
 /// `roots` (a condition on `tokens` over `?1`, the root value, and `?2`, a
 /// person or NULL) and every token derived from them at any depth, through

@@ -87,10 +87,13 @@ impl World {
     }
 
     async fn token(&self, app: &impl App, body: String) -> Value {
-        let (s, b) =
-            json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await;
+        let (s, b) = self.token_response(app, body).await;
         assert_eq!(s, 200, "{b}");
         b
+    }
+
+    async fn token_response(&self, app: &impl App, body: String) -> (u16, Value) {
+        json_of(test::call_service(app, form_post("/token", &body).to_request()).await).await
     }
 
     /// `username` signs in to agent-x with `browser`; agent-x exchanges for
@@ -425,6 +428,49 @@ async fn withdrawing_a_task_ends_its_tree_only_and_is_idempotent() {
     assert_eq!(resp.status().as_u16(), 200);
     assert!(body_text(resp).await.contains("held nothing for the task"));
     assert_eq!(count(&w.env, events, &["sub-alice", TASK]).await, 1);
+}
+
+/// agent-y holds hop2, which keeps hop1's task, and was sent hop1 itself
+/// (addressed to it, so it may exchange it, RFC 8693 §2.1). Stopping the
+/// task on agent-y's card ends both, so agent-y cannot exchange hop1 again
+/// for a fresh token of the task; agent-x's own access stays.
+#[actix_web::test]
+async fn stopping_a_task_of_the_next_agent_ends_what_it_was_sent_too() {
+    let w = World::new().await;
+    let app = w.env.app().await;
+    let mut browser = Browser::default();
+    let held = w.delegate(&app, &mut browser, "alice").await;
+    let (_, hop2) = peek(&held.hop2);
+    assert_eq!(hop2["task"], TASK, "hop2 keeps hop1's task");
+    let (_, csrf) = page(&app, &mut browser).await;
+    let body = format!("csrf={csrf}&client_id=agent-y&task={TASK}");
+    let resp = post(&app, &mut browser, "/account/withdraw", &body, &[]).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let html = body_text(resp).await;
+    assert!(
+        html.contains("Stopped the task “ticket-42” of agent-y: 2 tokens revoked."),
+        "{html}"
+    );
+    assert!(!w.active(&app, "agent-x", &held.hop1).await);
+    assert!(!w.active(&app, "agent-y", &held.hop2).await);
+    assert!(w.active(&app, "agent-x", &held.person_token).await);
+    let again = w
+        .token_response(
+            &app,
+            format!(
+                "grant_type={TE}&{}&subject_token={}&subject_token_type={AT}&resource={}",
+                w.auth("agent-y"),
+                held.hop1,
+                enc(NOTES)
+            ),
+        )
+        .await;
+    assert_eq!(
+        (again.0, again.1["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{:?}",
+        again.1
+    );
 }
 
 #[actix_web::test]
