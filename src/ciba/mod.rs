@@ -108,7 +108,7 @@ pub fn validate(
         Some(m) if !is_valid_binding_message(m) => {
             return Err(OAuthError::new(
                 ErrorCode::InvalidBindingMessage,
-                "binding_message must be 1-64 printable characters",
+                "binding_message must be 1-64 characters a person can read (no control, invisible or bidirectional formatting characters)",
             ))
         }
         other => other.clone(),
@@ -139,7 +139,7 @@ pub fn validate(
     };
     if p.task.as_deref().is_some_and(|t| !is_valid_task(t)) {
         return Err(OAuthError::invalid_request(
-            "task must be 1-128 printable characters",
+            "task must be 1-128 characters a person can read (no control, invisible or bidirectional formatting characters)",
         ));
     }
     Ok(CheckedRequest {

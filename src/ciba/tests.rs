@@ -68,6 +68,10 @@ fn each_rule_answers_its_error() {
     assert_eq!(code(&p), "invalid_binding_message");
     p.binding_message = Some("line\nbreak".into());
     assert_eq!(code(&p), "invalid_binding_message");
+    p.binding_message = Some("W4-\u{202e}7Q".into());
+    assert_eq!(code(&p), "invalid_binding_message", "right-to-left override");
+    p.binding_message = Some("W4-\u{200b}7Q".into());
+    assert_eq!(code(&p), "invalid_binding_message", "zero-width space");
     p.binding_message = Some("é".repeat(64));
     assert!(validate(&client(), &p, 300, "i").is_ok());
     let mut p = good();

@@ -139,13 +139,20 @@ pub fn is_valid_task(t: &str) -> bool {
 }
 
 /// A character of text shown to people (tasks, binding messages): no control
-/// character, and no bidirectional formatting character, which could make
-/// the account page show a text other than the one the agent sent.
+/// character, and none that is invisible or reorders text — bidirectional
+/// formatting, zero-width and other format characters, tag characters, line
+/// and paragraph separators — nor a private-use or non-character, so the
+/// account page cannot show a text other than the one the agent sent.
 pub fn is_shown_char(c: char) -> bool {
     !c.is_control()
-        && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        && !matches!(c,
+            '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}'
+            | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+            | '\u{e000}'..='\u{f8ff}' | '\u{fdd0}'..='\u{fdef}'
+            | '\u{e0000}'..='\u{e007f}' | '\u{f0000}'..='\u{10ffff}')
+        && (u32::from(c) & 0xfffe) != 0xfffe
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +240,38 @@ mod tests {
         assert!(!is_valid_task("del\u{7f}"));
         assert!(!is_valid_task("pay \u{202e}001$"), "right-to-left override");
         assert!(!is_valid_task("\u{2066}isolate"));
+        for hidden in [
+            '\u{061c}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{00ad}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{206a}',
+            '\u{feff}',
+            '\u{e0041}',
+            '\u{e000}',
+            '\u{10fffd}',
+            '\u{fdd0}',
+            '\u{fffe}',
+            '\u{1fffe}',
+        ] {
+            assert!(
+                !is_valid_task(&format!("tri{hidden}age")),
+                "U+{:04X}",
+                u32::from(hidden)
+            );
+        }
+        for shown in [
+            "Übersicht",
+            "予約 42",
+            "حجز",
+            "Ελλάδα",
+            "🚀 launch",
+            "a\u{0301}",
+        ] {
+            assert!(is_valid_task(shown), "{shown}");
+        }
     }
 }

@@ -350,7 +350,7 @@ async fn the_page_lists_each_client_with_its_consent_family_chain_and_task() {
     // Activity: the exchanges done for alice, with chain and task.
     assert!(html.contains("Token for an agent acting for you"), "{html}");
     assert!(
-        html.contains("data-label=\"Task\">ticket-42</td>"),
+        html.contains("data-label=\"Task\"><bdi>ticket-42</bdi></td>"),
         "{html}"
     );
     // Bob holds nothing, and sees none of alice's.

@@ -162,7 +162,7 @@ async fn evaluate(
     if let Some(task) = form.task.as_deref() {
         if !delegation::is_valid_task(task) {
             return Err(OAuthError::invalid_request(
-                "task must be 1-128 printable characters",
+                "task must be 1-128 characters a person can read (no control, invisible or bidirectional formatting characters)",
             ));
         }
     }
