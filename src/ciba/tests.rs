@@ -69,7 +69,11 @@ fn each_rule_answers_its_error() {
     p.binding_message = Some("line\nbreak".into());
     assert_eq!(code(&p), "invalid_binding_message");
     p.binding_message = Some("W4-\u{202e}7Q".into());
-    assert_eq!(code(&p), "invalid_binding_message", "right-to-left override");
+    assert_eq!(
+        code(&p),
+        "invalid_binding_message",
+        "right-to-left override"
+    );
     p.binding_message = Some("W4-\u{200b}7Q".into());
     assert_eq!(code(&p), "invalid_binding_message", "zero-width space");
     p.binding_message = Some("é".repeat(64));

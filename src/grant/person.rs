@@ -75,7 +75,6 @@ pub fn issued_event(rec: &TokenRecord) -> AuditEvent {
     e.audience = Some(rec.audience.clone());
     e.scope = Some(rec.scope.clone());
     e.parent_jti = rec.parent_jti.clone();
-    e.task = rec.task.clone();
     e.detail = Some(
         serde_json::json!({"grant_type": rec.grant_type, "kind": rec.kind.as_str(), "grant_id": rec.grant_id})
             .to_string(),

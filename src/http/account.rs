@@ -8,7 +8,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use crate::account::withdraw::{self, ClientWithdrawn, SignedOut, TaskWithdrawn};
+mod notices;
+use notices::{client_notice, requests_withdrawn, task_notice, tokens};
+
+use crate::account::withdraw::{self, SignedOut};
 use crate::account::{Activity, Delegation, Holdings};
 use crate::admin::Origin;
 use crate::app::AppState;
@@ -297,53 +300,6 @@ pub async fn withdraw(
     render_page(&state, &session, None, Some(&notice)).await
 }
 
-fn tokens(n: usize) -> String {
-    match n {
-        1 => "1 token".to_string(),
-        n => format!("{n} tokens"),
-    }
-}
-
-/// ", N requests to you withdrawn", or nothing when there were none.
-fn requests_withdrawn(n: usize) -> String {
-    match n {
-        0 => String::new(),
-        1 => ", 1 request to you withdrawn".to_string(),
-        n => format!(", {n} requests to you withdrawn"),
-    }
-}
-
-fn client_notice(client_id: &str, w: &ClientWithdrawn) -> String {
-    if !w.changed_anything() {
-        return format!("{client_id} held no access for you: nothing to withdraw.");
-    }
-    format!(
-        "Withdrew {client_id}: {}, {} revoked{}.",
-        if w.consent {
-            "your consent forgotten"
-        } else {
-            "no remembered consent"
-        },
-        tokens(w.revoked),
-        match w.grants {
-            0 => String::new(),
-            1 => ", 1 sign-in ended".to_string(),
-            n => format!(", {n} sign-ins ended"),
-        } + &requests_withdrawn(w.requests)
-    )
-}
-
-fn task_notice(client_id: &str, task: &str, w: &TaskWithdrawn) -> String {
-    match (w.revoked, w.requests) {
-        (0, 0) => format!("{client_id} held nothing for the task \u{201c}{task}\u{201d}."),
-        (n, r) => format!(
-            "Stopped the task \u{201c}{task}\u{201d} of {client_id}: {} revoked{}.",
-            tokens(n),
-            requests_withdrawn(r)
-        ),
-    }
-}
-
 /// `POST /account/signout-everywhere`: every session and refresh family of
 /// the person ends; the answer says so and clears this browser's cookie.
 pub async fn sign_out_everywhere(
@@ -391,31 +347,6 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notices_count_the_requests_a_withdrawal_ended() {
-        let task = |revoked, requests| TaskWithdrawn { revoked, requests };
-        assert_eq!(
-            task_notice("bot", "triage", &task(0, 0)),
-            "bot held nothing for the task \u{201c}triage\u{201d}."
-        );
-        assert_eq!(
-            task_notice("bot", "triage", &task(0, 1)),
-            "Stopped the task \u{201c}triage\u{201d} of bot: 0 tokens revoked, 1 request to you withdrawn."
-        );
-        assert_eq!(
-            task_notice("bot", "triage", &task(1, 2)),
-            "Stopped the task \u{201c}triage\u{201d} of bot: 1 token revoked, 2 requests to you withdrawn."
-        );
-        let client = ClientWithdrawn {
-            requests: 1,
-            ..Default::default()
-        };
-        assert_eq!(
-            client_notice("bot", &client),
-            "Withdrew bot: no remembered consent, 0 tokens revoked, 1 request to you withdrawn."
-        );
-    }
 
     #[test]
     fn times_read_as_utc_minutes() {

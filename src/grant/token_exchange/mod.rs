@@ -111,7 +111,12 @@ async fn evaluate(
 ) -> Result<RequestJob<TokenResponse>, OAuthError> {
     let client = &auth.client;
     let now = ctx.now;
-    t.task = form.task.as_ref().map(|s| s.chars().take(128).collect());
+    // Only a valid task reaches the trail: a refused one may hold characters
+    // that must never be shown (it is refused below).
+    t.task = form
+        .task
+        .clone()
+        .filter(|task| delegation::is_valid_task(task));
     t.scope_asked = form.scope.clone();
     // 1. What is asked for (RFC 8693 §2.1).
     let subject_token = required(&form.subject_token, "subject_token")?;
