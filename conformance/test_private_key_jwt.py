@@ -59,17 +59,15 @@ def refused(resp):
 # ---------------------------------------------------------------- happy paths
 
 
-@pytest.mark.parametrize("aud_kind", ["issuer", "token_endpoint", "bc_authorize", "array_issuer"])
+@pytest.mark.parametrize("aud_kind", ["issuer", "token_endpoint", "array_issuer"])
 def test_valid_assertion_issues_token_rfc7523_s2_2(env, aud_kind):
     """RFC 7523 §2.2/§3 item 3: aud may be the issuer or the token endpoint URL;
-    CIBA Core §7.1: the backchannel authentication endpoint URL too; a single
-    value may come as a one-element array (RFC 7519 §4.1.3,
+    a single value may come as a one-element array (RFC 7519 §4.1.3,
     draft-ietf-oauth-rfc7523bis)."""
     d, keys, _ = env
     aud = {
         "issuer": d.issuer,
         "token_endpoint": d.token_endpoint,
-        "bc_authorize": d.url("/bc-authorize"),
         "array_issuer": [d.issuer],
     }[aud_kind]
     body = assert_token_ok(post(d, make_assertion(keys["main"], CID, aud)))
@@ -189,6 +187,7 @@ def test_client_id_param_differs_from_iss_rfc7521_s4_2(env):
     "ARRAY_BOTH",
     "ARRAY_OURS_TWICE",
     "INTROSPECT",
+    "BC_AUTHORIZE",
     "https://evil.example/token",
     "ISSUER_SLASH",
     "TOKEN_ENDPOINT_UPPER",
@@ -196,7 +195,8 @@ def test_client_id_param_differs_from_iss_rfc7521_s4_2(env):
 ])
 def test_bad_audience_rfc7523_s3_item_3(env, aud):
     """RFC 7523 §3 item 3: aud must identify this server; deputy takes one
-    value (issuer, token endpoint or backchannel endpoint). Lists of several
+    value (issuer or token endpoint; at /token the /bc-authorize URL is none
+    of those). Lists of several
     audiences (even containing the right value: draft-ietf-oauth-rfc7523bis),
     other URLs and a missing aud are refused."""
     d, keys, _ = env
@@ -204,6 +204,8 @@ def test_bad_audience_rfc7523_s3_item_3(env, aud):
         "ARRAY_BOTH": [d.issuer, "https://evil.example/"],
         "ARRAY_OURS_TWICE": [d.issuer, d.token_endpoint],
         "INTROSPECT": d.url("/introspect"),
+        # CIBA Core §7.1 makes it an audience at /bc-authorize only.
+        "BC_AUTHORIZE": d.url("/bc-authorize"),
         "ISSUER_SLASH": d.issuer + "/",
         "TOKEN_ENDPOINT_UPPER": d.token_endpoint.upper(),
     }.get(aud, aud)

@@ -76,6 +76,7 @@ impl AppState {
             registry: &self.client_registry,
             auth_failures: &self.auth_failures,
             dummy_secret_hash: &self.dummy_hashes.client_secret,
+            at_backchannel_endpoint: false,
         }
     }
 

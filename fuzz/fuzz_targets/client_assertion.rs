@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let rules = ClaimRules {
         issuer: "https://id.example",
         token_endpoint: "https://id.example/token",
-        backchannel_endpoint: "https://id.example/bc-authorize",
+        backchannel_endpoint: Some("https://id.example/bc-authorize"),
         now: NOW,
         skew: 30,
         max_age: 3600,

@@ -82,10 +82,13 @@ pub async fn check(
     // expired, no jti) never makes deputy fetch a client's jwks_uri. They
     // count only once the signature below verifies.
     let settings = &state.settings;
+    let bc_endpoint = settings.endpoint("/bc-authorize");
     let rules = ClaimRules {
         issuer: &settings.issuer,
         token_endpoint: &settings.endpoint("/token"),
-        backchannel_endpoint: &settings.endpoint("/bc-authorize"),
+        backchannel_endpoint: state
+            .at_backchannel_endpoint
+            .then_some(bc_endpoint.as_str()),
         now: state.now,
         skew: settings.clock_skew,
         max_age: settings.assertion_max_age,
@@ -114,8 +117,10 @@ pub async fn check(
 pub struct ClaimRules<'a> {
     pub issuer: &'a str,
     pub token_endpoint: &'a str,
-    /// `/bc-authorize`: CIBA Core §7.1 has the OP accept it as an audience.
-    pub backchannel_endpoint: &'a str,
+    /// `/bc-authorize`'s URL, for an assertion sent there: CIBA Core §7.1
+    /// has the OP accept it as an audience. Elsewhere `None`, so an
+    /// assertion made for it is no use at other endpoints.
+    pub backchannel_endpoint: Option<&'a str>,
     pub now: i64,
     pub skew: i64,
     pub max_age: i64,
@@ -130,11 +135,11 @@ pub fn check_claims(
     r: &ClaimRules<'_>,
 ) -> Result<(String, i64), AssertionRefusal> {
     use AssertionRefusal::*;
-    // Item 3: aud identifies the authorization server: the issuer, the token
-    // endpoint URL or the backchannel authentication endpoint URL (CIBA Core
-    // §7.1: the OP MUST accept all three). A single audience value, as a
-    // string or a one-element array (draft-ietf-oauth-rfc7523bis, against
-    // audience injection): a list naming other parties too is refused.
+    // Item 3: aud identifies the authorization server: the issuer or the
+    // token endpoint URL, and at /bc-authorize its URL too (CIBA Core §7.1:
+    // the OP MUST accept all three there). One audience value, as a string or
+    // a one-element array: a list naming several is refused, as
+    // draft-ietf-oauth-rfc7523bis does against audience injection.
     let aud = match claims.get("aud") {
         Some(Value::String(a)) => Some(a),
         Some(Value::Array(list)) => match list.as_slice() {
@@ -144,7 +149,10 @@ pub fn check_claims(
         _ => None,
     };
     match aud {
-        Some(a) if a == r.issuer || a == r.token_endpoint || a == r.backchannel_endpoint => {}
+        Some(a)
+            if a == r.issuer
+                || a == r.token_endpoint
+                || Some(a.as_str()) == r.backchannel_endpoint => {}
         _ => return Err(BadAudience),
     }
     // Item 4: exp is required and not in the past (allowing the skew), and not
@@ -188,7 +196,7 @@ mod tests {
         ClaimRules {
             issuer: "https://id.example",
             token_endpoint: "https://id.example/token",
-            backchannel_endpoint: "https://id.example/bc-authorize",
+            backchannel_endpoint: Some("https://id.example/bc-authorize"),
             now: NOW,
             skew: 30,
             max_age: 3600,
@@ -201,6 +209,20 @@ mod tests {
     }
 
     #[test]
+    fn the_backchannel_endpoint_is_an_audience_only_there() {
+        let claims = json!({"aud": "https://id.example/bc-authorize", "exp": NOW + 60, "jti": "j"});
+        let elsewhere = ClaimRules {
+            backchannel_endpoint: None,
+            ..rules()
+        };
+        assert!(matches!(
+            check_claims(claims.as_object().unwrap(), &elsewhere),
+            Err(AssertionRefusal::BadAudience)
+        ));
+        assert!(check_claims(claims.as_object().unwrap(), &rules()).is_ok());
+    }
+
+    #[test]
     fn audience_is_one_of_deputys_three_names_rfc7523_s3_ciba_s7_1() {
         for aud in [
             json!("https://id.example"),
@@ -208,6 +230,7 @@ mod tests {
             json!("https://id.example/bc-authorize"),
             json!(["https://id.example"]),
             json!(["https://id.example/bc-authorize"]),
+            json!(["https://id.example/token"]),
         ] {
             assert_eq!(
                 with_aud(aud.clone()).ok(),

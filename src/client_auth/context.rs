@@ -32,4 +32,7 @@ pub struct Context<'a> {
     pub auth_failures: &'a FailureBudget,
     /// Verified against for unknown clients, so they cost what a known one does.
     pub dummy_secret_hash: &'a str,
+    /// The request came to `/bc-authorize`, whose URL an assertion may then
+    /// name as its audience (CIBA Core §7.1).
+    pub at_backchannel_endpoint: bool,
 }

@@ -28,7 +28,11 @@ pub async fn bc_authorize(
         return Err(crate::limits::too_many());
     }
     let credentials = crate::http::form::client_credentials(&req, &form, &address);
-    let auth = client_auth::authenticate(&state.auth_context(), &credentials).await?;
+    let ctx = client_auth::Context {
+        at_backchannel_endpoint: true,
+        ..state.auth_context()
+    };
+    let auth = client_auth::authenticate(&ctx, &credentials).await?;
     let job = if !state.token_by_client.allow(&auth.client.id, now) {
         refused(crate::limits::too_many())
     } else {
