@@ -36,6 +36,17 @@ impl Settings {
                 ),
             ));
         }
+        // A CIBA request must outlast the wait between two polls, or a client
+        // that keeps to `interval` (CIBA Core §7.3) never polls it twice.
+        if self.ciba_interval >= self.ciba_default_expiry {
+            return Err(bad(
+                "ciba_interval",
+                format!(
+                    "must be shorter than ciba_default_expiry ({} >= {})",
+                    self.ciba_interval, self.ciba_default_expiry
+                ),
+            ));
+        }
         if self.client_metadata_max_cache < self.client_metadata_min_cache {
             return Err(bad(
                 "client_metadata_max_cache",
@@ -212,6 +223,17 @@ mod tests {
         ] {
             assert_eq!(check(url, loopback), Ok(()), "{url} {loopback}");
         }
+    }
+
+    #[test]
+    fn a_ciba_request_outlasts_its_poll_interval() {
+        let s = with(&[("ciba_interval", "60"), ("ciba_default_expiry", "60")]).unwrap();
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "setting `ciba_interval`: must be shorter than ciba_default_expiry (60 >= 60)"
+        );
+        let s = with(&[("ciba_interval", "59"), ("ciba_default_expiry", "60")]).unwrap();
+        assert_eq!(s.validate(), Ok(()));
     }
 
     #[test]
